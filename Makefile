@@ -1,0 +1,54 @@
+# One-command set-up: `make demo` runs the main job, `make test` runs the tests. Both create .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+INSTALLED := $(VENV)/.installed
+INTERFACES := $(VENV)/.interfaces
+PYTEST_ARGS ?=
+
+.PHONY: install interfaces test lint format demo selfcheck bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(INSTALLED): $(PY) setup.py requirements-cpu.txt
+	$(PIP) install -q -r requirements-cpu.txt
+	$(PIP) install -q -e ".[test,ros,sim]"
+	touch $@
+
+install: $(INSTALLED) $(INTERFACES)
+
+# vjepa2_interfaces (srv/action) built with plain CMake into the venv prefix (see ../shared/ros/NOTES.md).
+$(INTERFACES): $(INSTALLED) $(shell find vjepa2_interfaces -type f 2>/dev/null)
+	@if [ -d vjepa2_interfaces ]; then VENV=$(VENV) scripts/build_interfaces.sh; fi
+	touch $@
+
+interfaces: $(INTERFACES)
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(INSTALLED)
+	$(VENV)/bin/black --check .
+	$(VENV)/bin/isort --check-only .
+	$(VENV)/bin/ruff check .
+
+format: $(INSTALLED)
+	$(VENV)/bin/isort .
+	$(VENV)/bin/black .
+	$(VENV)/bin/ruff check --fix .
+
+selfcheck: install
+	$(VENV)/bin/vjepa2-selfcheck
+
+demo: install
+	$(VENV)/bin/vjepa2-selfcheck
+
+bench: install
+	for b in bench/*_bench.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Datasets, writers and image transforms."""

@@ -1,0 +1,57 @@
+"""Image preprocessing shared by planning, training and replay (ImageNet statistics, [3,T,H,W] float layout)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 frames [T,H,W,3] (or one frame [H,W,3]) -> float tensor [3,T,H,W] in 0..255, validated."""
+    t = torch.as_tensor(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    if t.ndim != 4 or t.shape[-1] != 3:
+        raise ValueError(f"expected RGB frames shaped [T,H,W,3] or [H,W,3], got {tuple(t.shape)}")
+    if t.shape[1] < 1 or t.shape[2] < 1:
+        raise ValueError(f"empty image: {tuple(t.shape)}")
+    return t.permute(3, 0, 1, 2).float()
+
+
+def central_crop_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of the reference random-resized-crop fallback: aspect clamped into `ratio`, centred."""
+    aspect = width / height
+    if aspect < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif aspect > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def ac_preprocess(
+    frames: np.ndarray | torch.Tensor,
+    crop_size: int = 256,
+    ratio: tuple[float, float] = (1.0, 1.0),
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Deterministic AC/DROID transform: centre crop to `ratio`, bilinear resize to crop_size, ImageNet-normalise.
+
+    uint8 [T,H,W,3] -> float [3,T,crop,crop]. With ratio (1,1) on a square image this is the planning transform.
+    """
+    x = frames_to_tensor(frames)
+    if device is not None:
+        x = x.to(device)
+    _, _, h, w = x.shape
+    top, left, ch, cw = central_crop_box(h, w, ratio)
+    x = x[:, :, top : top + ch, left : left + cw]
+    if (ch, cw) != (crop_size, crop_size):
+        x = F.interpolate(x, size=(crop_size, crop_size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1, 1) * 255.0
+    return (x - mean) / std

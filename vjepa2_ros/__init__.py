@@ -1,0 +1,1 @@
+"""Thin rclpy nodes and message conversions around vjepa2_core."""
