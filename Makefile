@@ -15,7 +15,7 @@ $(PY):
 	$(PIP) install -q --upgrade pip
 
 $(INSTALLED): $(PY) setup.py requirements-cpu.txt
-	$(PIP) install -q -r requirements-cpu.txt
+	$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q -r requirements-cpu.txt
 	$(PIP) install -q -e ".[test,ros,sim]"
 	touch $@
 
