@@ -1,0 +1,159 @@
+"""Safety checks between a plan and a robot command: pure functions on numpy arrays, no ROS, no torch.
+
+An action is a per-step end-effector delta [dx dy dz droll dpitch dyaw dgripper]; a pose/state is
+[x y z roll pitch yaw gripper]. The ROS node calls `blocking_reasons` before every command and `limit_action`
+on every action it sends, so the same rules hold for the service, the action server and any other caller.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Reasons a command is withheld (reported in diagnostics and action feedback).
+STOPPED = "stopped"
+NO_CAMERA = "no_camera"
+NO_STATE = "no_state"
+STALE_CAMERA = "stale_camera"
+STALE_STATE = "stale_state"
+NON_FINITE_INPUT = "non_finite_input"
+NON_FINITE_PLAN = "non_finite_plan"
+DEADLINE_MISSED = "deadline_missed"
+# Notes when an action was changed (the command is still sent).
+CLAMPED_STEP = "clamped_step"
+CLAMPED_WORKSPACE = "clamped_workspace"
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """Per-step and workspace limits; invalid values raise ValueError at construction (i.e. at node start-up)."""
+
+    max_translation: float = 0.05  # metres per step (norm of dx dy dz)
+    max_rotation: float = 0.2  # radians per step, per euler axis
+    max_gripper_step: float = 1.0  # closedness change per step
+    workspace_min: tuple[float, float, float] = (-1.0, -1.0, 0.0)
+    workspace_max: tuple[float, float, float] = (1.0, 1.0, 1.5)
+    stale_timeout: float = 1.0  # seconds since the last camera frame / state
+    plan_deadline: float = 10.0  # seconds a plan may take before its result is discarded
+
+    def __post_init__(self) -> None:
+        for name in ("max_translation", "max_rotation", "max_gripper_step", "stale_timeout", "plan_deadline"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"safety limit {name} must be a finite number > 0, got {value!r}")
+        lo, hi = np.asarray(self.workspace_min, float), np.asarray(self.workspace_max, float)
+        if lo.shape != (3,) or hi.shape != (3,):
+            raise ValueError(
+                f"workspace_min/max must have 3 values (x y z), got {self.workspace_min!r}, " f"{self.workspace_max!r}"
+            )
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo < hi).all()):
+            raise ValueError(f"workspace box needs finite min < max on every axis, got {lo.tolist()} .. {hi.tolist()}")
+
+
+def all_finite(*arrays: np.ndarray | Sequence[float] | float | None) -> bool:
+    """True when every value of every argument is finite (None counts as missing, i.e. not finite)."""
+    for a in arrays:
+        if a is None:
+            return False
+        arr = np.asarray(a)
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            return False
+    return True
+
+
+def is_stale(stamp: float | None, now: float, timeout: float) -> bool:
+    """True when an input arrived more than `timeout` seconds before `now` (or never)."""
+    return stamp is None or (now - stamp) > timeout
+
+
+def missed_deadline(elapsed: float, limits: SafetyLimits) -> bool:
+    """True when planning took longer than the deadline, so its result describes an outdated scene."""
+    return not math.isfinite(elapsed) or elapsed > limits.plan_deadline
+
+
+def _vec(x: np.ndarray | Sequence[float], name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64).reshape(-1)
+    if arr.shape != (7,):
+        raise ValueError(f"{name} must have 7 values (x y z roll pitch yaw gripper), got shape {arr.shape}")
+    return arr
+
+
+def clamp_step(action: np.ndarray | Sequence[float], limits: SafetyLimits) -> np.ndarray:
+    """Scale the translation to at most max_translation (direction kept); clip rotation and gripper deltas."""
+    a = _vec(action, "action").copy()
+    norm = float(np.linalg.norm(a[:3]))
+    if norm > limits.max_translation:
+        a[:3] *= limits.max_translation / norm
+    a[3:6] = np.clip(a[3:6], -limits.max_rotation, limits.max_rotation)
+    a[6] = np.clip(a[6], -limits.max_gripper_step, limits.max_gripper_step)
+    return a
+
+
+def clamp_to_workspace(
+    pose: np.ndarray | Sequence[float], action: np.ndarray | Sequence[float], limits: SafetyLimits
+) -> np.ndarray:
+    """Shorten the translation so the target stays in the workspace box and the gripper target in [0, 1].
+
+    A robot already outside the box is only allowed to move toward it (the target is the box point nearest to
+    the commanded one, re-limited to one step).
+    """
+    p, a = _vec(pose, "pose"), _vec(action, "action").copy()
+    target = np.clip(p[:3] + a[:3], limits.workspace_min, limits.workspace_max)
+    a[:3] = target - p[:3]
+    a[6] = float(np.clip(p[6] + a[6], 0.0, 1.0) - p[6])
+    return a
+
+
+def limit_action(
+    pose: np.ndarray | Sequence[float], action: np.ndarray | Sequence[float], limits: SafetyLimits
+) -> tuple[np.ndarray, list[str]]:
+    """Per-step clamp, then workspace box, then per-step again; returns the safe action and what was changed."""
+    raw = _vec(action, "action")
+    stepped = clamp_step(raw, limits)
+    boxed = clamp_to_workspace(pose, stepped, limits)
+    safe = clamp_step(boxed, limits)
+    notes = []
+    if not np.allclose(stepped, raw, rtol=0, atol=1e-12):
+        notes.append(CLAMPED_STEP)
+    if not np.allclose(safe, stepped, rtol=0, atol=1e-12):
+        notes.append(CLAMPED_WORKSPACE)
+    return safe, notes
+
+
+def blocking_reasons(
+    *,
+    stopped: bool,
+    now: float,
+    image_stamp: float | None,
+    state_stamp: float | None,
+    state: np.ndarray | Sequence[float] | None,
+    limits: SafetyLimits,
+) -> list[str]:
+    """Every reason a command may not be sent right now (empty list = allowed)."""
+    reasons = []
+    if stopped:
+        reasons.append(STOPPED)
+    if image_stamp is None:
+        reasons.append(NO_CAMERA)
+    elif is_stale(image_stamp, now, limits.stale_timeout):
+        reasons.append(STALE_CAMERA)
+    if state_stamp is None or state is None:
+        reasons.append(NO_STATE)
+    elif is_stale(state_stamp, now, limits.stale_timeout):
+        reasons.append(STALE_STATE)
+    if state is not None and not all_finite(state):
+        reasons.append(NON_FINITE_INPUT)
+    return reasons
+
+
+def check_plan(actions: np.ndarray, energy: float, elapsed: float, limits: SafetyLimits) -> list[str]:
+    """Reasons a finished plan may not be executed: NaN/inf in it, or it came too late."""
+    reasons = []
+    if not all_finite(actions, energy):
+        reasons.append(NON_FINITE_PLAN)
+    if missed_deadline(elapsed, limits):
+        reasons.append(DEADLINE_MISSED)
+    return reasons
