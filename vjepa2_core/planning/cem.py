@@ -1,0 +1,348 @@
+"""Cross-entropy-method planning over end-effector delta actions, batched over samples on the model's device.
+
+The default `CEMConfig` reproduces the reference V-JEPA 2-AC planner (Gaussian over xyz + gripper, zero rotation
+deltas, per-coordinate clipping, top-k refit with separate momenta, gripper rounding, L1 energy on the last predicted
+frame). Extensions are opt-in: warm start from the shifted previous plan, elite reuse and a shrinking population
+(iCEM), rotation deltas, L2 / cosine energies, energy over every predicted frame and a workspace box.
+
+The optimisation loop never leaves the device: no `.item()`, no numpy, a `torch.Generator` on the device for
+sampling, and the per-iteration energies are written into a device tensor that is read once at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from vjepa2_core.planning.energies import ENERGIES, FRAME_MODES, trajectory_energy
+
+ACTION_DIM = 7
+GRIPPER = 6
+AXIS_NAMES = {"x": 0, "y": 1, "z": 2, "roll": 3, "pitch": 4, "yaw": 5, "gripper": 6}
+# The reference planner samples 4 dims [x, y, z, gripper]; its integer `axis` keys index that vector.
+REFERENCE_AXIS_INDEX = {0: 0, 1: 1, 2: 2, 3: GRIPPER, -1: GRIPPER}
+
+
+class RolloutModel(Protocol):
+    """What the planner needs from a world model (`WorldModel` or the toy)."""
+
+    device: torch.device
+
+    def rollout(
+        self,
+        reps: torch.Tensor,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        cached: bool = True,
+        last_only: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@dataclass
+class CEMConfig:
+    """CEM hyper-parameters. Defaults are the reference world-model wrapper's (its effective planning settings)."""
+
+    horizon: int = 2
+    samples: int = 400
+    topk: int = 10
+    iterations: int = 10
+    momentum_mean: float = 0.15
+    momentum_std: float = 0.15
+    momentum_mean_gripper: float = 0.15
+    momentum_std_gripper: float = 0.15
+    maxnorm: float = 0.05
+    gripper_max: float = 0.75
+    gripper_init_std: float = 1.0
+    gripper_round: float = 0.25
+    axis: dict[int | str, float] = field(default_factory=dict)
+    close_gripper: int | None = None
+    energy: str = "l1"
+    energy_frames: str = "last"
+    seed: int | None = None
+    cached: bool = True
+    # -- extensions (off by default, i.e. reference behaviour)
+    rotation: bool = False
+    rot_maxnorm: float = 0.1
+    warm_start: bool = False
+    elite_reuse: float = 0.0
+    population_decay: float = 1.0
+    workspace: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+
+    @classmethod
+    def reference_cem_defaults(cls, **overrides: Any) -> CEMConfig:
+        """The defaults of the reference `cem()` function itself (100 iterations, rollout 1)."""
+        base = dict(horizon=1, samples=100, topk=10, iterations=100, momentum_mean=0.25, momentum_std=0.95)
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def notebook(cls, **overrides: Any) -> CEMConfig:
+        """The reference CPU demo notebook's cheap settings."""
+        base = dict(horizon=2, samples=25, topk=10, iterations=2, momentum_std=0.75, maxnorm=0.075)
+        return cls(**{**base, **overrides})
+
+    def validate(self) -> None:
+        """Raise ValueError with a readable message for inconsistent settings."""
+        checks = [
+            (self.horizon >= 1, "horizon must be >= 1"),
+            (self.iterations >= 1, "iterations must be >= 1"),
+            (2 <= self.topk <= self.samples, "need 2 <= topk <= samples"),
+            (self.maxnorm > 0 and self.rot_maxnorm > 0 and self.gripper_max >= 0, "bounds must be positive"),
+            (0.0 <= self.elite_reuse <= 1.0, "elite_reuse is a fraction of topk in [0, 1]"),
+            (0.0 < self.population_decay <= 1.0, "population_decay must be in (0, 1]"),
+            (self.energy in ENERGIES, f"energy must be one of {sorted(ENERGIES)}"),
+            (self.energy_frames in FRAME_MODES, f"energy_frames must be one of {FRAME_MODES}"),
+            (self.close_gripper is None or self.close_gripper >= 0, "close_gripper must be None or >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"invalid CEMConfig: {msg}")
+        for key in self.axis:
+            axis_index(key)
+        if self.workspace is not None:
+            lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in self.workspace)
+            if lo.shape != (3,) or hi.shape != (3,) or bool((lo > hi).any()):
+                raise ValueError(
+                    f"invalid CEMConfig: workspace must be ((xmin,ymin,zmin),(xmax,ymax,zmax)), got {self.workspace}"
+                )
+
+    def population(self, iteration: int) -> int:
+        """Number of fresh samples at `iteration` (iCEM-style decay, never below min(samples, 2*topk))."""
+        return max(round(self.samples * self.population_decay**iteration), min(self.samples, 2 * self.topk))
+
+
+def axis_index(key: int | str) -> int:
+    """Map an `axis` key (reference 4-D index 0-3/-1, or a name such as 'z' or 'gripper') to the 7-D action index."""
+    if isinstance(key, str) and key in AXIS_NAMES:
+        return AXIS_NAMES[key]
+    if isinstance(key, int) and key in REFERENCE_AXIS_INDEX:
+        return REFERENCE_AXIS_INDEX[key]
+    raise ValueError(f"invalid axis key {key!r}: use 0,1,2 (xyz), 3/-1 (gripper) or one of {list(AXIS_NAMES)}")
+
+
+@dataclass
+class PlanResult:
+    """A plan and how it was found. `actions` [H,7] on the CPU; `to_dict()` is JSON-serialisable."""
+
+    actions: torch.Tensor
+    energy: float
+    energy_history: list[float]
+    wall_time: float
+    timings: dict[str, float]
+    predicted_states: torch.Tensor
+    seed: int
+    samples_evaluated: int
+
+    @property
+    def first_action(self) -> torch.Tensor:
+        return self.actions[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "actions": self.actions.tolist(),
+            "first_action": self.first_action.tolist(),
+            "energy": float(self.energy),
+            "energy_history": [float(e) for e in self.energy_history],
+            "wall_time": float(self.wall_time),
+            "timings": {k: float(v) for k, v in self.timings.items()},
+            "predicted_states": self.predicted_states.tolist(),
+            "seed": int(self.seed),
+            "samples_evaluated": int(self.samples_evaluated),
+        }
+
+
+def shift_plan(actions: torch.Tensor, horizon: int, steps: int = 1) -> torch.Tensor:
+    """Receding-horizon warm start: drop the `steps` executed actions and pad with zero actions to `horizon`."""
+    actions = torch.as_tensor(actions, dtype=torch.float32).reshape(-1, ACTION_DIM)[steps : steps + horizon]
+    pad = actions.new_zeros(horizon - actions.shape[0], ACTION_DIM)
+    return torch.cat([actions, pad], dim=0)
+
+
+class CEMPlanner:
+    """Plans delta end-effector actions that bring the predicted representation closest to a goal representation."""
+
+    def __init__(self, world_model: RolloutModel, config: CEMConfig | None = None):
+        self.world_model = world_model
+        self.config = config if config is not None else CEMConfig()
+        self.config.validate()
+        self.last_result: PlanResult | None = None
+
+    # -- public API
+
+    def plan(
+        self,
+        current_rep: torch.Tensor,
+        current_state: torch.Tensor,
+        goal_rep: torch.Tensor,
+        seed: int | None = None,
+        warm_start: PlanResult | torch.Tensor | None = None,
+    ) -> PlanResult:
+        """Run CEM from a precomputed current representation [N,D] (or [1,N,D]) and state [7] toward `goal_rep`.
+
+        `warm_start` is the previous plan (PlanResult or [H',7]); it is shifted by one executed step. With
+        `config.warm_start` the planner falls back to its own previous result.
+        """
+        cfg, device = self.config, self.world_model.device
+        start = time.perf_counter()
+        rep, goal = _as_rep(current_rep, "current_rep", device), _as_rep(goal_rep, "goal_rep", device)
+        if rep.shape[1:] != goal.shape[1:]:
+            raise ValueError(
+                f"current rep {tuple(rep.shape[1:])} and goal rep {tuple(goal.shape[1:])} differ in shape"
+            )
+        state = _as_state(current_state, device)
+        if warm_start is None and cfg.warm_start:
+            warm_start = self.last_result
+        if seed is None:
+            seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(6), "little")
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed)
+
+        bounds = self._bounds(device)
+        mean, std = self._initial_distribution(device)
+        warm = None
+        if warm_start is not None:
+            prev = warm_start.actions if isinstance(warm_start, PlanResult) else warm_start
+            warm = self._constrain(shift_plan(prev, cfg.horizon).to(device)[None], state, bounds)[0]
+            mean = warm.clone()
+        alpha, beta = self._momenta(device)
+
+        history = torch.empty(cfg.iterations, device=device)
+        elites = elite_energy = None
+        evaluated = 0
+        for it in range(cfg.iterations):
+            n = cfg.population(it)
+            cand = mean + std * torch.randn((n, cfg.horizon, ACTION_DIM), generator=gen, device=device)
+            if it == 0 and warm is not None:
+                cand[0] = warm
+            cand = self._constrain(cand, state, bounds)
+            energy = self._energy(rep, state, goal, cand)
+            evaluated += n
+            if elites is not None:
+                cand, energy = torch.cat([elites, cand]), torch.cat([elite_energy, energy])
+            top = energy.topk(cfg.topk, largest=False)
+            selected = cand[top.indices]
+            history[it] = top.values[0]
+            mean = (1 - alpha) * selected.mean(0) + alpha * mean
+            std = (1 - beta) * selected.std(0) + beta * std
+            if cfg.elite_reuse > 0:
+                keep = max(1, math.ceil(cfg.elite_reuse * cfg.topk))
+                elites, elite_energy = selected[:keep], top.values[:keep]
+        actions = self._constrain(mean[None], state, bounds)[0]
+        actions[:, GRIPPER] = torch.where(actions[:, GRIPPER].abs() < cfg.gripper_round, 0.0, actions[:, GRIPPER])
+        _sync(device)
+        loop_end = time.perf_counter()
+
+        pred, states = self.world_model.rollout(rep, state, actions[None], cached=cfg.cached, last_only=False)
+        final_energy = trajectory_energy(pred, goal, cfg.energy, cfg.energy_frames)[0]
+        result = PlanResult(
+            actions=actions.float().cpu(),
+            energy=float(final_energy.cpu()),
+            energy_history=history.cpu().tolist(),
+            wall_time=0.0,
+            timings={},
+            predicted_states=states[0].float().cpu(),
+            seed=seed,
+            samples_evaluated=evaluated,
+        )
+        end = time.perf_counter()
+        result.wall_time = end - start
+        result.timings = {"optimize_s": loop_end - start, "final_eval_s": end - loop_end, "total_s": end - start}
+        self.last_result = result
+        return result
+
+    def plan_images(self, current_image, current_state, goal_image, **kwargs: Any) -> PlanResult:
+        """Encode the images with the world model (goal encodings are cached) and plan; adds `encode_s` timing."""
+        start = time.perf_counter()
+        current = self.world_model.encode(current_image)
+        goal = self.world_model.encode_goal(goal_image)
+        encode_s = time.perf_counter() - start
+        result = self.plan(current, current_state, goal, **kwargs)
+        result.timings["encode_s"] = encode_s
+        result.wall_time += encode_s
+        result.timings["total_s"] = result.wall_time
+        return result
+
+    # -- pieces of the algorithm
+
+    def _initial_distribution(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        mean = torch.zeros(cfg.horizon, ACTION_DIM, device=device)
+        std = torch.zeros(cfg.horizon, ACTION_DIM, device=device)
+        std[:, :3] = cfg.maxnorm
+        if cfg.rotation:
+            std[:, 3:6] = cfg.rot_maxnorm
+        std[:, GRIPPER] = cfg.gripper_init_std
+        for key, value in cfg.axis.items():
+            mean[:, axis_index(key)] = value
+        return mean, std
+
+    def _momenta(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        alpha = torch.full((ACTION_DIM,), cfg.momentum_mean, device=device)
+        beta = torch.full((ACTION_DIM,), cfg.momentum_std, device=device)
+        alpha[GRIPPER], beta[GRIPPER] = cfg.momentum_mean_gripper, cfg.momentum_std_gripper
+        return alpha, beta
+
+    def _bounds(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        rot = cfg.rot_maxnorm if cfg.rotation else 0.0
+        hi = torch.tensor([cfg.maxnorm] * 3 + [rot] * 3 + [cfg.gripper_max], device=device)
+        return -hi, hi
+
+    def _constrain(self, actions: torch.Tensor, state: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor]):
+        """Clip to the per-step bounds, apply `axis` pins and `close_gripper`, then keep positions in the workspace."""
+        cfg = self.config
+        actions = torch.maximum(torch.minimum(actions, bounds[1]), bounds[0])
+        for key, value in cfg.axis.items():
+            actions[..., axis_index(key)] = value
+        if cfg.close_gripper is not None:
+            actions[..., cfg.close_gripper :, GRIPPER] = 1.0
+        if cfg.workspace is None:
+            return actions
+        lo, hi = (torch.tensor(b, dtype=actions.dtype, device=actions.device) for b in cfg.workspace)
+        pos = state[..., :3].expand(actions.shape[0], 3)
+        steps = []
+        for h in range(actions.shape[1]):
+            target = torch.maximum(torch.minimum(pos + actions[:, h, :3], hi), lo)
+            step = (target - pos).clamp(-cfg.maxnorm, cfg.maxnorm)
+            steps.append(step)
+            pos = pos + step
+        return torch.cat([torch.stack(steps, dim=1), actions[..., 3:]], dim=-1)
+
+    def _energy(self, rep: torch.Tensor, state: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor):
+        cfg = self.config
+        last_only = cfg.energy_frames == "last"
+        pred, _ = self.world_model.rollout(rep, state, actions, cached=cfg.cached, last_only=last_only)
+        return trajectory_energy(pred, goal, cfg.energy, cfg.energy_frames)
+
+
+def _as_rep(rep: torch.Tensor, name: str, device: torch.device) -> torch.Tensor:
+    rep = torch.as_tensor(rep)
+    if rep.ndim == 2:
+        rep = rep[None]
+    if rep.ndim != 3 or rep.shape[0] != 1:
+        raise ValueError(f"{name} must be one frame's tokens [N,D] or [1,N,D], got {tuple(rep.shape)}")
+    return rep.to(device)
+
+
+def _as_state(state: torch.Tensor, device: torch.device) -> torch.Tensor:
+    state = torch.as_tensor(state, dtype=torch.float32).reshape(-1)
+    if state.shape != (ACTION_DIM,) or not bool(torch.isfinite(state).all()):
+        raise ValueError(
+            f"current_state must be 7 finite numbers [x,y,z,roll,pitch,yaw,gripper], got {state.tolist()}"
+        )
+    return state[None].to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def config_to_dict(config: CEMConfig) -> dict[str, Any]:
+    """JSON-friendly view of a config (for logs and bench output)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
