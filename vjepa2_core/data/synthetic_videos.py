@@ -1,0 +1,65 @@
+"""Small MP4 videos of moving shapes (OpenCV 'mp4v'), for tests, benchmarks and the pretraining demo.
+
+Each video shows one bright disc bouncing on a textured background; its per-frame centre is returned so a probe
+can check that learned features encode object position.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def moving_shape_frames(num_frames: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """-> (frames uint8 [T,size,size,3] RGB, centres float32 [T,2] as (x, y) in 0..1)."""
+    rng = np.random.default_rng(seed)
+    bg = rng.integers(0, 80, size=(size // 8, size // 8, 3), dtype=np.uint8)
+    bg = cv2.resize(bg, (size, size), interpolation=cv2.INTER_NEAREST)
+    radius = max(2, size // 8)
+    pos = rng.uniform(radius, size - radius, size=2)
+    vel = rng.uniform(-1, 1, size=2)
+    vel = vel / (np.linalg.norm(vel) + 1e-6) * rng.uniform(0.04, 0.1) * size
+    colour = tuple(int(c) for c in rng.integers(150, 256, size=3))
+    frames, centres = [], []
+    for _ in range(num_frames):
+        frame = bg.copy()
+        cv2.circle(frame, (int(round(pos[0])), int(round(pos[1]))), radius, colour, thickness=-1)
+        frames.append(frame)
+        centres.append(pos / size)
+        pos = pos + vel
+        for k in range(2):  # bounce off the walls
+            if not radius <= pos[k] <= size - radius:
+                vel[k] = -vel[k]
+                pos[k] = np.clip(pos[k], radius, size - radius)
+    return np.stack(frames), np.asarray(centres, dtype=np.float32)
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float = 12.0) -> Path:
+    """Write RGB uint8 frames [T,H,W,3] to an MP4 ('mp4v') file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path}")
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def write_moving_shapes_dataset(
+    root: str | Path, num_videos: int, num_frames: int = 32, size: int = 64, fps: float = 12.0, seed: int = 0
+) -> tuple[Path, list[np.ndarray]]:
+    """Write `num_videos` MP4s plus a `videos.csv` list ("path label" per line) -> (csv path, per-video centres)."""
+    root = Path(root)
+    lines, centres = [], []
+    for i in range(num_videos):
+        frames, c = moving_shape_frames(num_frames, size, seed=seed * 100_003 + i)
+        lines.append(f"{write_video(root / f'shape_{i:04d}.mp4', frames, fps)} {i}")
+        centres.append(c)
+    csv = root / "videos.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    return csv, centres

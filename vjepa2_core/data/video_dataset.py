@@ -1,0 +1,191 @@
+"""Video clips for self-supervised pretraining: lists of video files (and image folders), OpenCV decoding.
+
+Samples follow the reference layout `(clips, label, clip_indices)` so `vjepa2_core.masks.MultiSeqMaskCollator`
+can group them by clip length. Unreadable or too-short videos are skipped (another sample is drawn) and counted in
+counters shared with the data-loader workers.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+SKIP_REASONS = ("unreadable", "too_short")
+
+
+class VideoReadError(RuntimeError):
+    """A video or image that cannot be opened or decoded."""
+
+
+class ShortVideoError(RuntimeError):
+    """A video with fewer frames than one clip needs."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str
+    label: int
+    fpc: int  # frames per clip for this entry's source
+    is_image: bool
+
+
+def read_list(source: str | Path) -> list[tuple[str, int]]:
+    """(path, label) pairs from a CSV/list file ("path [label]", space or comma separated), a video or a folder."""
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+        return [(str(p), 0) for p in files]
+    if not source.is_file():
+        raise FileNotFoundError(f"data path {source} does not exist")
+    if source.suffix.lower() in VIDEO_EXTS | IMAGE_EXTS:
+        return [(str(source), 0)]
+    pairs = []
+    for n, line in enumerate(source.read_text().splitlines(), 1):
+        parts = line.replace(",", " ").split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        path = Path(parts[0]) if Path(parts[0]).is_absolute() else source.parent / parts[0]
+        try:
+            label = int(parts[1]) if len(parts) > 1 else 0
+        except ValueError as exc:
+            raise ValueError(f"{source}:{n}: label must be an integer, got {parts[1]!r}") from exc
+        pairs.extend(read_list(path) if path.is_dir() else [(str(path), label)])
+    return pairs
+
+
+def frame_step_for(video_fps: float, fps: float | None, frame_step: int) -> int:
+    """Reference pretraining rule: step = ceil(video_fps) // fps when a target fps is given, else `frame_step`."""
+    if fps is None:
+        return max(1, int(frame_step))
+    return max(1, math.ceil(video_fps) // int(fps))
+
+
+def read_frames(path: str, indices: Sequence[int]) -> np.ndarray:
+    """Decode only frames `indices` (ascending) of a video -> RGB uint8 [len(indices),H,W,3]."""
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise VideoReadError(f"cannot open {path}")
+        wanted = list(indices)
+        first = wanted[0]
+        if first > 0:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, first)
+        frames, pos, k = [], first, 0
+        while k < len(wanted):
+            if not cap.grab():
+                raise VideoReadError(f"{path}: stream ended at frame {pos}, needed frame {wanted[k]}")
+            if pos == wanted[k]:
+                ok, frame = cap.retrieve()
+                if not ok:
+                    raise VideoReadError(f"{path}: cannot decode frame {pos}")
+                frames.extend([frame] * wanted.count(pos))
+                k += wanted.count(pos)
+            pos += 1
+        return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
+    finally:
+        cap.release()
+
+
+def video_info(path: str) -> tuple[int, float]:
+    """(frame count, fps) from the container header."""
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise VideoReadError(f"cannot open {path}")
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
+
+
+class VideoDataset(Dataset):
+    """Clips of `dataset_fpcs[i]` frames from the videos listed in `data_paths[i]`.
+
+    Images become clips of one frame repeated `tubelet_size` times (a single tubelet). Each item is
+    `([clip [3,T,H,W]] * num_clips, label, [frame indices [T]] * num_clips)`.
+    """
+
+    def __init__(
+        self,
+        data_paths: Sequence[str | Path],
+        dataset_fpcs: Sequence[int],
+        transform: Callable[[np.ndarray], torch.Tensor],
+        fps: float | None = None,
+        frame_step: int = 4,
+        num_clips: int = 1,
+        tubelet_size: int = 2,
+        max_retries: int = 50,
+    ) -> None:
+        if len(data_paths) != len(dataset_fpcs):
+            raise ValueError(f"{len(data_paths)} data paths but {len(dataset_fpcs)} dataset_fpcs")
+        self.entries: list[Entry] = []
+        for source, fpc in zip(data_paths, dataset_fpcs):
+            for path, label in read_list(source):
+                is_image = Path(path).suffix.lower() in IMAGE_EXTS
+                self.entries.append(Entry(path, label, tubelet_size if is_image else int(fpc), is_image))
+        if not self.entries:
+            raise ValueError(f"no videos or images found in {list(map(str, data_paths))}")
+        self.transform = transform
+        self.fps, self.frame_step, self.num_clips = fps, frame_step, num_clips
+        self.max_retries = max_retries
+        self._skips = {reason: mp.Value("i", 0) for reason in SKIP_REASONS}
+
+    @property
+    def fpcs(self) -> list[int]:
+        """Distinct clip lengths this dataset yields (feed them to the mask collator)."""
+        return sorted({e.fpc for e in self.entries}, reverse=True)
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """How many samples were skipped, per reason, over all processes sharing this dataset."""
+        return {reason: v.value for reason, v in self._skips.items()}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def clip_indices(self, entry: Entry) -> list[np.ndarray]:
+        """Frame indices of `num_clips` random clips (uniform start, fps-based step)."""
+        num_frames, video_fps = video_info(entry.path)
+        step = frame_step_for(video_fps, self.fps, self.frame_step)
+        span = (entry.fpc - 1) * step + 1
+        if num_frames < span:
+            raise ShortVideoError(f"{entry.path}: {num_frames} frames, a clip needs {span}")
+        starts = torch.randint(0, num_frames - span + 1, (self.num_clips,)).tolist()
+        return [np.arange(entry.fpc, dtype=np.int64) * step + s for s in starts]
+
+    def load(self, entry: Entry) -> tuple[list[torch.Tensor], int, list[np.ndarray]]:
+        if entry.is_image:
+            img = cv2.imread(entry.path, cv2.IMREAD_COLOR)
+            if img is None:
+                raise VideoReadError(f"cannot read image {entry.path}")
+            frames = np.repeat(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)[None], entry.fpc, axis=0)
+            indices = [np.zeros(entry.fpc, dtype=np.int64)] * self.num_clips
+            return [self.transform(frames) for _ in indices], entry.label, indices
+        indices = self.clip_indices(entry)
+        clips = [self.transform(read_frames(entry.path, idx.tolist())) for idx in indices]
+        return clips, entry.label, indices
+
+    def _count(self, reason: str) -> None:
+        with self._skips[reason].get_lock():
+            self._skips[reason].value += 1
+
+    def __getitem__(self, index: int):
+        for _ in range(self.max_retries):
+            entry = self.entries[index]
+            try:
+                return self.load(entry)
+            except VideoReadError:
+                self._count("unreadable")
+            except ShortVideoError:
+                self._count("too_short")
+            index = int(torch.randint(0, len(self.entries), (1,)))
+        raise RuntimeError(f"{self.max_retries} samples in a row could not be read; skipped so far: {self.skipped}")
