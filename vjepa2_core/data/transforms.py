@@ -55,3 +55,48 @@ def ac_preprocess(
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1, 1) * 255.0
     std = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1, 1) * 255.0
     return (x - mean) / std
+
+
+def random_resized_crop_box(
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    rng: np.random.Generator,
+    tries: int = 10,
+) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of the reference AC random-resized-crop: `tries` area/log-aspect draws, else the fallback.
+
+    With a scale above 1 (the DROID config uses 1.777) every draw fails, so the crop is `central_crop_box`.
+    """
+    area = height * width
+    log_ratio = (np.log(min(ratio)), np.log(max(ratio)))
+    for _ in range(tries):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = float(np.exp(rng.uniform(*log_ratio)))
+        w = int(round(np.sqrt(target * aspect)))
+        h = int(round(np.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    return central_crop_box(height, width, ratio)
+
+
+def ac_train_transform(
+    frames: np.ndarray | torch.Tensor,
+    crop_size: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    rng: np.random.Generator,
+    horizontal_flip: bool = False,
+) -> torch.Tensor:
+    """Training AC transform: one random-resized-crop box for the whole clip, resize, optional flip, normalise.
+
+    uint8 [T,H,W,3] -> float [3,T,crop,crop]; reuses `ac_preprocess` on the cropped clip.
+    """
+    t = frames_to_tensor(frames)
+    top, left, h, w = random_resized_crop_box(t.shape[2], t.shape[3], scale, ratio, rng)
+    crop = t.permute(1, 2, 3, 0)[:, top : top + h, left : left + w]
+    x = ac_preprocess(crop, crop_size, ratio=(w / h, w / h))
+    if horizontal_flip and rng.random() < 0.5:
+        x = x.flip(-1)
+    return x
