@@ -1,0 +1,147 @@
+"""`vjepa2_sim`: the simulated Fetch arm as a ROS 2 robot (camera, end-effector pose, gripper, targets).
+
+Publishes (node-private names, remap them to the planner's inputs):
+  ~/image (sensor_msgs/Image rgb8), ~/ee_pose (PoseStamped), ~/gripper (Float64 closedness 0..1),
+  ~/goal_image (Image, latched), ~/goal_pose (PoseStamped, latched), ~/goal_distance (Float64, metres).
+Executes: ~/ee_target (PoseStamped, absolute position; orientation ignored) one clamped step per tick,
+  ~/gripper_command (Float64 closedness 0..1). Service ~/reset (std_srvs/Trigger) starts a new episode.
+The pose orientation is relative to the reference grip frame (see vjepa2_ros.sim.env), so the euler triple
+the planner derives from it stays near 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float64
+from std_srvs.srv import Trigger
+
+from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError
+
+LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def image_msg(rgb: np.ndarray, stamp, frame_id: str) -> Image:
+    """uint8 [H,W,3] RGB -> sensor_msgs/Image rgb8."""
+    msg = Image()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+    msg.encoding, msg.is_bigendian, msg.step = "rgb8", 0, int(rgb.shape[1]) * 3
+    msg.data = np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
+    return msg
+
+
+def pose_msg(xyz: np.ndarray, quat_xyzw: np.ndarray, stamp, frame_id: str) -> PoseStamped:
+    msg = PoseStamped()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    p, q = msg.pose.position, msg.pose.orientation
+    p.x, p.y, p.z = (float(v) for v in xyz)
+    q.x, q.y, q.z, q.w = (float(v) for v in quat_xyzw)
+    return msg
+
+
+class SimNode(Node):
+    """Steps the simulator at a fixed rate, publishes what a robot would, and follows end-effector targets."""
+
+    def __init__(self) -> None:
+        super().__init__("vjepa2_sim")
+        self.declare_parameter("seed", 0)
+        self.declare_parameter("task", "reach")
+        self.declare_parameter("image_size", 64)
+        self.declare_parameter("rate_hz", 10.0)
+        self.declare_parameter("frame_id", "world")
+        gp = self.get_parameter
+        self.frame_id = gp("frame_id").value
+        cfg = SimConfig(task=gp("task").value, image_size=int(gp("image_size").value))
+        self.sim = FetchSim(cfg, seed=int(gp("seed").value))
+        self.target: np.ndarray | None = None
+        self.gripper_target: float | None = None
+
+        self.pub_image = self.create_publisher(Image, "~/image", 10)
+        self.pub_pose = self.create_publisher(PoseStamped, "~/ee_pose", 10)
+        self.pub_gripper = self.create_publisher(Float64, "~/gripper", 10)
+        self.pub_distance = self.create_publisher(Float64, "~/goal_distance", 10)
+        self.pub_goal_image = self.create_publisher(Image, "~/goal_image", LATCHED)
+        self.pub_goal_pose = self.create_publisher(PoseStamped, "~/goal_pose", LATCHED)
+        self.create_subscription(PoseStamped, "~/ee_target", self.on_target, 10)
+        self.create_subscription(Float64, "~/gripper_command", self.on_gripper, 10)
+        self.create_service(Trigger, "~/reset", self.on_reset)
+
+        self.new_episode()
+        self.create_timer(1.0 / max(float(gp("rate_hz").value), 1e-3), self.tick)
+        self.get_logger().info(f"ready: task {cfg.task}, {cfg.image_size} px, seed {gp('seed').value}")
+
+    def new_episode(self) -> str:
+        self.sim.reset()
+        self.target, self.gripper_target = None, None
+        stamp = self.get_clock().now().to_msg()
+        self.pub_goal_image.publish(image_msg(self.sim.goal_image(), stamp, self.frame_id))
+        self.pub_goal_pose.publish(pose_msg(self.sim.goal_ee, self.sim.orientation_quat(), stamp, self.frame_id))
+        return f"new episode: goal distance {self.sim.distance_to_goal():.3f} m"
+
+    def on_target(self, msg: PoseStamped) -> None:
+        p = msg.pose.position
+        xyz = np.array([p.x, p.y, p.z])
+        if not np.all(np.isfinite(xyz)):
+            self.get_logger().warning(f"ignoring ee_target with non-finite position {xyz.tolist()}")
+            return
+        if msg.header.frame_id not in ("", self.frame_id):
+            self.get_logger().warning(
+                f"ignoring ee_target in frame {msg.header.frame_id!r} (expected {self.frame_id!r})"
+            )
+            return
+        self.target = xyz
+
+    def on_gripper(self, msg: Float64) -> None:
+        if not math.isfinite(msg.data):
+            self.get_logger().warning(f"ignoring non-finite gripper_command {msg.data}")
+            return
+        self.gripper_target = float(np.clip(msg.data, 0.0, 1.0))
+
+    def on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.message = self.new_episode()
+        response.success = True
+        self.get_logger().info(response.message)
+        return response
+
+    def tick(self) -> None:
+        try:
+            target = self.target if self.target is not None else self.sim.ee_position()
+            self.sim.step_toward(target, self.gripper_target)
+        except SimError as exc:
+            self.get_logger().error(f"step failed, holding: {exc}")
+            self.target = None
+        stamp = self.get_clock().now().to_msg()
+        self.pub_image.publish(image_msg(self.sim.render(), stamp, self.frame_id))
+        self.pub_pose.publish(pose_msg(self.sim.ee_position(), self.sim.orientation_quat(), stamp, self.frame_id))
+        self.pub_gripper.publish(Float64(data=self.sim.gripper_closedness()))
+        self.pub_distance.publish(Float64(data=self.sim.distance_to_goal()))
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SimError as exc:
+        print(f"vjepa2_sim: {exc}")
+        raise SystemExit(2) from exc
+    finally:
+        if node is not None:
+            node.sim.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
