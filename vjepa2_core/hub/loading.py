@@ -1,0 +1,246 @@
+"""Build V-JEPA 2 encoders and predictors and load their weights strictly, offline.
+
+A model is named either by a registry entry (``vit_ac_giant``; the weights file is then looked up locally) or by a
+checkpoint path: a ``.pt``/``.safetensors`` file written by this project (it carries ``model_config``) or a Hugging
+Face VJEPA2 directory. Nothing is ever downloaded: a missing file error names the file and the URL to fetch by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, clean_state_dict, load_checkpoint, load_state_dict_strict, save_checkpoint
+from .registry import ALIASES, MODELS, ModelSpec, get_spec
+
+__all__ = [
+    "checkpoint_search_dirs",
+    "find_checkpoint",
+    "resolve_checkpoint",
+    "build_model",
+    "load_encoder",
+    "load_encoder_and_predictor",
+    "load_ac_model",
+    "load_fixture_model",
+    "save_ac_checkpoint",
+    "make_random_checkpoint",
+]
+
+PathLike = str | os.PathLike
+
+
+def checkpoint_search_dirs() -> list[Path]:
+    """Where released weights are looked for: ``$VJEPA2_CHECKPOINT_DIR``, then torch hub's checkpoint cache."""
+    dirs = [Path(p).expanduser() for p in os.environ.get("VJEPA2_CHECKPOINT_DIR", "").split(os.pathsep) if p]
+    return dirs + [Path(torch.hub.get_dir()) / "checkpoints"]
+
+
+def find_checkpoint(spec: ModelSpec) -> Path:
+    """Local path of a released checkpoint, or a ``CheckpointError`` telling how to fetch it by hand."""
+    if spec.file_name is None:
+        raise CheckpointError(
+            f"{spec.name!r} is a test architecture without released weights: pass checkpoint=PATH, e.g. one written "
+            f"by vjepa2_core.hub.make_random_checkpoint(PATH, {spec.name!r})"
+        )
+    dirs = checkpoint_search_dirs()
+    for folder in dirs:
+        if (folder / spec.file_name).is_file():
+            return folder / spec.file_name
+    raise CheckpointError(
+        f"weights for {spec.name!r} ({spec.file_name}) not found in {', '.join(map(str, dirs))}. Nothing is "
+        f"downloaded automatically: fetch {spec.url} by hand into one of these folders (or set "
+        f"VJEPA2_CHECKPOINT_DIR), or pass checkpoint=PATH"
+    )
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and (value in MODELS or value in ALIASES)
+
+
+def resolve_checkpoint(
+    name_or_path: PathLike | None, checkpoint: PathLike | Mapping[str, Any] | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], str]:
+    """Return ``(model_config, checkpoint dict, description)`` for a registry name and/or a checkpoint.
+
+    A registry name fixes the architecture (its ``model_config`` wins over the one stored in the file); without a
+    name the checkpoint's own ``model_config`` is used. ``checkpoint`` may also be an already loaded dict.
+    """
+    spec = get_spec(name_or_path) if _is_name(name_or_path) else None
+    if spec is None and name_or_path is not None:
+        if checkpoint is not None:
+            raise CheckpointError(f"unknown model name {name_or_path!r} (and a checkpoint was given as well)")
+        if not Path(name_or_path).expanduser().exists():
+            raise CheckpointError(
+                f"{name_or_path!r} is neither a registered model ({', '.join(sorted(MODELS))}) nor an existing file "
+                f"or Hugging Face directory"
+            )
+        checkpoint = name_or_path
+    if checkpoint is None:
+        if spec is None:
+            raise CheckpointError("give a registered model name or checkpoint=PATH")
+        checkpoint = find_checkpoint(spec)
+    if isinstance(checkpoint, Mapping):
+        ckpt, where = dict(checkpoint), "checkpoint dict"
+    else:
+        try:
+            ckpt, where = load_checkpoint(checkpoint), str(checkpoint)
+        except CheckpointError as exc:
+            if spec is not None and spec.url and not Path(checkpoint).expanduser().exists():
+                raise CheckpointError(f"{exc} (released weights for {spec.name!r}: {spec.url})") from exc
+            raise
+    if spec is not None:
+        return spec.model_config, ckpt, where
+    config = ckpt.get("model_config")
+    if not isinstance(config, Mapping) or "encoder" not in config:
+        raise CheckpointError(
+            f"{where} carries no model_config (keys: {', '.join(sorted(map(str, ckpt))[:10])}); pass a registered "
+            f"model name as well, e.g. load_ac_model('vit_ac_giant', checkpoint=PATH)"
+        )
+    return {k: dict(v) for k, v in config.items()}, ckpt, where
+
+
+def _predictor_kind(kwargs: Mapping[str, Any], state_dict: Mapping[str, Any] | None) -> str:
+    if state_dict is not None:
+        keys = clean_state_dict(state_dict)
+        if "action_encoder.weight" in keys:
+            return "ac_predictor"
+        if any(k.startswith("mask_tokens.") or k.startswith("predictor_blocks.") for k in keys):
+            return "predictor"
+    return "ac_predictor" if "action_embed_dim" in kwargs or "is_frame_causal" in kwargs else "predictor"
+
+
+def build_model(kind: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """Instantiate a reference-compatible module (imported lazily so the hub can be used for file I/O alone)."""
+    from vjepa2_core.models import build_reference_model
+
+    try:
+        return build_reference_model(kind, **kwargs)
+    except TypeError as exc:
+        raise CheckpointError(f"cannot build {kind} from model_config {dict(kwargs)}: {exc}") from exc
+
+
+def _part(ckpt: Mapping[str, Any], key: str, where: str) -> dict[str, torch.Tensor]:
+    value = ckpt.get(key)
+    if not isinstance(value, Mapping):
+        available = [k for k, v in ckpt.items() if isinstance(v, Mapping) and k != "model_config"]
+        raise CheckpointError(f"{where} has no {key!r} state dict (available: {', '.join(map(str, available))})")
+    return dict(value)
+
+
+def _finish(module: nn.Module, device: str | torch.device) -> nn.Module:
+    return module.to(device).eval()
+
+
+def _load_encoder_from(config: Mapping[str, Any], ckpt: Mapping[str, Any], where: str, key: str) -> nn.Module:
+    if key not in ckpt and key == "target_encoder" and ckpt.get("source") == "huggingface":
+        key = "encoder"  # HF exports hold a single encoder
+    encoder = build_model("encoder", config["encoder"])
+    load_state_dict_strict(encoder, _part(ckpt, key, where), f"{where} [{key}]")
+    return encoder
+
+
+def _load_predictor_from(config: Mapping[str, Any], ckpt: Mapping[str, Any], where: str) -> tuple[nn.Module, str]:
+    if "predictor" not in config:
+        raise CheckpointError(f"model_config of {where} has no 'predictor' entry")
+    state = _part(ckpt, "predictor", where)
+    kwargs = dict(config["predictor"])
+    kind = _predictor_kind(kwargs, state)
+    if kind == "predictor":
+        # Releases hold 10 mask tokens while training configs use fewer: trust the checkpoint (reference recipe).
+        n_tokens = sum(1 for k in clean_state_dict(state) if k.startswith("mask_tokens."))
+        if n_tokens:
+            kwargs["num_mask_tokens"] = n_tokens
+    predictor = build_model(kind, kwargs)
+    load_state_dict_strict(predictor, state, f"{where} [predictor]")
+    return predictor, kind
+
+
+def load_encoder(
+    name: PathLike | None = None,
+    checkpoint: PathLike | Mapping[str, Any] | None = None,
+    key: str = "encoder",
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """The encoder of a checkpoint, strictly loaded, in eval mode.
+
+    ``key`` picks ``encoder`` (what torch.hub and HF use) or ``target_encoder`` (the EMA weights the reference
+    evaluations and AC post-training start from).
+    """
+    if key not in ("encoder", "target_encoder"):
+        raise ValueError(f"key must be 'encoder' or 'target_encoder', got {key!r}")
+    config, ckpt, where = resolve_checkpoint(name, checkpoint)
+    return _finish(_load_encoder_from(config, ckpt, where, key), device)
+
+
+def load_encoder_and_predictor(
+    name_or_path: PathLike | None = None,
+    checkpoint: PathLike | Mapping[str, Any] | None = None,
+    key: str = "encoder",
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, nn.Module]:
+    """``(encoder, predictor)``; the predictor is a mask predictor or an AC predictor, whichever the file holds."""
+    config, ckpt, where = resolve_checkpoint(name_or_path, checkpoint)
+    encoder = _load_encoder_from(config, ckpt, where, key)
+    predictor, _ = _load_predictor_from(config, ckpt, where)
+    return _finish(encoder, device), _finish(predictor, device)
+
+
+def load_ac_model(
+    name_or_path: PathLike | None = None,
+    checkpoint: PathLike | Mapping[str, Any] | None = None,
+    key: str = "encoder",
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, nn.Module]:
+    """``(encoder, ac_predictor)`` for planning; refuses a checkpoint whose predictor is not action-conditioned."""
+    config, ckpt, where = resolve_checkpoint(name_or_path, checkpoint)
+    predictor, kind = _load_predictor_from(config, ckpt, where)
+    if kind != "ac_predictor":
+        raise CheckpointError(f"{where} holds a mask-feature predictor, not an action-conditioned one")
+    encoder = _load_encoder_from(config, ckpt, where, key)
+    return _finish(encoder, device), _finish(predictor, device)
+
+
+def load_fixture_model(path: PathLike, kind: str) -> nn.Module:
+    """Build and strictly load a model stored as ``{config, state_dict, ...}`` (the reference fixture format)."""
+    data = load_checkpoint(path)
+    if "config" not in data or "state_dict" not in data:
+        raise CheckpointError(f"{path} is not a fixture file: expected 'config' and 'state_dict', got {sorted(data)}")
+    model = build_model(kind, data["config"])
+    load_state_dict_strict(model, data["state_dict"], str(path))
+    return model.eval()
+
+
+def save_ac_checkpoint(
+    path: PathLike,
+    encoder: nn.Module | Mapping[str, torch.Tensor],
+    predictor: nn.Module | Mapping[str, torch.Tensor],
+    model_config: Mapping[str, Mapping[str, Any]],
+    **extra: Any,
+) -> Path:
+    """Write a checkpoint in the reference layout (``encoder``, ``target_encoder``, ``predictor``) + ``model_config``.
+
+    ``target_encoder`` defaults to the encoder weights; pass ``target_encoder=...`` in ``extra`` to store others.
+    Extra entries (epoch, optimizer state, ...) are stored as given. ``.safetensors`` paths get the flat format.
+    """
+    if not isinstance(model_config, Mapping) or not {"encoder", "predictor"} <= set(model_config):
+        raise ValueError("model_config must be {'encoder': {...}, 'predictor': {...}} (reference kwargs)")
+    parts: dict[str, Any] = {"encoder": encoder, "target_encoder": extra.pop("target_encoder", encoder)}
+    parts["predictor"] = predictor
+    parts["model_config"] = {k: dict(v) for k, v in model_config.items()}
+    parts.update(extra)
+    return save_checkpoint(path, parts)
+
+
+def make_random_checkpoint(path: PathLike, name: str = "vit_ac_tiny", seed: int = 0) -> Path:
+    """Write randomly initialised weights of registry model ``name`` (default the tiny AC model) for tests/demos."""
+    spec = get_spec(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = build_model("encoder", spec.encoder)
+        predictor = build_model(spec.predictor_kind, spec.predictor)
+    return save_ac_checkpoint(path, encoder, predictor, spec.model_config, source=f"random:{spec.name}:{seed}")
