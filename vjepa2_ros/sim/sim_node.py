@@ -23,28 +23,10 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 
+from vjepa2_ros.conversions import rgb_to_image, state_to_pose_stamped
 from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def image_msg(rgb: np.ndarray, stamp, frame_id: str) -> Image:
-    """uint8 [H,W,3] RGB -> sensor_msgs/Image rgb8."""
-    msg = Image()
-    msg.header.stamp, msg.header.frame_id = stamp, frame_id
-    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
-    msg.encoding, msg.is_bigendian, msg.step = "rgb8", 0, int(rgb.shape[1]) * 3
-    msg.data = np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
-    return msg
-
-
-def pose_msg(xyz: np.ndarray, quat_xyzw: np.ndarray, stamp, frame_id: str) -> PoseStamped:
-    msg = PoseStamped()
-    msg.header.stamp, msg.header.frame_id = stamp, frame_id
-    p, q = msg.pose.position, msg.pose.orientation
-    p.x, p.y, p.z = (float(v) for v in xyz)
-    q.x, q.y, q.z, q.w = (float(v) for v in quat_xyzw)
-    return msg
 
 
 class SimNode(Node):
@@ -82,8 +64,8 @@ class SimNode(Node):
         self.sim.reset()
         self.target, self.gripper_target = None, None
         stamp = self.get_clock().now().to_msg()
-        self.pub_goal_image.publish(image_msg(self.sim.goal_image(), stamp, self.frame_id))
-        self.pub_goal_pose.publish(pose_msg(self.sim.goal_ee, self.sim.orientation_quat(), stamp, self.frame_id))
+        self.pub_goal_image.publish(rgb_to_image(self.sim.goal_image(), stamp=stamp, frame_id=self.frame_id))
+        self.pub_goal_pose.publish(state_to_pose_stamped(self.sim.goal_state(), self.frame_id, stamp))
         return f"new episode: goal distance {self.sim.distance_to_goal():.3f} m"
 
     def on_target(self, msg: PoseStamped) -> None:
@@ -119,9 +101,10 @@ class SimNode(Node):
             self.get_logger().error(f"step failed, holding: {exc}")
             self.target = None
         stamp = self.get_clock().now().to_msg()
-        self.pub_image.publish(image_msg(self.sim.render(), stamp, self.frame_id))
-        self.pub_pose.publish(pose_msg(self.sim.ee_position(), self.sim.orientation_quat(), stamp, self.frame_id))
-        self.pub_gripper.publish(Float64(data=self.sim.gripper_closedness()))
+        state = self.sim.state()
+        self.pub_image.publish(rgb_to_image(self.sim.render(), stamp=stamp, frame_id=self.frame_id))
+        self.pub_pose.publish(state_to_pose_stamped(state, self.frame_id, stamp))
+        self.pub_gripper.publish(Float64(data=float(state[6])))
         self.pub_distance.publish(Float64(data=self.sim.distance_to_goal()))
 
 
