@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vjepa2_core.data.video import write_mp4
+
 
 def moving_shape_frames(num_frames: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """-> (frames uint8 [T,size,size,3] RGB, centres float32 [T,2] as (x, y) in 0..1)."""
@@ -37,16 +39,10 @@ def moving_shape_frames(num_frames: int, size: int = 64, seed: int = 0) -> tuple
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 12.0) -> Path:
-    """Write RGB uint8 frames [T,H,W,3] to an MP4 ('mp4v') file."""
+    """Write RGB uint8 frames [T,H,W,3] to an MP4 ('mp4v') file, creating its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {path}")
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
+    write_mp4(path, frames, fps)
     return path
 
 

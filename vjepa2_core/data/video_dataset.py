@@ -2,7 +2,8 @@
 
 Samples follow the reference layout `(clips, label, clip_indices)` so `vjepa2_core.masks.MultiSeqMaskCollator`
 can group them by clip length. Unreadable or too-short videos are skipped (another sample is drawn) and counted in
-counters shared with the data-loader workers.
+counters shared with the data-loader workers. Every random draw of item i comes from a generator keyed by
+(seed, epoch, i), so a sample does not depend on worker count or order, and resuming an epoch replays it exactly.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vjepa2_core.data.transforms import ac_train_transform
+from vjepa2_core.data.video import VideoError, read_frames, video_info
+
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 SKIP_REASONS = ("unreadable", "too_short")
-
-
-class VideoReadError(RuntimeError):
-    """A video or image that cannot be opened or decoded."""
 
 
 class ShortVideoError(RuntimeError):
@@ -70,41 +70,25 @@ def frame_step_for(video_fps: float, fps: float | None, frame_step: int) -> int:
     return max(1, math.ceil(video_fps) // int(fps))
 
 
-def read_frames(path: str, indices: Sequence[int]) -> np.ndarray:
-    """Decode only frames `indices` (ascending) of a video -> RGB uint8 [len(indices),H,W,3]."""
-    cap = cv2.VideoCapture(path)
-    try:
-        if not cap.isOpened():
-            raise VideoReadError(f"cannot open {path}")
-        wanted = list(indices)
-        first = wanted[0]
-        if first > 0:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, first)
-        frames, pos, k = [], first, 0
-        while k < len(wanted):
-            if not cap.grab():
-                raise VideoReadError(f"{path}: stream ended at frame {pos}, needed frame {wanted[k]}")
-            if pos == wanted[k]:
-                ok, frame = cap.retrieve()
-                if not ok:
-                    raise VideoReadError(f"{path}: cannot decode frame {pos}")
-                frames.extend([frame] * wanted.count(pos))
-                k += wanted.count(pos)
-            pos += 1
-        return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
-    finally:
-        cap.release()
+class VideoTrainTransform:
+    """uint8 frames [T,H,W,3] -> float [3,T,crop,crop]: one random-resized crop and flip per clip, normalised."""
 
+    def __init__(
+        self,
+        crop_size: int = 256,
+        random_resize_scale: Sequence[float] = (0.3, 1.0),
+        random_resize_aspect_ratio: Sequence[float] = (0.75, 1.35),
+        horizontal_flip: bool = True,
+    ) -> None:
+        if crop_size <= 0 or not 0 < random_resize_scale[0] <= random_resize_scale[1]:
+            raise ValueError(f"bad crop_size {crop_size} or random_resize_scale {random_resize_scale}")
+        self.crop_size = int(crop_size)
+        self.scale = tuple(float(v) for v in random_resize_scale)
+        self.ratio = tuple(float(v) for v in random_resize_aspect_ratio)
+        self.horizontal_flip = horizontal_flip
 
-def video_info(path: str) -> tuple[int, float]:
-    """(frame count, fps) from the container header."""
-    cap = cv2.VideoCapture(path)
-    try:
-        if not cap.isOpened():
-            raise VideoReadError(f"cannot open {path}")
-        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    finally:
-        cap.release()
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        return ac_train_transform(frames, self.crop_size, self.scale, self.ratio, rng, self.horizontal_flip)
 
 
 class VideoDataset(Dataset):
@@ -118,12 +102,13 @@ class VideoDataset(Dataset):
         self,
         data_paths: Sequence[str | Path],
         dataset_fpcs: Sequence[int],
-        transform: Callable[[np.ndarray], torch.Tensor],
+        transform: Callable[[np.ndarray, np.random.Generator], torch.Tensor],
         fps: float | None = None,
         frame_step: int = 4,
         num_clips: int = 1,
         tubelet_size: int = 2,
         max_retries: int = 50,
+        seed: int = 0,
     ) -> None:
         if len(data_paths) != len(dataset_fpcs):
             raise ValueError(f"{len(data_paths)} data paths but {len(dataset_fpcs)} dataset_fpcs")
@@ -137,7 +122,12 @@ class VideoDataset(Dataset):
         self.transform = transform
         self.fps, self.frame_step, self.num_clips = fps, frame_step, num_clips
         self.max_retries = max_retries
+        self.seed, self.epoch = int(seed), 0
         self._skips = {reason: mp.Value("i", 0) for reason in SKIP_REASONS}
+
+    def set_epoch(self, epoch: int) -> None:
+        """New random clips and crops each epoch (call before creating the epoch's data-loader iterator)."""
+        self.epoch = int(epoch)
 
     @property
     def fpcs(self) -> list[int]:
@@ -152,26 +142,26 @@ class VideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def clip_indices(self, entry: Entry) -> list[np.ndarray]:
+    def clip_indices(self, entry: Entry, rng: np.random.Generator) -> list[np.ndarray]:
         """Frame indices of `num_clips` random clips (uniform start, fps-based step)."""
         num_frames, video_fps = video_info(entry.path)
         step = frame_step_for(video_fps, self.fps, self.frame_step)
         span = (entry.fpc - 1) * step + 1
         if num_frames < span:
             raise ShortVideoError(f"{entry.path}: {num_frames} frames, a clip needs {span}")
-        starts = torch.randint(0, num_frames - span + 1, (self.num_clips,)).tolist()
+        starts = rng.integers(0, num_frames - span + 1, size=self.num_clips).tolist()
         return [np.arange(entry.fpc, dtype=np.int64) * step + s for s in starts]
 
-    def load(self, entry: Entry) -> tuple[list[torch.Tensor], int, list[np.ndarray]]:
+    def load(self, entry: Entry, rng: np.random.Generator) -> tuple[list[torch.Tensor], int, list[np.ndarray]]:
         if entry.is_image:
             img = cv2.imread(entry.path, cv2.IMREAD_COLOR)
             if img is None:
-                raise VideoReadError(f"cannot read image {entry.path}")
+                raise VideoError(f"cannot read image {entry.path}")
             frames = np.repeat(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)[None], entry.fpc, axis=0)
             indices = [np.zeros(entry.fpc, dtype=np.int64)] * self.num_clips
-            return [self.transform(frames) for _ in indices], entry.label, indices
-        indices = self.clip_indices(entry)
-        clips = [self.transform(read_frames(entry.path, idx.tolist())) for idx in indices]
+            return [self.transform(frames, rng) for _ in indices], entry.label, indices
+        indices = self.clip_indices(entry, rng)
+        clips = [self.transform(read_frames(entry.path, idx.tolist()), rng) for idx in indices]
         return clips, entry.label, indices
 
     def _count(self, reason: str) -> None:
@@ -179,13 +169,14 @@ class VideoDataset(Dataset):
             self._skips[reason].value += 1
 
     def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         for _ in range(self.max_retries):
             entry = self.entries[index]
             try:
-                return self.load(entry)
-            except VideoReadError:
+                return self.load(entry, rng)
+            except VideoError:
                 self._count("unreadable")
             except ShortVideoError:
                 self._count("too_short")
-            index = int(torch.randint(0, len(self.entries), (1,)))
+            index = int(rng.integers(len(self.entries)))
         raise RuntimeError(f"{self.max_retries} samples in a row could not be read; skipped so far: {self.skipped}")

@@ -1,7 +1,7 @@
 """Multi-block 3-D masks for V-JEPA pretraining (spec §4).
 
-A generator draws one block size per batch from its own seeded generator (so every data-loader worker agrees on it
-through a shared counter), then places `num_blocks` boxes per sample with the global RNG. Masked positions are the
+A generator draws one block size per batch from a generator seeded with the call index (a counter shared with the
+data-loader workers, as in the reference), then places `num_blocks` boxes per sample. Masked positions are the
 prediction targets, the rest is the encoder context.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
@@ -26,6 +27,8 @@ DEFAULTS = dict(
     pred_full_complement=False,
     inv_block=False,
 )
+
+PLACEMENT_SEED_OFFSET = 1_000_003  # keeps the placement stream apart from the block-size stream
 
 # The two generators used by every V-JEPA 2 pretrain and cooldown config.
 VJEPA2_MASK_CFGS: tuple[dict, ...] = (
@@ -94,13 +97,31 @@ class MultiBlockMaskGenerator:
         self.duration = num_frames // tubelet_size
         self.num_tokens = self.duration * self.height * self.width
         self.max_context_duration = max(1, int(self.duration * self.cfg.max_temporal_keep))
-        self._counter = mp.Value("i", -1)  # shared with forked/spawned workers: one seed sequence for all
+        self._counter = mp.Value("i", 0)  # shared memory: next seed, settable from the main process
+        self._worker: tuple[int, int, int] | None = None  # (pid, first seed, calls made) inside a loader worker
+
+    def set_step(self, step: int) -> None:
+        """Make the next call (and, once re-created, the data-loader workers) start at seed `step`."""
+        with self._counter.get_lock():
+            self._counter.value = int(step)
+        self._worker = None
 
     def step(self) -> int:
-        """Next block-size seed (0, 1, 2, ... across all processes sharing this generator)."""
-        with self._counter.get_lock():
-            self._counter.value += 1
-            return self._counter.value
+        """Seed of this call. Main process: 0, 1, 2, ... from a counter shared with worker processes. Inside a
+        data-loader worker the seed is interleaved by worker id (first + j * num_workers + id), which is the index of
+        the batch that worker builds, so a batch's masks do not depend on worker timing."""
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            with self._counter.get_lock():
+                seed = self._counter.value
+                self._counter.value += 1
+            return seed
+        pid = os.getpid()
+        if self._worker is None or self._worker[0] != pid:
+            self._worker = (pid, self._counter.value, 0)
+        _, first, calls = self._worker
+        self._worker = (pid, first, calls + 1)
+        return first + calls * info.num_workers + info.id
 
     def block_size(self, gen: torch.Generator) -> tuple[int, int, int]:
         """(t, h, w) of the blocks for one batch: three draws from `gen`, in reference order."""
@@ -112,13 +133,13 @@ class MultiBlockMaskGenerator:
         w = max(1, min(int(round(math.sqrt(keep / ar))), self.width))
         return t, h, w
 
-    def _sample_keep_map(self, size: tuple[int, int, int]) -> torch.Tensor:
+    def _sample_keep_map(self, size: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor:
         t, h, w = size
         keep = torch.ones((self.duration, self.height, self.width), dtype=torch.int32)
         for _ in range(self.cfg.num_blocks):
-            top = int(torch.randint(0, self.height - h + 1, (1,)))
-            left = int(torch.randint(0, self.width - w + 1, (1,)))
-            start = int(torch.randint(0, self.duration - t + 1, (1,)))
+            top = int(torch.randint(0, self.height - h + 1, (1,), generator=gen))
+            left = int(torch.randint(0, self.width - w + 1, (1,), generator=gen))
+            start = int(torch.randint(0, self.duration - t + 1, (1,), generator=gen))
             keep[start : start + t, top : top + h, left : left + w] = 0
             if self.max_context_duration < self.duration:
                 keep[self.max_context_duration :] = 0
@@ -131,12 +152,15 @@ class MultiBlockMaskGenerator:
 
     def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (context [B, Kc], targets [B, Kt]) int64 index tensors, ascending per row."""
-        gen = torch.Generator().manual_seed(self.step())
-        size = self.block_size(gen)
+        seed = self.step()
+        size = self.block_size(torch.Generator().manual_seed(seed))
+        # Placement: the reference draws from the global RNG; a generator keyed by (seed, call) makes the masks a
+        # pure function of the call index instead (reproducible with any number of workers, and on resume).
+        gen = torch.Generator().manual_seed(PLACEMENT_SEED_OFFSET + seed)
         contexts, targets = [], []
         for _ in range(batch_size):
             while True:
-                keep = self._sample_keep_map(size)
+                keep = self._sample_keep_map(size, gen)
                 ctx = torch.nonzero(keep).flatten()
                 if len(ctx) > 0:
                     break
@@ -191,6 +215,12 @@ class MultiSeqMaskCollator:
             fpc: [MultiBlockMaskGenerator(c, crop_size, fpc, patch_size, tubelet_size) for c in cfgs]
             for fpc in self.fpcs
         }
+
+    def set_step(self, step: int) -> None:
+        """Restart every generator's seed sequence at `step` (e.g. epoch * iterations_per_epoch on resume)."""
+        for gens in self.generators.values():
+            for g in gens:
+                g.set_step(step)
 
     @property
     def num_mask_configs(self) -> int:
