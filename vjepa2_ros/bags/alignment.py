@@ -1,4 +1,4 @@
-"""Time alignment of asynchronous sensor streams onto the model's control-rate grid (nearest sample within a tolerance)."""
+"""Aligning asynchronous sensor streams onto the model's control-rate grid (nearest sample within a tolerance)."""
 
 from __future__ import annotations
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
+from vjepa2_core.data.images import decode_compressed, decode_image, encode_compressed, encode_image
 from vjepa2_core.planning.poses import euler_to_quat, quat_to_euler
 from vjepa2_ros.bags.reader import TYPESTORE, BagError
 
@@ -41,8 +41,6 @@ def stamp_ns(msg: Any) -> int | None:
 
 def decode_image_msg(msg: Any, msgtype: str) -> np.ndarray:
     """Image / CompressedImage -> RGB uint8 [H,W,3] (raises ImageDecodeError for unsupported encodings)."""
-    from vjepa2_core.data.images import decode_compressed, decode_image
-
     if msgtype == IMAGE:
         return decode_image(msg.encoding, int(msg.height), int(msg.width), int(msg.step), bytes(msg.data))
     return decode_compressed(msg.format, bytes(msg.data))
@@ -82,24 +80,22 @@ def _header(stamp: int, frame_id: str) -> Any:
 
 
 def image_msg(frame: np.ndarray, stamp: int, fmt: str = "rgb8", frame_id: str = "camera") -> tuple[Any, str]:
-    """RGB uint8 [H,W,3] -> (message, msgtype): raw Image for 'rgb8'/'bgr8', CompressedImage for 'jpeg'/'png'."""
-    frame = np.ascontiguousarray(frame, dtype=np.uint8)
-    h, w = frame.shape[:2]
+    """RGB uint8 [H,W,3] -> (message, msgtype): CompressedImage for 'jpeg'/'png', else a raw Image in that encoding."""
     t = TYPESTORE.types
-    if fmt in ("rgb8", "bgr8"):
-        pixels = frame if fmt == "rgb8" else frame[..., ::-1]
-        data = np.ascontiguousarray(pixels).reshape(-1)
-        msg = t[IMAGE](
-            header=_header(stamp, frame_id), height=h, width=w, encoding=fmt, is_bigendian=0, step=w * 3, data=data
-        )
-        return msg, IMAGE
     if fmt in ("jpeg", "png"):
-        params = [cv2.IMWRITE_JPEG_QUALITY, 95] if fmt == "jpeg" else []
-        ok, buf = cv2.imencode(f".{'jpg' if fmt == 'jpeg' else 'png'}", frame[..., ::-1], params)
-        if not ok:
-            raise ValueError(f"cv2 could not encode a {fmt} image")
-        return t[COMPRESSED](header=_header(stamp, frame_id), format=fmt, data=buf.reshape(-1)), COMPRESSED
-    raise ValueError(f"unknown image format {fmt!r} (rgb8, bgr8, jpeg, png)")
+        data = np.frombuffer(encode_compressed(frame, fmt), dtype=np.uint8)
+        return t[COMPRESSED](header=_header(stamp, frame_id), format=fmt, data=data), COMPRESSED
+    h, w, step, raw = encode_image(frame, fmt)
+    msg = t[IMAGE](
+        header=_header(stamp, frame_id),
+        height=h,
+        width=w,
+        encoding=fmt,
+        is_bigendian=0,
+        step=step,
+        data=np.frombuffer(raw, dtype=np.uint8),
+    )
+    return msg, IMAGE
 
 
 def pose_msg(pose6: np.ndarray, stamp: int, frame_id: str = "base") -> Any:

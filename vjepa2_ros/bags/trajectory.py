@@ -89,7 +89,7 @@ def _header_stamp(data: bytes) -> int:
 
 def load_aligned(
     path: str | Path,
-    topics: Topics = Topics(),
+    topics: Topics | None = None,
     rate: float = 4.0,
     tolerance: float = 0.05,
     stamps: str = "receive",
@@ -102,7 +102,7 @@ def load_aligned(
     """
     if stamps not in ("receive", "header"):
         raise ValueError(f"stamps must be 'receive' or 'header', got {stamps!r}")
-    path = Path(path)
+    path, topics = Path(path), topics or Topics()
     with BagReader(path) as reader:
         m.check_type(topics.image, reader.msgtype(topics.image), m.IMAGE_TYPES)
         m.check_type(topics.pose, reader.msgtype(topics.pose), (m.POSE,))

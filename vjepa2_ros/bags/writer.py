@@ -49,7 +49,7 @@ def trajectory_records(
     states: np.ndarray,
     actions: np.ndarray | None = None,
     rate: float = 4.0,
-    topics: Topics = Topics(),
+    topics: Topics | None = None,
     image_format: str = "rgb8",
     start_ns: int = 1_700_000_000 * NS,
     drop: dict[str, Iterable[int]] | None = None,
@@ -62,6 +62,7 @@ def trajectory_records(
     frames, states = np.asarray(frames), np.asarray(states, dtype=np.float64)
     if frames.ndim != 4 or frames.shape[-1] != 3 or states.shape != (len(frames), 7):
         raise ValueError(f"need frames [T,H,W,3] and states [T,7], got {frames.shape} and {states.shape}")
+    topics = topics or Topics()
     drop = {k: set(v) for k, v in (drop or {}).items()}
     period = int(round(NS / rate))
     out = []
