@@ -1,0 +1,165 @@
+"""`vjepa2-sim-collect`: exploratory simulator episodes written in the DROID layout for AC post-training.
+
+The behaviour policy strings together short segments of three kinds, so the data covers the workspace and
+the whole action range (including "stay still", which the planner needs for holding at the goal):
+  waypoint: head for a random workspace point at a random speed (long, straight moves),
+  jitter:   i.i.d. uniform deltas at a random scale (small and large, all directions),
+  hold:     zero actions.
+Videos are written at `fps = 4` so the DROID loader (fps 4) samples consecutive frames: one frame per action.
+They are re-encoded losslessly (FFV1 in the .mp4 container, which OpenCV/ffmpeg read): at 64 px the default mp4v
+codec errs by ~4 grey levels per pixel, more than an arm step changes the image (~3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError
+
+VIDEO_FPS = 4.0
+SEGMENT_KINDS = ("waypoint", "jitter", "hold")
+SEGMENT_PROBS = (0.55, 0.35, 0.10)
+
+
+def exploration_actions(sim: FetchSim, rng: np.random.Generator):
+    """Endless generator of 7-D actions from the segment mixture (reads the arm position as it goes)."""
+    max_step = sim.cfg.max_step
+    while True:
+        kind = SEGMENT_KINDS[rng.choice(len(SEGMENT_KINDS), p=SEGMENT_PROBS)]
+        length = int(rng.integers(2, 9))
+        if kind == "waypoint":
+            goal = rng.uniform(sim.low, sim.high)
+            speed = rng.uniform(0.2, 1.0) * max_step
+        scale = rng.uniform(0.1, 1.0) * max_step
+        for _ in range(length):
+            action = np.zeros(7)
+            if kind == "waypoint":
+                delta = goal - sim.ee_position()
+                dist = np.linalg.norm(delta)
+                action[:3] = delta * min(1.0, speed / max(dist, 1e-9)) + rng.normal(0.0, 0.1 * speed, 3)
+            elif kind == "jitter":
+                action[:3] = rng.uniform(-scale, scale, 3)
+            yield np.clip(action, -max_step, max_step)
+
+
+def collect_episode(sim: FetchSim, steps: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One episode from a random start: frames [T+1,H,W,3], cartesian [T+1,6], gripper [T+1], actions [T,7]."""
+    sim.reset(seed=int(rng.integers(2**31)))
+    policy = exploration_actions(sim, rng)
+    frames, states, actions = [sim.render()], [sim.state()], []
+    for _ in range(steps):
+        actions.append(next(policy))
+        states.append(sim.step(actions[-1]))
+        frames.append(sim.render())
+    states_arr = np.stack(states).astype(np.float64)
+    return {
+        "frames": np.stack(frames),
+        "cartesian": states_arr[:, :6],
+        "gripper": states_arr[:, 6],
+        "actions": np.stack(actions),
+    }
+
+
+def rewrite_lossless(ep_dir: Path, frames: np.ndarray, fps: float = VIDEO_FPS) -> None:
+    """Replace the episode's MP4(s) with a lossless FFV1 encoding of the same frames (same path and count)."""
+    import cv2
+
+    h, w = frames.shape[1:3]
+    for path in (ep_dir / "recordings" / "MP4").glob("*.mp4"):
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (w, h))
+        if not writer.isOpened():
+            raise SimError(f"this OpenCV cannot write FFV1 video ({path}); rerun with --lossy")
+        try:
+            for frame in frames:
+                writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+
+
+def collect(
+    out: str | Path,
+    episodes: int,
+    steps: int = 40,
+    seed: int = 0,
+    config: SimConfig | None = None,
+    lossless: bool = True,
+    log=print,
+) -> dict:
+    """Write `episodes` DROID episodes under `out` (index `trajectories.csv`); returns the collection summary."""
+    from vjepa2_core.data.droid import INDEX_CSV, write_episode
+
+    if episodes < 1 or steps < 1:
+        raise ValueError(f"episodes and steps must be >= 1, got {episodes} and {steps}")
+    out = Path(out)
+    cfg = config or SimConfig()
+    sim = FetchSim(cfg, seed=seed)
+    rng = np.random.default_rng(seed)
+    positions, moves, t0 = [], [], time.perf_counter()
+    try:
+        for i in range(episodes):
+            ep = collect_episode(sim, steps, rng)
+            meta = {"sim_task": cfg.task, "codec": "FFV1" if lossless else "mp4v"}
+            ep_dir = write_episode(out, ep["frames"], ep["cartesian"], ep["gripper"], fps=VIDEO_FPS, metadata=meta)
+            if lossless:
+                rewrite_lossless(ep_dir, ep["frames"])
+            positions.append(ep["cartesian"][:, :3])
+            moves.append(np.linalg.norm(np.diff(ep["cartesian"][:, :3], axis=0), axis=1))
+            if (i + 1) % max(1, episodes // 10) == 0 or i + 1 == episodes:
+                log(f"[collect] {i + 1}/{episodes} episodes, {time.perf_counter() - t0:.1f} s")
+    finally:
+        sim.close()
+    pos, mv = np.concatenate(positions), np.concatenate(moves)
+    summary = {
+        "episodes": episodes,
+        "steps_per_episode": steps,
+        "seed": seed,
+        "video_fps": VIDEO_FPS,
+        "lossless": lossless,
+        "sim_config": asdict(cfg),
+        "index": str(out / INDEX_CSV),
+        "workspace_coverage_m": {"min": pos.min(0).round(3).tolist(), "max": pos.max(0).round(3).tolist()},
+        "step_length_m": {"mean": round(float(mv.mean()), 4), "p10": round(float(np.percentile(mv, 10)), 4),
+                          "p90": round(float(np.percentile(mv, 90)), 4)},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }  # fmt: skip
+    (out / "collection.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="vjepa2-sim-collect", description=__doc__.split("\n")[0])
+    p.add_argument("--episodes", type=int, required=True, help="number of episodes to write")
+    p.add_argument("--out", required=True, help="output directory (DROID layout, index trajectories.csv)")
+    p.add_argument("--steps", type=int, default=40, help="actions per episode (frames = steps + 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", default="reach", help="reach | push")
+    p.add_argument("--image-size", type=int, default=64, help="square camera image size in pixels")
+    p.add_argument("--lossy", action="store_true", help="keep the default mp4v videos instead of lossless FFV1")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        summary = collect(
+            args.out,
+            args.episodes,
+            args.steps,
+            args.seed,
+            SimConfig(task=args.task, image_size=args.image_size),
+            lossless=not args.lossy,
+        )
+    except (SimError, ValueError) as exc:
+        sys.exit(f"vjepa2-sim-collect: {exc}")
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
