@@ -47,11 +47,16 @@ class WorldModel:
         self.normalize_reps = normalize_reps
         self.goal_cache_size = goal_cache_size
         self._goal_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        patch = getattr(getattr(encoder, "patch_embed", None), "patch_size", 16)
-        patch = patch[-1] if isinstance(patch, (tuple, list)) else int(patch)
+        patch = int(getattr(encoder, "patch_size", 16))
         if self.crop_size % patch:
             raise ValueError(f"crop_size {crop_size} is not a multiple of the encoder patch size {patch}")
         self.tokens_per_frame = (self.crop_size // patch) ** 2
+        expected = getattr(predictor, "tokens_per_frame", self.tokens_per_frame)
+        if expected != self.tokens_per_frame:
+            raise ValueError(
+                f"crop_size {crop_size} gives {self.tokens_per_frame} tokens per frame but the predictor was built "
+                f"for {expected}: use the predictor's img_size as crop_size"
+            )
         self.profile = False
         self.stats: dict[str, float] = {}
         self.reset_stats()
