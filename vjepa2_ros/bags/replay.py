@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vjepa2_core.hub import CheckpointError
 from vjepa2_core.planning.cem import GRIPPER, CEMPlanner
 from vjepa2_ros.bags import report
 from vjepa2_ros.bags.reader import BagError
@@ -41,11 +42,9 @@ class ReplayModel:
             from vjepa2_core.planning.toy import ToyWorldModel
 
             return cls(ToyWorldModel(cfg.toy_tokens, cfg.toy_dim, cfg.toy_seed, cfg.device), "toy")
-        from vjepa2_core.hub import load_ac_model
         from vjepa2_core.planning.world_model import WorldModel
 
-        encoder, predictor = load_ac_model(cfg.checkpoint)
-        return cls(WorldModel(encoder, predictor, crop_size=cfg.crop_size, device=cfg.device), "ac")
+        return cls(WorldModel.from_checkpoint(cfg.checkpoint, device=cfg.device, crop_size=cfg.crop_size), "ac")
 
     @torch.no_grad()
     def encode(self, frames: list[np.ndarray], states: np.ndarray) -> torch.Tensor:
@@ -267,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(config, **args)
         summary = run_replay(bag, cfg, out, progress=not quiet)
-    except (BagError, ValueError, FileNotFoundError) as err:
+    except (BagError, CheckpointError, ValueError, FileNotFoundError) as err:
         print(f"vjepa2-replay: error: {err}", file=sys.stderr)
         return 2
     if as_json:

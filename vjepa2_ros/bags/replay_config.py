@@ -19,7 +19,7 @@ class ModelConfig:
 
     kind: str = "ac"
     checkpoint: str | None = None
-    crop_size: int = 256
+    crop_size: int | None = None  # None: the checkpoint's img_size
     device: str = "cpu"
     toy_tokens: int = 16
     toy_dim: int = 8
