@@ -1,6 +1,13 @@
 """Offline checkpoint loading for V-JEPA 2: registry of released models, safe file I/O, HF conversion."""
 
-from .checkpoint import CheckpointError, clean_state_dict, load_checkpoint, load_state_dict_strict, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    check_state_dict,
+    clean_state_dict,
+    load_checkpoint,
+    load_state_dict_strict,
+    save_checkpoint,
+)
 from .hf import convert_hf_state_dict, hf_config_to_model_config, is_hf_directory, load_hf_directory
 from .loading import (
     build_model,
@@ -25,6 +32,7 @@ __all__ = [
     "available_models",
     "build_model",
     "checkpoint_search_dirs",
+    "check_state_dict",
     "clean_state_dict",
     "convert_hf_state_dict",
     "find_checkpoint",

@@ -23,6 +23,7 @@ __all__ = [
     "load_checkpoint",
     "save_checkpoint",
     "clean_state_dict",
+    "check_state_dict",
     "load_state_dict_strict",
 ]
 
@@ -171,8 +172,9 @@ def _listing(keys: list[str]) -> str:
     return shown + (f", ... ({len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
 
 
-def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load strictly; on any mismatch raise one ``CheckpointError`` naming missing/unexpected keys and shapes."""
+def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+    """Clean ``state_dict`` for ``module`` (works on a meta-device module too) or raise one ``CheckpointError``
+    naming the missing/unexpected keys and the shape mismatches."""
     own = module.state_dict()
     drop = {k for k in ("pos_embed", "predictor_pos_embed") if k not in own}
     state_dict = clean_state_dict(state_dict, drop=drop)
@@ -192,4 +194,9 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
         problems.append(f"shape mismatches ({len(shapes)}): {_listing(shapes)}")
     if problems:
         raise CheckpointError(f"{what} does not match {type(module).__name__}: " + "; ".join(problems))
-    module.load_state_dict(state_dict, strict=True)
+    return state_dict
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+    """Load strictly after ``check_state_dict`` (so a mismatch never surfaces as a bare torch traceback)."""
+    module.load_state_dict(check_state_dict(module, state_dict, what), strict=True)

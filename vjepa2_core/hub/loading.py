@@ -15,7 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, clean_state_dict, load_checkpoint, load_state_dict_strict, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    check_state_dict,
+    clean_state_dict,
+    load_checkpoint,
+    load_state_dict_strict,
+    save_checkpoint,
+)
 from .registry import ALIASES, MODELS, ModelSpec, get_spec
 
 __all__ = [
@@ -114,14 +121,33 @@ def _predictor_kind(kwargs: Mapping[str, Any], state_dict: Mapping[str, Any] | N
     return "ac_predictor" if "action_embed_dim" in kwargs or "is_frame_causal" in kwargs else "predictor"
 
 
-def build_model(kind: str, kwargs: Mapping[str, Any]) -> nn.Module:
+def build_model(kind: str, kwargs: Mapping[str, Any], device: str | torch.device | None = None) -> nn.Module:
     """Instantiate a reference-compatible module (imported lazily so the hub can be used for file I/O alone)."""
     from vjepa2_core.models import build_reference_model
 
     try:
-        return build_reference_model(kind, **kwargs)
+        if device is None:
+            return build_reference_model(kind, **kwargs)
+        with torch.device(device):
+            return build_reference_model(kind, **kwargs)
     except TypeError as exc:
         raise CheckpointError(f"cannot build {kind} from model_config {dict(kwargs)}: {exc}") from exc
+
+
+def _build_and_load(kind: str, kwargs: Mapping[str, Any], state: Mapping[str, torch.Tensor], what: str) -> nn.Module:
+    """Check keys and shapes on a weightless meta-device copy first, so a wrong file for a 1B-parameter model fails
+    in milliseconds instead of after allocating and initialising it."""
+    try:
+        skeleton = build_model(kind, kwargs, device="meta")
+    except CheckpointError:
+        raise
+    except Exception:  # a model whose constructor needs real tensors: skip the cheap pre-check
+        skeleton = None
+    if skeleton is not None:
+        check_state_dict(skeleton, state, what)
+    model = build_model(kind, kwargs)
+    load_state_dict_strict(model, state, what)
+    return model
 
 
 def _part(ckpt: Mapping[str, Any], key: str, where: str) -> dict[str, torch.Tensor]:
@@ -139,9 +165,7 @@ def _finish(module: nn.Module, device: str | torch.device) -> nn.Module:
 def _load_encoder_from(config: Mapping[str, Any], ckpt: Mapping[str, Any], where: str, key: str) -> nn.Module:
     if key not in ckpt and key == "target_encoder" and ckpt.get("source") == "huggingface":
         key = "encoder"  # HF exports hold a single encoder
-    encoder = build_model("encoder", config["encoder"])
-    load_state_dict_strict(encoder, _part(ckpt, key, where), f"{where} [{key}]")
-    return encoder
+    return _build_and_load("encoder", config["encoder"], _part(ckpt, key, where), f"{where} [{key}]")
 
 
 def _load_predictor_from(config: Mapping[str, Any], ckpt: Mapping[str, Any], where: str) -> tuple[nn.Module, str]:
@@ -155,9 +179,7 @@ def _load_predictor_from(config: Mapping[str, Any], ckpt: Mapping[str, Any], whe
         n_tokens = sum(1 for k in clean_state_dict(state) if k.startswith("mask_tokens."))
         if n_tokens:
             kwargs["num_mask_tokens"] = n_tokens
-    predictor = build_model(kind, kwargs)
-    load_state_dict_strict(predictor, state, f"{where} [predictor]")
-    return predictor, kind
+    return _build_and_load(kind, kwargs, state, f"{where} [predictor]"), kind
 
 
 def load_encoder(
@@ -210,9 +232,7 @@ def load_fixture_model(path: PathLike, kind: str) -> nn.Module:
     data = load_checkpoint(path)
     if "config" not in data or "state_dict" not in data:
         raise CheckpointError(f"{path} is not a fixture file: expected 'config' and 'state_dict', got {sorted(data)}")
-    model = build_model(kind, data["config"])
-    load_state_dict_strict(model, data["state_dict"], str(path))
-    return model.eval()
+    return _build_and_load(kind, data["config"], data["state_dict"], str(path)).eval()
 
 
 def save_ac_checkpoint(
