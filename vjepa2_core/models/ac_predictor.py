@@ -7,14 +7,14 @@ incremental API (``new_cache`` / ``forward_frame``) that reuses the keys/values 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from .ac_cache import ACCache
-from .modules import Rope, init_weights, make_blocks, rescale_blocks, rope_tables, run_blocks
+from .modules import BackboneNorm, Rope, init_weights, make_blocks, rescale_blocks, rope_tables, run_blocks
 from .vision_transformer import to_2tuple
 
 _MAX_TABLES = 64  # bound on the per-module cache of RoPE tables / masks
@@ -39,7 +39,7 @@ class ACPredictor(nn.Module):
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
-        norm_layer: type[nn.Module] | partial = partial(nn.LayerNorm, eps=1e-6),
+        norm_layer: Callable[[int], nn.Module] = BackboneNorm,
         init_std: float = 0.02,
         uniform_power: bool = True,
         use_silu: bool = False,

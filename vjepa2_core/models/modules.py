@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 Rope = tuple[Tensor, Tensor]
+# LayerNorm of the backbones (every reference size function passes eps=1e-6); the probe uses plain nn.LayerNorm.
+BackboneNorm = partial(nn.LayerNorm, eps=1e-6)
 KVHook = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
@@ -221,7 +224,7 @@ class Block(nn.Module):
 
 def make_blocks(depth: int, dim: int, num_heads: int, drop_path_rate: float = 0.0, **block_kwargs) -> nn.ModuleList:
     """``depth`` blocks with drop-path linearly spaced from 0 to ``drop_path_rate``."""
-    rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
+    rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # python floats: works on "meta" too
     return nn.ModuleList(Block(dim, num_heads, drop_path=r, **block_kwargs) for r in rates)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from .modules import (
+    BackboneNorm,
     grid_positions,
     init_weights,
     make_blocks,
@@ -58,7 +59,7 @@ class MaskedPredictor(nn.Module):
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
-        norm_layer: type[nn.Module] | partial = partial(nn.LayerNorm, eps=1e-6),
+        norm_layer: Callable[[int], nn.Module] = BackboneNorm,
         init_std: float = 0.02,
         uniform_power: bool = False,
         use_mask_tokens: bool = False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .modules import (
+    BackboneNorm,
     PatchEmbed,
     PatchEmbed3D,
     Rope,
@@ -56,7 +57,7 @@ class VisionTransformer(nn.Module):
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
-        norm_layer: type[nn.Module] | partial = partial(nn.LayerNorm, eps=1e-6),
+        norm_layer: Callable[[int], nn.Module] = BackboneNorm,
         init_std: float = 0.02,
         out_layers: Sequence[int] | None = None,
         uniform_power: bool = False,
