@@ -39,6 +39,8 @@ class BagReader:
         self.path = Path(path)
         if not self.path.exists():
             raise BagError(f"bag not found: {self.path}")
+        if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
+            raise BagError(f"{self.path} is not a rosbag2 directory (no metadata.yaml)")
         try:
             self._reader = AnyReader([self.path], default_typestore=TYPESTORE)
             self._reader.open()

@@ -50,7 +50,7 @@ def synthetic_trajectory(
     steps: int = 20, seed: int = 0, size: int = 64, gripper_at: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(frames uint8 [T+1,H,W,3], states [T+1,7], actions [T,7]) with states = actions applied from a start pose."""
-    start = np.array([0.5, 0.0, 0.3, np.pi, 0.0, 0.0, 0.0])
+    start = np.array([0.5, 0.0, 0.3, 3.0, 0.1, -0.2, 0.0])  # a Franka-like downward-facing gripper
     actions = random_actions(steps, seed, gripper_at=gripper_at)
     states = rollout_states(start, actions)
     frames = np.stack([render(s, size) for s in states])
