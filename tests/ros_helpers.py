@@ -1,0 +1,228 @@
+"""Helpers for multi-process ROS 2 tests: a test robot process, node processes with clean shutdown, a client node.
+
+Run as a script, this file is the test robot: it publishes real camera frames from the Franka example trajectory,
+its end-effector pose and gripper closedness, and integrates the `ee_target` / `gripper_command` it receives.
+The camera shows the trajectory frame whose state is nearest to the current pose. `~/set_camera` (SetBool)
+pauses the camera so tests can make it stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def ensure_interfaces() -> None:
+    """Build vjepa2_interfaces into the venv when its Python package is missing (as `make interfaces` does)."""
+    try:
+        import vjepa2_interfaces.srv  # noqa: F401
+    except ImportError:
+        env = {**os.environ, "VENV": str(BIN.parent)}
+        subprocess.run(["bash", str(REPO / "scripts/build_interfaces.sh")], cwd=REPO, env=env, check=True)
+
+
+class NodeProcess:
+    """A node started as its own process; its merged output is collected so tests can wait for lines in it."""
+
+    def __init__(self, cmd: list[str], ready: str | None = None, timeout: float = 60.0) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0"}
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if ready is not None and not self.wait_for_line(ready, timeout):
+            out = self.output()
+            self.stop()
+            raise RuntimeError(f"{cmd[0]} did not print {ready!r} within {timeout} s:\n{out[-4000:]}")
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float) -> bool:
+        return wait_until(
+            lambda: any(text in line for line in self.lines) or self.proc.poll() is not None, timeout
+        ) and any(text in line for line in self.lines)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> tuple[int, float]:
+        """SIGTERM, wait up to `timeout`, then SIGKILL; returns (exit code, seconds it took to exit after SIGTERM)."""
+        start = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._reader.join(5)
+        return self.proc.returncode, time.monotonic() - start
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+class RosClient:
+    """An rclpy node in the test process with its own context, spun on a background thread."""
+
+    def __init__(self, name: str = "test_client") -> None:
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def call(self, client, request, timeout: float = 30.0):
+        """Wait for the service, call it, return the response (raises TimeoutError with the service name)."""
+        if not client.wait_for_service(timeout_sec=20.0):
+            raise TimeoutError(f"service {client.srv_name} not available")
+        future = client.call_async(request)
+        if not wait_until(future.done, timeout):
+            raise TimeoutError(f"no response from {client.srv_name} within {timeout} s")
+        return future.result()
+
+    def wait_future(self, future, timeout: float = 30.0):
+        if not wait_until(future.done, timeout):
+            raise TimeoutError(f"future not done within {timeout} s")
+        return future.result()
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The test robot (run as a script)
+
+
+def robot_main(argv: list[str] | None = None) -> int:
+    import numpy as np
+    import rclpy
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CompressedImage, Image
+    from std_msgs.msg import Float64
+    from std_srvs.srv import SetBool
+
+    from vjepa2_ros import conversions as conv
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--npz", required=True)
+    parser.add_argument("--camera-rate", type=float, default=15.0)
+    parser.add_argument("--state-rate", type=float, default=30.0)
+    parser.add_argument("--encoding", default="bgr8", help="raw encoding, or jpeg/png for CompressedImage")
+    parser.add_argument("--target-topic", default="/vjepa2_planner/ee_target")
+    parser.add_argument("--gripper-topic", default="/vjepa2_planner/gripper_command")
+    args, ros_args = parser.parse_known_args(argv)
+
+    data = np.load(args.npz)
+    frames, states = data["observations"][0], data["states"][0].astype(np.float64)
+
+    class TestRobot(Node):
+        def __init__(self) -> None:
+            super().__init__("test_robot")
+            self.state = states[0].copy()
+            self.camera_on = True
+            self.targets = 0
+            compressed = args.encoding in ("jpeg", "png")
+            cam_type = CompressedImage if compressed else Image
+            self.pub_cam = self.create_publisher(cam_type, "/robot/camera/image_raw", qos_profile_sensor_data)
+            self.pub_pose = self.create_publisher(PoseStamped, "/robot/ee_pose", qos_profile_sensor_data)
+            self.pub_grip = self.create_publisher(Float64, "/robot/gripper", qos_profile_sensor_data)
+            self.create_subscription(PoseStamped, args.target_topic, self.on_target, 10)
+            self.create_subscription(Float64, args.gripper_topic, self.on_gripper, 10)
+            self.create_service(SetBool, "~/set_camera", self.on_set_camera)
+            self.create_timer(1.0 / args.camera_rate, self.publish_camera)
+            self.create_timer(1.0 / args.state_rate, self.publish_state)
+            encode = conv.rgb_to_compressed if compressed else conv.rgb_to_image
+            self.encoded = [encode(f, args.encoding) for f in frames]
+
+        def on_target(self, msg: PoseStamped) -> None:
+            try:
+                target = conv.pose_to_state(msg.pose, self.state[6])
+            except ValueError:
+                return
+            if np.isfinite(target).all():
+                self.state[:6] = target[:6]
+                self.targets += 1
+
+        def on_gripper(self, msg: Float64) -> None:
+            if np.isfinite(msg.data):
+                self.state[6] = float(np.clip(msg.data, 0.0, 1.0))
+
+        def on_set_camera(self, req, resp):
+            self.camera_on = bool(req.data)
+            resp.success, resp.message = True, f"camera {'on' if self.camera_on else 'off'}"
+            return resp
+
+        def publish_camera(self) -> None:
+            if not self.camera_on:
+                return
+            nearest = int(np.argmin(np.linalg.norm(states[:, :3] - self.state[:3], axis=1)))
+            msg = self.encoded[nearest]
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self.pub_cam.publish(msg)
+
+        def publish_state(self) -> None:
+            stamp = self.get_clock().now().to_msg()
+            self.pub_pose.publish(conv.state_to_pose_stamped(self.state, "base", stamp))
+            self.pub_grip.publish(Float64(data=float(self.state[6])))
+
+    rclpy.init(args=ros_args)
+    node = TestRobot()
+    print("test_robot ready", flush=True)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(robot_main())

@@ -1,0 +1,121 @@
+"""Small rclpy helpers for the planner node: typed parameters, a background plan worker, diagnostics, debug view."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+
+
+class ParameterError(ValueError):
+    """A node parameter has the wrong type or an invalid value (reported at start-up, the node does not start)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: default (its type is the expected type) and a description shown by `ros2 param`."""
+
+    default: Any
+    description: str
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Accept what YAML naturally gives (an int where a float is expected); reject everything else clearly."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(default, list):
+        if isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            return [float(v) for v in value]
+    raise ParameterError(
+        f"parameter '{name}' must be of type {type(default).__name__} (like {default!r}), got {value!r}"
+    )
+
+
+_STANDARD = {"use_sim_time", "start_type_description_service", "start_parameter_services"}
+
+
+def declare_parameters(node: Node, spec: Mapping[str, Param]) -> dict[str, Any]:
+    """Declare every parameter (read-only, typed by hand so YAML ints work for floats) and return their values."""
+    values = {}
+    for name, p in spec.items():
+        desc = ParameterDescriptor(description=p.description, read_only=True, dynamic_typing=True)
+        value = node.declare_parameter(name, p.default, desc).value
+        values[name] = p.default if value is None else _coerce(name, value, p.default)
+    given = getattr(node, "_parameter_overrides", {})  # what --params-file / -p set for this node
+    unknown = sorted(k for k in given if k not in spec and k not in _STANDARD and not k.startswith("qos_overrides."))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown}; known: {sorted(spec)}")
+    return values
+
+
+class PlanWorker:
+    """Runs submitted jobs one at a time on a daemon thread, so executor threads stay free and exit never waits."""
+
+    def __init__(self, name: str = "plan-worker") -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, fn, args, kwargs))
+        return future
+
+    def close(self) -> None:
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn, args, kwargs = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                future.set_exception(exc)
+
+
+def diagnostics(
+    name: str, hardware_id: str, level: bytes, message: str, values: Mapping[str, Any], stamp
+) -> DiagnosticArray:
+    """One DiagnosticStatus in a DiagnosticArray, values stringified."""
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id)
+    status.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
+    msg = DiagnosticArray(status=[status])
+    msg.header.stamp = stamp
+    return msg
+
+
+def debug_view(current: np.ndarray, goal: np.ndarray | None, text: str, height: int = 240) -> np.ndarray:
+    """current | goal side by side at `height` pixels with a text banner: what the planner sees and aims for."""
+
+    def fit(img: np.ndarray) -> np.ndarray:
+        w = max(1, round(img.shape[1] * height / img.shape[0]))
+        return cv2.resize(img, (w, height), interpolation=cv2.INTER_AREA)
+
+    panels = [fit(current)] + ([fit(goal)] if goal is not None else [])
+    view = np.concatenate(panels, axis=1)
+    banner = np.zeros((28, view.shape[1], 3), np.uint8)
+    cv2.putText(banner, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.ascontiguousarray(np.concatenate([view, banner], axis=0))
