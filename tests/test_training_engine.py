@@ -32,6 +32,9 @@ SCHEMA = {
     },
     "meta": {"seed": Field(int, default=0), "dtype": Field(str, default="float32", choices=("float32", "bfloat16"))},
     "folder": Field(str, default=None),
+    "mask": Field(
+        list, default=[], items={"num_blocks": Field(int), "spatial_scale": Field(list, default=[0.2, 0.8])}
+    ),
 }
 
 
@@ -61,6 +64,11 @@ def test_config_load_overrides_and_defaults(tmp_path):
         ("app: a\noptimization: {lr: 1, epochs: 3}\n", ["meta"], r"--set expects key.path=value"),
         ("- just a list\n", [], "top level must be a mapping"),
         ("app: a\noptimization: {lr: 1, epochs: true}\n", [], "expected int, got bool"),
+        (
+            "app: a\noptimization: {lr: 1, epochs: 3}\nmask: [{num_blocks: 2}, {num_blocs: 8}]\n",
+            [],
+            r"'mask\[1\].num_blocs'",
+        ),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, text, overrides, message):

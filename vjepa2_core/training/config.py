@@ -33,6 +33,7 @@ class Field:
     choices: tuple | None = None
     nullable: bool = False
     doc: str = ""
+    items: Mapping | None = None  # schema of each element when the value is a list of mappings
 
     def check(self, value: Any, path: str) -> Any:
         if value is None:
@@ -48,6 +49,8 @@ class Field:
             raise ConfigError(f"{path}: expected {_names(types)}, got {type(value).__name__} {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{path}: {value!r} is not one of {list(self.choices)}")
+        if self.items is not None:
+            return [validate(item, self.items, f"{path}[{i}]") for i, item in enumerate(value)]
         return value
 
 
