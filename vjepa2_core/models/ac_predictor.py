@@ -14,7 +14,16 @@ import torch
 from torch import Tensor, nn
 
 from .ac_cache import ACCache
-from .modules import BackboneNorm, Rope, init_weights, make_blocks, rescale_blocks, rope_tables, run_blocks
+from .modules import (
+    BackboneNorm,
+    Rope,
+    attention_dtype,
+    init_weights,
+    make_blocks,
+    rescale_blocks,
+    rope_tables,
+    run_blocks,
+)
 from .vision_transformer import to_2tuple
 
 _MAX_TABLES = 64  # bound on the per-module cache of RoPE tables / masks
@@ -188,7 +197,7 @@ class ACPredictor(nn.Module):
             cond.append(self.extrinsics_encoder(extrinsics))
         tokens = torch.cat([c.unsqueeze(2) for c in cond] + [z], dim=2).flatten(1, 2)
 
-        rope = self._rope(T, past, tokens.dtype, tokens.device)
+        rope = self._rope(T, past, attention_dtype(tokens), tokens.device)
         mask = self._mask(T, past, tokens.device)
         hooks = [partial(cache._extend, i) for i in range(self.depth)] if cache is not None else None
         tokens = run_blocks(

@@ -37,20 +37,27 @@ def grid_positions(index: Tensor, height: int, width: int) -> Tensor:
     return torch.stack((t, h, w), dim=-1).float()
 
 
+def attention_dtype(x: Tensor) -> torch.dtype:
+    """dtype q/k will have inside attention: the autocast dtype when autocast is on, else ``x.dtype``."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
 def rope_tables(pos: Tensor, head_dim: int, dtype: torch.dtype, rotate: Tensor | None = None) -> Rope:
     """cos/sin tables [..., N, head_dim] for positions ``pos`` [..., N, 3].
 
     Each axis uses the frequencies ``10000^(-i/half)`` concatenated with themselves (not interleaved), exactly as the
-    reference. ``rotate`` [..., N, 3] (bool) switches the rotation of single axes off (cos=1, sin=0); the trailing
-    ``head_dim - 3 * s`` dims are never rotated. Angles are computed in ``dtype`` like the reference (bf16 under
-    autocast), so half-precision runs reproduce its rounding.
+    reference. Like the reference, the frequencies are rounded to the q/k ``dtype`` (bf16 under autocast) while the
+    angles and tables are at least fp32. ``rotate`` [..., N, 3] (bool) switches single axes off (cos=1, sin=0); the
+    trailing ``head_dim - 3 * s`` dims are never rotated.
     """
     s = rope_axis_dim(head_dim)
-    half = s // 2
-    omega = torch.arange(half, dtype=dtype, device=pos.device)
+    omega = torch.arange(s // 2, dtype=dtype, device=pos.device)
     omega = 1.0 / 10000 ** (omega / (s / 2.0))
-    omega = torch.cat((omega, omega))  # [s]
-    angles = pos.to(dtype).unsqueeze(-1) * omega  # [..., N, 3, s]
+    table_dtype = torch.promote_types(dtype, torch.float32)
+    omega = torch.cat((omega, omega)).to(table_dtype)  # [s]
+    angles = pos.to(table_dtype).unsqueeze(-1) * omega  # [..., N, 3, s]
     cos, sin = angles.cos(), angles.sin()
     if rotate is not None:
         keep = rotate.unsqueeze(-1)
@@ -70,7 +77,7 @@ def apply_rope(x: Tensor, rope: Rope) -> Tensor:
     cos, sin = rope
     x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
     rotated = torch.stack((-x2, x1), dim=-1).flatten(-2)
-    return x * cos + rotated * sin
+    return (x * cos + rotated * sin).to(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------------

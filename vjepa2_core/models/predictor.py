@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .modules import (
     BackboneNorm,
+    attention_dtype,
     grid_positions,
     init_weights,
     make_blocks,
@@ -186,7 +187,7 @@ class MaskedPredictor(nn.Module):
             _, gh, gw = self.grid
             head_dim = self.predictor_embed_dim // self.num_heads
             # the reference predictor assumes a square grid of img_size[0] // patch_size
-            cos, sin = rope_tables(grid_positions(index, gh, gh), head_dim, x.dtype)
+            cos, sin = rope_tables(grid_positions(index, gh, gh), head_dim, attention_dtype(x))
             rope = cos.unsqueeze(1), sin.unsqueeze(1)
         x = run_blocks(self.predictor_blocks, x, rope, checkpointing=self.use_activation_checkpointing)
         x = self.predictor_norm(x)

@@ -14,6 +14,7 @@ from .modules import (
     PatchEmbed,
     PatchEmbed3D,
     Rope,
+    attention_dtype,
     gather_tokens,
     grid_positions,
     init_weights,
@@ -195,7 +196,7 @@ class VisionTransformer(nn.Module):
             masks = [m.to(tokens.device) for m in masks]
             tokens = gather_tokens(tokens, masks)
             index = torch.cat(masks, dim=0)
-        rope = self._rope(index, grid, tokens.dtype, tokens.device) if self.use_rope else None
+        rope = self._rope(index, grid, attention_dtype(tokens), tokens.device) if self.use_rope else None
         out = run_blocks(
             self.blocks,
             tokens,
