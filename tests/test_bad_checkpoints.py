@@ -52,6 +52,8 @@ def test_missing_released_weights_give_url_and_never_download(tmp_path, monkeypa
     msg = str(info.value)
     assert "vjepa2-ac-vitg.pt" in msg and get_spec("vit_ac_giant").url in msg and str(tmp_path / "weights") in msg
     assert not any(tmp_path.rglob("*.pt")), "nothing may be downloaded"
+    with pytest.raises(CheckpointError, match="not found.*elsewhere.pt.*dl.fbaipublicfiles.com/vjepa2/vitl.pt"):
+        load_encoder("vit_large", checkpoint=tmp_path / "elsewhere.pt")
 
 
 def test_unknown_name_lists_choices():

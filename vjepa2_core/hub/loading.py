@@ -134,17 +134,31 @@ def build_model(kind: str, kwargs: Mapping[str, Any], device: str | torch.device
         raise CheckpointError(f"cannot build {kind} from model_config {dict(kwargs)}: {exc}") from exc
 
 
+def _has_meta_tensors(module: nn.Module) -> bool:
+    """True if a tensor kept as a plain attribute (not a parameter/buffer) was created on the meta device."""
+    return any(
+        isinstance(value, torch.Tensor) and value.is_meta for mod in module.modules() for value in vars(mod).values()
+    ) or any(t.is_meta for t in module.buffers())
+
+
 def _build_and_load(kind: str, kwargs: Mapping[str, Any], state: Mapping[str, torch.Tensor], what: str) -> nn.Module:
-    """Check keys and shapes on a weightless meta-device copy first, so a wrong file for a 1B-parameter model fails
-    in milliseconds instead of after allocating and initialising it."""
+    """Build weightless on the meta device, check keys and shapes, then materialise and load.
+
+    A wrong file for a 1B-parameter model thus fails in milliseconds, and a right one skips the random init that
+    the checkpoint overwrites anyway. Models holding meta tensors outside their state dict are rebuilt normally.
+    """
     try:
         skeleton = build_model(kind, kwargs, device="meta")
     except CheckpointError:
         raise
-    except Exception:  # a model whose constructor needs real tensors: skip the cheap pre-check
+    except Exception:  # a constructor that needs real tensors: build normally
         skeleton = None
     if skeleton is not None:
         check_state_dict(skeleton, state, what)
+        if not _has_meta_tensors(skeleton):
+            model = skeleton.to_empty(device="cpu")
+            load_state_dict_strict(model, state, what)
+            return model
     model = build_model(kind, kwargs)
     load_state_dict_strict(model, state, what)
     return model
