@@ -1,0 +1,400 @@
+"""The planner node over real DDS: test robot process + `vjepa2_planner` entry point + a client in this process.
+
+One node process serves the whole module (start-up costs seconds); the last test ends it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ros_helpers import BIN, REPO, NodeProcess, RosClient, ensure_interfaces, wait_until
+
+pytestmark = pytest.mark.ros
+
+PLANNER = "/vjepa2_planner"
+MAXNORM = 0.05
+MAX_TRANSLATION = 0.04  # below maxnorm * sqrt(3): the safety clamp is what bounds commands
+CONTROL_RATE = 10.0
+
+
+def planner_params(checkpoint: Path, **overrides) -> dict:
+    params = {
+        "model": {"checkpoint": str(checkpoint)},
+        "cem": {"horizon": 2, "samples": 12, "iterations": 2, "topk": 4, "maxnorm": MAXNORM},
+        "control_rate": CONTROL_RATE,
+        "topics": {"camera": "/robot/camera/image_raw", "ee_pose": "/robot/ee_pose", "gripper": "/robot/gripper"},
+        "safety": {
+            "max_translation": MAX_TRANSLATION,
+            "stale_timeout": 0.6,
+            "plan_deadline": 20.0,
+            "workspace_min": [-2.0, -2.0, -1.0],
+            "workspace_max": [2.0, 2.0, 2.0],
+        },
+    }
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        (params.setdefault(section, {}) if section else params)[name] = value
+    return {"/**": {"ros__parameters": params}}
+
+
+def write_params(path: Path, checkpoint: Path, **overrides) -> Path:
+    path.write_text(yaml.safe_dump(planner_params(checkpoint, **overrides)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from vjepa2_core.hub import make_random_checkpoint
+
+    return make_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vit_ac_tiny.pt", "vit_ac_tiny")
+
+
+@pytest.fixture(scope="module")
+def traj(franka_npz) -> dict:
+    data = np.load(franka_npz)
+    return {"frames": data["observations"][0], "states": data["states"][0].astype(np.float64)}
+
+
+@pytest.fixture(scope="module")
+def robot(franka_npz):
+    ensure_interfaces()
+    proc = NodeProcess(
+        [sys.executable, str(REPO / "tests/ros_helpers.py"), "--npz", str(franka_npz)], ready="test_robot ready"
+    )
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def planner(robot, checkpoint, tmp_path_factory):
+    params = write_params(tmp_path_factory.mktemp("params") / "planner.yaml", checkpoint)
+    proc = NodeProcess(
+        [str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="vjepa2_planner ready"
+    )
+    yield proc
+    proc.stop()
+
+
+class Harness:
+    """Clients for every planner interface plus recorders of what the planner publishes."""
+
+    def __init__(self, client: RosClient) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseStamped
+        from rclpy.action import ActionClient
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+        from std_srvs.srv import SetBool, Trigger
+
+        from vjepa2_interfaces.action import ReachGoal
+        from vjepa2_interfaces.srv import PlanToGoal
+
+        node = client.node
+        self.client = client
+        self.plan = node.create_client(PlanToGoal, f"{PLANNER}/plan_to_goal")
+        self.stop = node.create_client(Trigger, f"{PLANNER}/stop")
+        self.resume = node.create_client(Trigger, f"{PLANNER}/resume")
+        self.camera = node.create_client(SetBool, "/test_robot/set_camera")
+        self.reach = ActionClient(node, ReachGoal, f"{PLANNER}/reach_goal")
+        self.lock = threading.Lock()
+        self.targets: list[tuple[float, np.ndarray]] = []
+        self.robot_pose: np.ndarray | None = None
+        self.diag: dict[str, str] = {}
+        self.diag_count = 0
+        node.create_subscription(PoseStamped, f"{PLANNER}/ee_target", self._on_target, 100)
+        node.create_subscription(PoseStamped, "/robot/ee_pose", self._on_pose, qos_profile_sensor_data)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.bad_camera = node.create_publisher(Image, "/robot/camera/image_raw", 1000)
+
+    def _on_target(self, msg) -> None:
+        p = msg.pose.position
+        with self.lock:
+            self.targets.append((time.monotonic(), np.array([p.x, p.y, p.z])))
+
+    def _on_pose(self, msg) -> None:
+        p = msg.pose.position
+        self.robot_pose = np.array([p.x, p.y, p.z])
+
+    def _on_diag(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("vjepa2_planner"):
+                with self.lock:
+                    self.diag = {kv.key: kv.value for kv in status.values} | {
+                        "_level": status.level,
+                        "_message": status.message,
+                    }
+                    self.diag_count += 1
+
+    def n_targets(self) -> int:
+        with self.lock:
+            return len(self.targets)
+
+    def wait_diag(self, predicate, timeout: float = 15.0) -> dict:
+        """Wait for a diagnostics message (newer than now) that satisfies `predicate`."""
+        start = self.diag_count
+        ok = wait_until(lambda: self.diag_count > start and predicate(self.diag), timeout)
+        assert ok, f"diagnostics never matched; last: {self.diag}"
+        return dict(self.diag)
+
+    def trigger(self, client) -> object:
+        from std_srvs.srv import Trigger
+
+        return self.client.call(client, Trigger.Request())
+
+    def send_goal(self, goal_image, feedback: list, **fields):
+        from vjepa2_interfaces.action import ReachGoal
+
+        assert self.reach.wait_for_server(timeout_sec=20.0), "reach_goal action server not available"
+        goal = ReachGoal.Goal(goal_image=goal_image, **fields)
+        handle = self.client.wait_future(self.reach.send_goal_async(goal, feedback_callback=feedback.append))
+        assert handle.accepted, "goal rejected"
+        return handle
+
+
+@pytest.fixture(scope="module")
+def ros(planner):
+    client = RosClient("planner_test_client")
+    harness = Harness(client)
+    assert wait_until(lambda: harness.robot_pose is not None, 20.0), "no robot pose received"
+    # the planner is ready once it reports fresh camera and state
+    harness.wait_diag(lambda d: d.get("blocking") == "none", timeout=20.0)
+    yield harness
+    client.close()
+
+
+def image_msg(rgb: np.ndarray, encoding: str = "rgb8"):
+    from vjepa2_ros.conversions import rgb_to_image
+
+    return rgb_to_image(rgb, encoding)
+
+
+def plan_request(goal, **fields):
+    from vjepa2_interfaces.srv import PlanToGoal
+
+    return PlanToGoal.Request(goal_image=goal, **fields)
+
+
+def status_name(code: int) -> str:
+    from action_msgs.msg import GoalStatus
+
+    return {
+        GoalStatus.STATUS_SUCCEEDED: "succeeded",
+        GoalStatus.STATUS_ABORTED: "aborted",
+        GoalStatus.STATUS_CANCELED: "canceled",
+    }.get(code, str(code))
+
+
+def test_plan_to_goal_returns_bounded_deterministic_actions(ros, traj):
+    before = ros.n_targets()
+    req = plan_request(image_msg(traj["frames"][1]), horizon=3, samples=10, iterations=2, seed=7)
+    resp = ros.client.call(ros.plan, req)
+    assert resp.success, resp.message
+    assert resp.horizon == 3 and len(resp.actions) == 21
+    actions = np.array(resp.actions).reshape(3, 7)
+    assert np.all(np.abs(actions[:, :3]) <= MAXNORM + 1e-6)
+    assert np.all(actions[:, 3:6] == 0.0)  # the reference planner never rotates
+    assert np.all(np.abs(actions[:, 6]) <= 0.75 + 1e-6)
+    assert math.isfinite(resp.energy) and resp.energy > 0 and resp.planning_time > 0
+    again = ros.client.call(ros.plan, req)
+    np.testing.assert_array_equal(np.array(again.actions), np.array(resp.actions))
+    other = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1]), horizon=3, samples=10, seed=8))
+    assert not np.array_equal(np.array(other.actions), np.array(resp.actions))
+    assert ros.n_targets() == before, "plan_to_goal must not move the robot"
+
+
+def test_plan_to_goal_uses_request_inputs_and_rejects_bad_ones(ros, traj):
+    goal = image_msg(traj["frames"][1], "bgr8")
+    ok = ros.client.call(
+        ros.plan,
+        plan_request(
+            goal, current_image=image_msg(traj["frames"][0], "rgba8"), current_state=traj["states"][0].tolist(), seed=1
+        ),
+    )
+    assert ok.success and ok.horizon == 2 and len(ok.actions) == 14, ok.message
+
+    broken = image_msg(traj["frames"][1])
+    broken.step = 5
+    resp = ros.client.call(ros.plan, plan_request(broken))
+    assert not resp.success and "step 5" in resp.message
+    resp = ros.client.call(ros.plan, plan_request(goal, current_state=[0.1] * 6))
+    assert not resp.success and "7 finite values" in resp.message
+    resp = ros.client.call(ros.plan, plan_request(goal, current_state=[0.1, math.nan, 0, 0, 0, 0, 0]))
+    assert not resp.success and "7 finite values" in resp.message
+    resp = ros.client.call(ros.plan, plan_request(goal, horizon=-1))
+    assert not resp.success and ">= 0" in resp.message
+
+
+def test_reach_goal_sends_bounded_commands_and_can_be_cancelled(ros, traj):
+    start_pose = ros.robot_pose.copy()
+    before = ros.n_targets()
+    feedback: list = []
+    handle = ros.send_goal(image_msg(traj["frames"][1]), feedback, max_steps=500)
+    assert wait_until(lambda: sum(len(f.feedback.action) == 7 for f in feedback) >= 3, 30.0), feedback
+    assert wait_until(lambda: ros.n_targets() - before >= 3, 10.0)
+    steps = [f.feedback for f in feedback if len(f.feedback.action) == 7]
+    for fb in steps:
+        action = np.array(fb.action)
+        assert np.linalg.norm(action[:3]) <= MAX_TRANSLATION + 1e-9
+        assert math.isfinite(fb.energy)
+    assert [fb.step for fb in steps] == list(range(1, len(steps) + 1))
+    assert wait_until(lambda: np.linalg.norm(ros.robot_pose - start_pose) > 1e-4, 10.0), "robot never moved"
+    with ros.lock:
+        targets = [p for _, p in ros.targets[before:]]
+    gaps = np.linalg.norm(np.diff(np.array(targets), axis=0), axis=1)
+    assert np.all(gaps <= 2 * MAX_TRANSLATION + 1e-6)  # each target is one clamped step from the latest pose
+
+    cancel = ros.client.wait_future(handle.cancel_goal_async())
+    assert len(cancel.goals_canceling) == 1
+    result = ros.client.wait_future(handle.get_result_async())
+    assert status_name(result.status) == "canceled" and not result.result.success
+    assert result.result.steps >= 3
+    after = ros.n_targets()
+    time.sleep(3 / CONTROL_RATE)  # a window in which no further command may appear
+    assert ros.n_targets() == after
+
+
+def test_reach_goal_succeeds_at_energy_threshold_without_moving(ros, traj):
+    before = ros.n_targets()
+    feedback: list = []
+    handle = ros.send_goal(image_msg(traj["frames"][1]), feedback, energy_threshold=1e6, max_steps=5)
+    result = ros.client.wait_future(handle.get_result_async())
+    assert status_name(result.status) == "succeeded" and result.result.success
+    assert result.result.steps == 0 and result.result.final_energy <= 1e6
+    assert ros.n_targets() == before
+
+
+def test_stop_blocks_commands_until_resume(ros, traj):
+    assert ros.trigger(ros.stop).success
+    ros.wait_diag(lambda d: "stopped" in d["blocking"])
+    before = ros.n_targets()
+    handle = ros.send_goal(image_msg(traj["frames"][1]), [], max_steps=3)
+    result = ros.client.wait_future(handle.get_result_async())
+    assert status_name(result.status) == "aborted" and "stopped" in result.result.message
+    assert result.result.steps == 0 and ros.n_targets() == before
+    # plan_to_goal still works while stopped: it never moves the robot
+    assert ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1]))).success
+
+    resume = ros.trigger(ros.resume)
+    assert resume.success and resume.message == "resumed"
+    handle = ros.send_goal(image_msg(traj["frames"][1]), [], max_steps=2)
+    result = ros.client.wait_future(handle.get_result_async())
+    assert status_name(result.status) == "succeeded" and result.result.steps == 2, result.result.message
+    assert wait_until(lambda: ros.n_targets() == before + 2, 10.0)
+
+
+def test_stop_during_reach_goal_aborts_it(ros, traj):
+    before = ros.n_targets()
+    handle = ros.send_goal(image_msg(traj["frames"][1]), [], max_steps=500)
+    assert wait_until(lambda: ros.n_targets() > before, 20.0)
+    assert ros.trigger(ros.stop).success
+    result = ros.client.wait_future(handle.get_result_async())
+    assert status_name(result.status) == "aborted" and "stopped" in result.result.message
+    after = ros.n_targets()
+    time.sleep(3 / CONTROL_RATE)
+    assert ros.n_targets() == after
+    assert ros.trigger(ros.resume).success
+
+
+def test_stale_camera_stops_commands(ros, traj):
+    from std_srvs.srv import SetBool
+
+    before = ros.n_targets()
+    feedback: list = []
+    handle = ros.send_goal(image_msg(traj["frames"][1]), feedback, max_steps=500)
+    assert wait_until(lambda: ros.n_targets() > before + 1, 20.0)
+    assert ros.client.call(ros.camera, SetBool.Request(data=False)).success
+    paused = time.monotonic()
+    try:
+        result = ros.client.wait_future(handle.get_result_async(), timeout=20.0)
+        assert status_name(result.status) == "aborted"
+        assert "stale_camera" in result.result.message, result.result.message
+        assert len(feedback[-1].feedback.action) == 0  # the last feedback reports that no command was sent
+        diag = ros.wait_diag(lambda d: "stale_camera" in d["blocking"])
+        assert diag["_level"] == b"\x02" and int(diag["safety_stops"]) >= 1
+        with ros.lock:
+            late = [t for t, _ in ros.targets if t > paused + 0.6 + 0.2]
+        assert late == [], "commands were sent with a stale camera"
+        handle = ros.send_goal(image_msg(traj["frames"][1]), [], max_steps=3)
+        result = ros.client.wait_future(handle.get_result_async())
+        assert status_name(result.status) == "aborted" and "stale_camera" in result.result.message
+    finally:
+        assert ros.client.call(ros.camera, SetBool.Request(data=True)).success
+    ros.wait_diag(lambda d: d["blocking"] == "none")
+
+
+def test_1000_malformed_images_leave_node_alive_and_serving(ros, traj, planner):
+    from geometry_msgs.msg import PoseStamped
+    from sensor_msgs.msg import Image
+
+    start = int(ros.wait_diag(lambda d: True)["malformed_images"])
+    assert wait_until(lambda: ros.bad_camera.get_subscription_count() >= 1, 20.0)
+    good = image_msg(traj["frames"][0])
+    bad: list[Image] = []
+    for i in range(1000):
+        kind = i % 5
+        msg = Image(height=good.height, width=good.width, encoding=good.encoding, step=good.step)
+        if kind == 0:
+            msg.encoding = "yuv422_weird"
+            msg.data = bytes(16)
+        elif kind == 1:
+            msg.step = good.step - 1
+            msg.data = bytes(good.step * good.height)
+        elif kind == 2:
+            msg.data = b""
+        elif kind == 3:
+            msg.height, msg.data = good.height * 2, bytes(64)
+        else:
+            msg.height = msg.width = 0
+        bad.append(msg)
+    for msg in bad:
+        ros.bad_camera.publish(msg)
+        time.sleep(0.002)  # pace: the camera subscription keeps only the latest frame (sensor-data QoS)
+    pose_pub = ros.client.node.create_publisher(PoseStamped, "/robot/ee_pose", 10)
+    assert wait_until(lambda: pose_pub.get_subscription_count() >= 1, 20.0)
+    zero = PoseStamped()
+    zero.pose.orientation.w = 0.0  # all-zero quaternion: not a rotation
+    for _ in range(20):
+        pose_pub.publish(zero)
+        time.sleep(0.002)
+    diag = ros.wait_diag(lambda d: int(d["malformed_images"]) - start >= 100 and int(d["malformed_states"]) >= 1)
+    assert planner.alive()
+    resp = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1])))
+    assert resp.success, resp.message
+    print(f"malformed images counted: {int(diag['malformed_images']) - start} of 1000")
+    ros.client.node.destroy_publisher(pose_pub)
+
+
+def test_sigterm_ends_the_node_cleanly_within_5s(ros, planner):
+    assert planner.alive()
+    code, seconds = planner.stop(timeout=5.0)
+    assert code == 0, planner.output()[-3000:]
+    assert seconds < 5.0
+    assert "Traceback" not in planner.output(), planner.output()[-3000:]
+
+
+def test_invalid_parameters_are_rejected_at_startup(checkpoint, tmp_path):
+    cases = {
+        "cem.samples": (-4, "cem.samples' must be > 0"),
+        "safety.workspace_max": ([0.1, 0.1], "3 values"),
+        "camera_transport": ("h264", "raw or compressed"),
+        "model.checkpoint": (str(tmp_path / "missing.pt"), "missing.pt"),
+        "control_rate": ("fast", "control_rate' must be of type float"),
+    }
+    procs = []
+    for key, (value, _) in cases.items():
+        params = write_params(tmp_path / f"{key}.yaml", checkpoint, **{key: value})
+        procs.append(NodeProcess([str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)]))
+    for proc, (key, (_, expected)) in zip(procs, cases.items()):
+        assert wait_until(lambda p=proc: not p.alive(), 60.0), f"{key}: node did not exit"
+        proc.stop()
+        out = proc.output()
+        assert proc.proc.returncode == 2, out
+        assert "invalid configuration" in out and expected in out, out
+        assert "Traceback" not in out, out
