@@ -52,3 +52,11 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Simulated Fetch arm (issue 8): the closed-loop demo over ROS 2 and the success-rate evaluation.
+.PHONY: sim-demo sim-eval
+sim-demo: install
+	$(PY) -m vjepa2_ros.sim.demo $(SIM_DEMO_ARGS)
+
+sim-eval: install
+	$(VENV)/bin/vjepa2-sim-eval --episodes 20 --task reach $(SIM_EVAL_ARGS)

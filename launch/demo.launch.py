@@ -1,0 +1,61 @@
+"""Simulated-arm demo on a full ROS 2 install: `ros2 launch vjepa2_ros demo.launch.py [model:=CKPT] [seed:=3]`.
+
+Starts vjepa2_sim and vjepa2_planner (topics wired by config/sim_planner.yaml) and the demo client, which sends
+the sim's goal image as a ReachGoal, prints each step and saves the image strip. Without `ros2 launch`
+(pip-only installs) `make sim-demo` does the same with plain processes.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, Shutdown
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+SHARE = FindPackageShare("vjepa2_ros")
+ARGUMENTS = {
+    "model": ("", "AC checkpoint for the planner (empty: the shipped vjepa2_ros/models/sim_reach.safetensors)"),
+    "seed": ("3", "start and goal of the episode"),
+    "task": ("reach", "reach | push"),
+    "max_steps": ("20", "ReachGoal step budget"),
+    "out": ("sim_demo", "directory for the image strip"),
+}
+
+
+def generate_launch_description() -> LaunchDescription:
+    arg = LaunchConfiguration
+    declared = [DeclareLaunchArgument(k, default_value=d, description=doc) for k, (d, doc) in ARGUMENTS.items()]
+    sim = Node(
+        package="vjepa2_ros",
+        executable="vjepa2_sim",
+        name="vjepa2_sim",
+        parameters=[PathJoinSubstitution([SHARE, "config", "sim.yaml"]), {"seed": arg("seed"), "task": arg("task")}],
+        output="screen",
+    )
+    planner = Node(
+        package="vjepa2_ros",
+        executable="vjepa2_planner",
+        name="vjepa2_planner",
+        parameters=[
+            PathJoinSubstitution([SHARE, "config", "sim_planner.yaml"]),
+            {"model.checkpoint": _model_path()},
+        ],
+        output="screen",
+    )
+    client = ExecuteProcess(
+        cmd=["python3", "-m", "vjepa2_ros.sim.demo", "--no-spawn", "--max-steps", arg("max_steps")]
+        + ["--out", arg("out")],
+        output="screen",
+        on_exit=Shutdown(reason="demo finished"),
+    )
+    return LaunchDescription([*declared, sim, planner, client])
+
+
+def _model_path() -> PythonExpression:
+    """The `model` argument, or the shipped model path when it is empty."""
+    return PythonExpression(
+        [
+            "'",
+            LaunchConfiguration("model"),
+            "' or __import__('vjepa2_ros.sim.evaluate', fromlist=['x']).SHIPPED_MODEL.as_posix()",
+        ]
+    )

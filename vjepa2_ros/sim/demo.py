@@ -1,0 +1,228 @@
+"""The one-command demo: the simulated arm reaches a goal image through the real ROS 2 planner node.
+
+Starts `vjepa2_sim` and `vjepa2_planner` as separate processes over DDS, waits for the camera and the goal image,
+sends a `ReachGoal` goal (the sim's goal image), prints each step, and ends with the final distance and a saved
+image strip (start | steps | goal). `launch/demo.launch.py` starts the same two nodes on a full ROS 2 install;
+`--no-spawn` then runs only this client.
+
+    .venv/bin/python -m vjepa2_ros.sim.demo [--model CKPT] [--seed 3] [--max-steps 20] [--out sim_demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vjepa2_ros.sim.evaluate import SHIPPED_MODEL
+from vjepa2_ros.sim.filmstrip import save_film_strip
+
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
+SIM = "/vjepa2_sim"
+PLANNER = "/vjepa2_planner"
+SUCCESS_M = 0.03
+
+
+class DemoError(RuntimeError):
+    """A step of the demo that did not happen in time (with what to look at)."""
+
+
+def config_file(name: str) -> Path:
+    """config/<name> from the source tree, else from the installed share directory."""
+    local = REPO_CONFIG / name
+    if local.is_file():
+        return local
+    share = Path(sys.prefix) / "share" / "vjepa2_ros" / "config" / name
+    if share.is_file():
+        return share
+    raise DemoError(f"{name} not found in {REPO_CONFIG} or {share.parent}")
+
+
+def start_nodes(args: argparse.Namespace, logs: Path) -> list[subprocess.Popen]:
+    """The simulator and the planner, each its own process, output to logs/<name>.log."""
+    py = sys.executable
+    sim = [py, "-m", "vjepa2_ros.sim.sim_node", "--ros-args", "--params-file", str(config_file("sim.yaml"))]
+    sim += ["-p", f"seed:={args.seed}", "-p", f"task:={args.task}"]
+    planner = [py, "-m", "vjepa2_ros.planner_node", "--ros-args"]
+    planner += ["--params-file", str(config_file("sim_planner.yaml")), "-p", f"model.checkpoint:={args.model}"]
+    procs = []
+    for name, cmd in (("sim", sim), ("planner", planner)):
+        log = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()))
+        print(f"[demo] started {name} (pid {procs[-1].pid}), log {logs / f'{name}.log'}")
+    return procs
+
+
+def stop_nodes(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+class DemoClient:
+    """Subscribes to the sim's camera, goal image and distance; sends the ReachGoal goal to the planner."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from rclpy.action import ActionClient
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float64
+
+        from vjepa2_interfaces.action import ReachGoal
+        from vjepa2_ros.conversions import image_to_rgb
+        from vjepa2_ros.sim.sim_node import LATCHED
+
+        self.rclpy, self.ReachGoal, self.to_rgb = rclpy, ReachGoal, image_to_rgb
+        self.node = rclpy.create_node("vjepa2_sim_demo")
+        self.image: np.ndarray | None = None
+        self.goal_msg = None
+        self.distance: float | None = None
+        self.feedback: list = []
+        self.node.create_subscription(Image, f"{SIM}/image", self._on_image, 10)
+        self.node.create_subscription(Image, f"{SIM}/goal_image", self._on_goal, LATCHED)
+        self.node.create_subscription(Float64, f"{SIM}/goal_distance", self._on_distance, 10)
+        self.action = ActionClient(self.node, ReachGoal, f"{PLANNER}/reach_goal")
+
+    def _on_image(self, msg) -> None:
+        self.image = self.to_rgb(msg)
+
+    def _on_goal(self, msg) -> None:
+        self.goal_msg = msg
+
+    def _on_distance(self, msg) -> None:
+        self.distance = float(msg.data)
+
+    def spin_until(self, predicate, timeout: float, what: str, procs: list[subprocess.Popen]) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.rclpy.spin_once(self.node, timeout_sec=0.05)
+            if predicate():
+                return
+            for p in procs:
+                if p.poll() is not None:
+                    raise DemoError(f"a node exited (code {p.returncode}) while waiting for {what}; see its log")
+        raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+    def fresh_image(self, procs, timeout: float = 10.0) -> np.ndarray:
+        self.image = None
+        self.spin_until(lambda: self.image is not None, timeout, "a camera image", procs)
+        return self.image
+
+    def close(self) -> None:
+        self.action.destroy()
+        self.node.destroy_node()
+
+
+def run(args: argparse.Namespace) -> dict:
+    import rclpy
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    procs = [] if args.no_spawn else start_nodes(args, out)
+    rclpy.init()
+    client = None
+    try:
+        client = DemoClient()
+        client.spin_until(lambda: client.goal_msg is not None and client.image is not None, 60, "the sim", procs)
+        print("[demo] simulator is up; waiting for the planner to load its model ...")
+        if not client.action.wait_for_server(timeout_sec=args.startup_timeout):
+            raise DemoError(f"the planner's {PLANNER}/reach_goal action did not appear (see planner.log)")
+        client.spin_until(lambda: client.distance is not None, 10, "the goal distance", procs)
+        start_distance = client.distance
+        frames, labels = [client.fresh_image(procs)], [f"start {start_distance * 100:.1f}cm"]
+        goal_image = client.to_rgb(client.goal_msg)
+        print(f"[demo] start: {start_distance * 100:.1f} cm from the goal; sending the goal image")
+
+        def on_feedback(fb_msg) -> None:
+            fb = fb_msg.feedback
+            d = client.distance if client.distance is not None else float("nan")
+            if fb.action:
+                frames.append(client.image)
+                labels.append(f"t={fb.step} {d * 100:.1f}cm")
+            act = " ".join(f"{a:+.3f}" for a in list(fb.action)[:3]) or "-"
+            print(f"[demo] step {fb.step:3d}  energy {fb.energy:.4f}  dxyz {act}  distance {d * 100:.1f} cm")
+
+        goal = client.ReachGoal.Goal(goal_image=client.goal_msg, max_steps=args.max_steps)
+        goal.energy_threshold = float(args.energy_threshold)
+        send = client.action.send_goal_async(goal, feedback_callback=on_feedback)
+        client.spin_until(send.done, 30, "the planner to accept the goal", procs)
+        handle = send.result()
+        if not handle.accepted:
+            raise DemoError("the planner rejected the goal (is another goal active?)")
+        result_future = handle.get_result_async()
+        client.spin_until(result_future.done, args.timeout, "the ReachGoal result", procs)
+        result = result_future.result().result
+        frames.append(client.fresh_image(procs))
+        client.spin_until(lambda: client.distance is not None, 5, "the final distance", procs)
+        final = client.distance
+        labels.append(f"final {final * 100:.1f}cm")
+        strip = save_film_strip(out / "demo_strip.png", frames, goal_image, labels=labels)
+        summary = {
+            "planner_success": bool(result.success),
+            "planner_message": result.message,
+            "steps": int(result.steps),
+            "final_energy": float(result.final_energy),
+            "start_distance_m": start_distance,
+            "final_distance_m": final,
+            "reached_3cm": final < SUCCESS_M,
+            "strip": str(strip),
+        }
+        print(f"[demo] planner: {result.message} after {result.steps} steps (energy {result.final_energy:.4f})")
+        verdict = "reached" if final < SUCCESS_M else "did not reach"
+        print(
+            f"[demo] final distance {final * 100:.1f} cm (start {start_distance * 100:.1f} cm); "
+            f"{verdict} the 3 cm goal; image strip: {strip}"
+        )
+        return summary
+    finally:
+        if client is not None:
+            client.close()
+        rclpy.try_shutdown()
+        stop_nodes(procs)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="vjepa2-sim-demo", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=str(SHIPPED_MODEL), help="AC checkpoint for the planner")
+    p.add_argument("--seed", type=int, default=3, help="start and goal of the episode")
+    p.add_argument("--task", default="reach")
+    p.add_argument("--max-steps", type=int, default=20)
+    p.add_argument("--energy-threshold", type=float, default=0.0, help="planner stops at this energy (0: never)")
+    p.add_argument("--out", default="sim_demo", help="directory for the image strip and the node logs")
+    p.add_argument("--timeout", type=float, default=480.0, help="seconds for the whole reach")
+    p.add_argument("--startup-timeout", type=float, default=120.0, help="seconds for the planner to come up")
+    p.add_argument("--no-spawn", action="store_true", help="nodes are already running (launch/demo.launch.py)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if not args.no_spawn and not Path(args.model).is_file():
+        sys.exit(f"vjepa2-sim-demo: model {args.model} not found (train it, or pass --model PATH)")
+    # keep the demo on this machine unless the user chose otherwise; a random domain avoids crosstalk
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    if not args.no_spawn:
+        os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
+    try:
+        run(args)
+    except DemoError as exc:
+        sys.exit(f"vjepa2-sim-demo: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("vjepa2-sim-demo: interrupted")
+
+
+if __name__ == "__main__":
+    main()
