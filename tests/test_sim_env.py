@@ -78,3 +78,10 @@ def test_push_task_goal_is_an_object_target():
         np.testing.assert_array_equal(push.render(), snap_img)
     finally:
         push.close()
+
+
+def test_target_markers_are_hidden(sim):
+    sim.reset(seed=5)
+    before = sim.render()
+    sim.set_goal(sim.home + np.array([0.1, -0.1, 0.05]))  # moves the (hidden) red target site
+    np.testing.assert_array_equal(sim.render(), before)
