@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from vjepa2_core.data.feature_cache import FeatureCache, cache_key
 from vjepa2_core.data.transforms import ac_train_transform
 from vjepa2_core.data.video import read_frames, video_info, write_mp4
 from vjepa2_core.planning.poses import euler_to_matrix, matrix_to_euler, pose_diff
@@ -202,11 +203,9 @@ def poses_to_camera_frame(states: torch.Tensor, extrinsics: torch.Tensor) -> tor
     return torch.cat([xyz, euler, states[..., 6:]], dim=-1)
 
 
-def load_clip(
-    ep: Episode, frames_per_clip: int, fps: float, rng: np.random.Generator, camera_frame: bool = False
-) -> dict[str, np.ndarray | torch.Tensor]:
-    """Decode one clip: frames uint8 [T,H,W,3], states [T,7], actions [T-1,7], extrinsics [T,6], indices [T]."""
-    idx = clip_indices(ep.num_frames, ep.video_fps, fps, frames_per_clip, rng)
+def load_clip(ep: Episode, idx: np.ndarray, camera_frame: bool = False, decode: bool = True) -> dict:
+    """States [T,7], actions [T-1,7], extrinsics [T,6], indices [T] at frame indices `idx`, and (if `decode`)
+    the frames uint8 [T,H,W,3]."""
     try:
         with h5py.File(ep.path / "trajectory.h5", "r") as h5:
             cart, grip = h5[CARTESIAN_KEY], h5[GRIPPER_KEY]
@@ -230,14 +229,15 @@ def load_clip(
         raise DROIDDataError(f"{ep.path}: non-finite states")
     if camera_frame:
         states_t = poses_to_camera_frame(states_t, extr_t)
-    frames = read_frames(ep.video, idx)
-    return {
-        "frames": frames,
+    out = {
         "states": states_t.float(),
         "actions": pose_diff(states_t[:-1], states_t[1:]).float(),
         "extrinsics": extr_t.float(),
         "indices": torch.as_tensor(idx, dtype=torch.long),
     }
+    if decode:
+        out["frames"] = read_frames(ep.video, idx)
+    return out
 
 
 class DROIDDataset(torch.utils.data.Dataset):
@@ -263,6 +263,8 @@ class DROIDDataset(torch.utils.data.Dataset):
         seed: int = 0,
         max_retries: int = 10,
         episodes: Sequence[Path] | None = None,
+        feature_cache: FeatureCache | None = None,
+        feature_shape: tuple[int, ...] | None = None,
     ):
         self.paths = list(episodes) if episodes is not None else read_index(sources)
         if not self.paths:
@@ -277,6 +279,12 @@ class DROIDDataset(torch.utils.data.Dataset):
         self.horizontal_flip, self.camera_frame = bool(horizontal_flip), bool(camera_frame)
         self.seed, self.max_retries, self.epoch = int(seed), int(max_retries), 0
         self.bad: dict[int, str] = {}
+        if feature_cache is not None and (feature_shape is None or not self.deterministic_crop):
+            raise ValueError(
+                "a feature cache needs feature_shape and a deterministic crop (random_resize_scale above 1, "
+                "no horizontal_flip): cached features must not depend on the augmentation draw"
+            )
+        self.feature_cache, self.feature_shape = feature_cache, feature_shape
         self._check_usable()
 
     def __len__(self) -> int:
@@ -284,6 +292,11 @@ class DROIDDataset(torch.utils.data.Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    @property
+    def deterministic_crop(self) -> bool:
+        """True when every clip of a video gets the same crop (scale > 1 makes every random try fail)."""
+        return min(self.scale) > 1.0 and not self.horizontal_flip
 
     @property
     def num_skipped(self) -> int:
@@ -307,15 +320,29 @@ class DROIDDataset(torch.utils.data.Dataset):
             log.warning("skipping episode %s: %s (%d skipped so far)", self.paths[i], err, len(self.bad))
 
     def _load(self, i: int, rng: np.random.Generator, probe: bool = False) -> TensorDict:
-        view = self.camera_views[int(rng.integers(len(self.camera_views)))]
-        ep = open_episode(Path(self.paths[i]), view)
-        clip = load_clip(ep, self.frames_per_clip, self.fps, rng, self.camera_frame)
+        v = int(rng.integers(len(self.camera_views)))
+        ep = open_episode(Path(self.paths[i]), self.camera_views[v])
+        idx = clip_indices(ep.num_frames, ep.video_fps, self.fps, self.frames_per_clip, rng)
+        features = None
+        if self.feature_cache is not None and not probe:
+            features = self.feature_cache.get(cache_key(self.paths[i], self.camera_views[v]), idx)
+        clip = load_clip(ep, idx, self.camera_frame, decode=features is None)
         if probe:
             return TensorDict({}, batch_size=[])
-        frames = ac_train_transform(
-            clip.pop("frames"), self.crop_size, self.scale, self.ratio, rng, self.horizontal_flip
-        )
-        return TensorDict({"frames": frames, **clip, "episode": torch.tensor(i)}, batch_size=[])
+        if features is None:
+            frames = ac_train_transform(
+                clip.pop("frames"), self.crop_size, self.scale, self.ratio, rng, self.horizontal_flip
+            )
+        else:  # cached: skip decoding, the trainer skips the encoder
+            frames = torch.zeros(3, len(idx), self.crop_size, self.crop_size)
+        out = {"frames": frames, **clip, "episode": torch.tensor(i), "view": torch.tensor(v)}
+        if self.feature_cache is not None:
+            out["cached"] = torch.tensor(features is not None)
+            out["features"] = features if features is not None else torch.zeros(len(idx), *self.feature_shape)
+        return TensorDict(out, batch_size=[])
+
+    def cache_key(self, episode: int, view: int) -> str:
+        return cache_key(self.paths[episode], self.camera_views[view])
 
     def __getitem__(self, index: int) -> TensorDict:
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])

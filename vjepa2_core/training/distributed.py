@@ -10,6 +10,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -89,6 +90,15 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
         x = x.detach().clone()
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """[obj of rank 0, obj of rank 1, ...] on every rank (a one-element list when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        out: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+    return [obj]
 
 
 class ResumableSampler(torch.utils.data.Sampler[int]):
