@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 
 from vjepa2_core.data.droid import DROIDDataset, read_index
 from vjepa2_core.data.video import read_frames
+from vjepa2_core.data.video_dataset import read_list
 from vjepa2_ros.sim.collect import collect, collect_episode
 from vjepa2_ros.sim.env import FetchSim, SimConfig
 
@@ -21,6 +23,8 @@ def test_collect_writes_episodes_the_training_loader_reads(tmp_path):
     dirs = read_index(tmp_path / "trajectories.csv")
     assert len(dirs) == 3 and summary["episodes"] == 3
     assert json.loads((tmp_path / "collection.json").read_text())["steps_per_episode"] == 12
+    videos = read_list(tmp_path / "videos.csv")
+    assert len(videos) == 3 and all(Path(v).is_file() and label == 0 for v, label in videos)
 
     ds = DROIDDataset(tmp_path / "trajectories.csv", frames_per_clip=4, fps=4, crop_size=32)
     sample = ds[0]

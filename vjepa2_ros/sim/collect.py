@@ -5,6 +5,7 @@ the whole action range (including "stay still", which the planner needs for hold
   waypoint: head for a random workspace point at a random speed (long, straight moves),
   jitter:   i.i.d. uniform deltas at a random scale (small and large, all directions),
   hold:     zero actions.
+`videos.csv` lists the same MP4s for self-supervised pretraining of the encoder on simulator video.
 Videos are written at `fps = 4` so the DROID loader (fps 4) samples consecutive frames: one frame per action.
 They are re-encoded losslessly (FFV1 in the .mp4 container, which OpenCV/ffmpeg read): at 64 px the default mp4v
 codec errs by ~4 grey levels per pixel, more than an arm step changes the image (~3).
@@ -24,6 +25,7 @@ import numpy as np
 from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError
 
 VIDEO_FPS = 4.0
+VIDEO_LIST = "videos.csv"
 SEGMENT_KINDS = ("waypoint", "jitter", "hold")
 SEGMENT_PROBS = (0.55, 0.35, 0.10)
 
@@ -109,6 +111,8 @@ def collect(
             ep_dir = write_episode(out, ep["frames"], ep["cartesian"], ep["gripper"], fps=VIDEO_FPS, metadata=meta)
             if lossless:
                 rewrite_lossless(ep_dir, ep["frames"])
+            with open(out / VIDEO_LIST, "a") as f:  # the same videos, listed for V-JEPA pretraining
+                f.writelines(f"{p.resolve()} 0\n" for p in sorted((ep_dir / "recordings" / "MP4").glob("*.mp4")))
             positions.append(ep["cartesian"][:, :3])
             moves.append(np.linalg.norm(np.diff(ep["cartesian"][:, :3], axis=0), axis=1))
             if (i + 1) % max(1, episodes // 10) == 0 or i + 1 == episodes:
@@ -124,6 +128,7 @@ def collect(
         "lossless": lossless,
         "sim_config": asdict(cfg),
         "index": str(out / INDEX_CSV),
+        "video_list": str(out / VIDEO_LIST),
         "workspace_coverage_m": {"min": pos.min(0).round(3).tolist(), "max": pos.max(0).round(3).tolist()},
         "step_length_m": {"mean": round(float(mv.mean()), 4), "p10": round(float(np.percentile(mv, 10)), 4),
                           "p90": round(float(np.percentile(mv, 90)), 4)},
