@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import time
 from typing import Any
@@ -18,8 +19,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from vjepa2_ros.bags.messages import serialize
-from vjepa2_ros.bags.reader import BagError, BagMessage, BagReader
+from vjepa2_ros.bags.reader import TYPESTORE, BagError, BagMessage, BagReader
 
 
 def message_class(msgtype: str) -> Any:
@@ -112,7 +112,7 @@ class BagPlayer(Node):
             return msg.data
         now = self.get_clock().now().nanoseconds
         obj.header.stamp.sec, obj.header.stamp.nanosec = divmod(now, 1_000_000_000)
-        return serialize(obj, msg.msgtype)
+        return bytes(TYPESTORE.serialize_cdr(obj, msg.msgtype))
 
     @staticmethod
     def _clock(stamp: int) -> Any:
@@ -148,9 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(rclpy.utilities.remove_ros_args(["prog", *argv])[1:])
+    signal.signal(signal.SIGTERM, _interrupt)  # rclpy chains to this: SIGTERM ends playback cleanly like Ctrl-C
     rclpy.init(args=["prog", *argv])
     player = None
     try:
