@@ -1,0 +1,216 @@
+"""AC post-training on generated DROID episodes (real HDF5 + MP4): learning, crash + resume, torchrun, configs."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from vjepa2_core.data.droid import DROIDDataset, collate, write_episode
+from vjepa2_core.data.feature_cache import FeatureCache
+from vjepa2_core.hub import MODELS, load_ac_model
+from vjepa2_core.training import ac
+from vjepa2_core.training.checkpoint import load_training_checkpoint
+from vjepa2_core.training.config import ConfigError, load_config, validate
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "config" / "train" / "ac_tiny_cpu.yaml"
+REFERENCE = REPO / "config" / "train" / "droid-256px-8f.yaml"
+VENV_BIN = Path(sys.executable).parent
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("train_ac", REPO / "training" / "train_ac.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_ac = _load_script()
+
+
+def make_episodes(root: Path, n: int, seed: int = 0) -> Path:
+    """Episodes whose frames follow the states: a square moves with the end-effector's x, y."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        t = 30
+        xyz = np.cumsum(rng.normal(0, 0.012, (t, 3)), axis=0)
+        cart = np.c_[xyz, np.cumsum(rng.normal(0, 0.02, (t, 3)), axis=0)]
+        frames = np.zeros((t, 72, 128, 3), np.uint8)
+        for k in range(t):
+            cx, cy = int(64 + xyz[k, 0] * 400) % 128, int(36 + xyz[k, 1] * 400) % 72
+            frames[k, max(0, cy - 8) : cy + 8, max(0, cx - 8) : cx + 8] = (255, 128, 0)
+        write_episode(root, frames, cart, rng.uniform(0, 1, t))
+    return root / "trajectories.csv"
+
+
+@pytest.fixture(scope="module")
+def dataset_csv(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ac_episodes")
+    csv_path = make_episodes(root, 10)
+    bad = write_episode(root, np.zeros((30, 72, 128, 3), np.uint8), np.zeros((30, 6)), np.zeros(30))
+    next((bad / "recordings" / "MP4").glob("*.mp4")).write_bytes(b"\x00" * 100)  # corrupt video
+    return csv_path
+
+
+def overrides(csv_path: Path, folder: Path, *extra: str) -> list[str]:
+    return [f"data.datasets=[{csv_path}]", f"folder={folder}", *extra]
+
+
+def tiny_cfg(csv_path: Path, folder: Path, *extra: str) -> dict:
+    return train_ac.check_config(load_config(TINY, train_ac.SCHEMA, overrides(csv_path, folder, *extra)))
+
+
+def losses(folder: Path) -> list[tuple[int, str]]:
+    with open(folder / "train.csv", newline="") as f:
+        return [(int(r["step"]), r["loss"]) for r in csv.DictReader(f)]
+
+
+def test_tiny_run_learns_and_writes_a_loadable_checkpoint(dataset_csv, tmp_path):
+    out = tmp_path / "run"
+    summary = train_ac.train(tiny_cfg(dataset_csv, out, "meta.max_steps=50"))
+    assert summary["step"] == 50
+    values = [float(v) for _, v in losses(out)]
+    assert len(values) == 50
+    first, last = np.mean(values[:5]), np.mean(values[-5:])
+    assert last < 0.5 * first, (first, last)
+    rows = list(csv.DictReader(open(out / "train.csv")))
+    assert int(rows[-1]["skipped"]) >= 1  # the corrupt episode was met and skipped
+    val = list(csv.DictReader(open(out / "val.csv")))
+    assert [int(r["step"]) for r in val] == [25, 50]
+    for r in val:
+        assert float(r["val_copy_loss"]) > 0 and float(r["val_zero_action_loss"]) > 0
+    # reference layout + model_config: the planner loads it without a name
+    ckpt = load_training_checkpoint(out / "latest.pt")
+    assert {"encoder", "target_encoder", "predictor", "opt", "scaler", "epoch", "loss", "batch_size", "world_size",
+            "lr", "model_config"} <= set(ckpt)  # fmt: skip
+    assert ckpt["epoch"] == 5 and (out / "e5.pt").is_file()
+    encoder, predictor = load_ac_model(out / "latest.pt")
+    assert torch.equal(predictor.state_dict()["predictor_proj.weight"], ckpt["predictor"]["predictor_proj.weight"])
+    assert encoder.embed_dim == 96
+
+
+def _run(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_kill_9_then_resume_reproduces_the_uninterrupted_losses(dataset_csv, tmp_path):
+    extra = ("meta.max_steps=30", "meta.checkpoint_every_steps=4", "meta.eval_freq=0")
+    straight = tmp_path / "straight"
+    train_ac.train(tiny_cfg(dataset_csv, straight, *extra))
+    expected = losses(straight)
+
+    crashed = tmp_path / "crashed"
+    cmd = [sys.executable, "training/train_ac.py", "--config", str(TINY)]
+    for o in overrides(dataset_csv, crashed, *extra):
+        cmd += ["--set", o]
+    proc = _run(cmd)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (crashed / "train.csv").is_file() and len(losses(crashed)) >= 14:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout.read()
+    done = len(losses(crashed))
+    assert 14 <= done < 30
+    assert load_training_checkpoint(crashed / "latest.pt")["step"] in range(12, done + 1, 4)
+
+    resumed = _run(cmd + ["--resume"])
+    output, _ = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, output
+    assert "resumed from" in output
+    assert losses(crashed) == expected  # same steps, bit-identical losses
+
+
+@pytest.mark.slow
+def test_two_process_gloo_torchrun(dataset_csv, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [str(VENV_BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "training/train_ac.py"]
+    cmd += ["--config", str(TINY)]
+    for o in overrides(dataset_csv, out, "meta.max_steps=6", "data.batch_size=2", "meta.eval_freq=3"):
+        cmd += ["--set", o]
+    proc = _run(cmd)
+    output, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, output
+    rows = losses(out)
+    assert [s for s, _ in rows] == list(range(1, 7)) and all(np.isfinite(float(v)) for _, v in rows)
+    ckpt = load_training_checkpoint(out / "latest.pt")
+    assert ckpt["world_size"] == 2 and ckpt["step"] == 6 and len(ckpt["rng"]) == 2
+    assert not any(k.startswith("module.") for k in ckpt["predictor"])
+
+
+def test_reference_config_validates_and_matches_the_released_architecture():
+    cfg = train_ac.check_config(load_config(REFERENCE, train_ac.SCHEMA))
+    assert cfg["optimization"]["ipe"] == 300 and cfg["meta"]["dtype"] == "bfloat16"
+    mcfg = ac.model_config(cfg)
+    released = MODELS["vit_ac_giant"].model_config
+    assert mcfg["encoder"] == released["encoder"]
+    assert {k: mcfg["predictor"][k] for k in released["predictor"]} == released["predictor"]
+
+
+def test_typo_in_a_reference_config_is_a_clear_error(tmp_path, capsys):
+    text = REFERENCE.read_text().replace("  warmup: 15", "  warmpu: 15")
+    (tmp_path / "typo.yaml").write_text(text)
+    assert train_ac.main(["--config", str(tmp_path / "typo.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'optimization.warmpu'" in err and "did you mean 'warmup'" in err
+    with pytest.raises(ConfigError, match="missing config key 'loss.auto_steps'"):
+        data = yaml.safe_load(REFERENCE.read_text())
+        del data["loss"]["auto_steps"]
+        (tmp_path / "missing.yaml").write_text(yaml.safe_dump(data))
+        load_config(tmp_path / "missing.yaml", train_ac.SCHEMA)
+    assert train_ac.main(["--config", str(REFERENCE), "--set", "data_aug.auto_augment=true"]) == 2
+    assert "data_aug.auto_augment: True is not supported" in capsys.readouterr().err
+
+
+def test_losses_match_their_definition():
+    torch.manual_seed(0)
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg = train_ac.check_config(validate(cfg, train_ac.SCHEMA))
+    encoder, predictor = ac.build_models(cfg, ac.model_config(cfg))
+    h = ac.layer_norm(torch.randn(2, 4, 16, 96))
+    actions, states = torch.randn(2, 3, 7), torch.randn(2, 4, 7)
+    jloss, sloss1 = ac.ac_losses(predictor, h, actions, states, auto_steps=1)
+    flat = h.reshape(2, 64, 96)
+    pred = ac.layer_norm(predictor(flat[:, :48], actions, states[:, :3]))
+    assert torch.allclose(jloss, (pred - flat[:, 16:]).abs().mean())
+    assert torch.allclose(sloss1, (pred[:, :16] - flat[:, 16:32]).abs().mean())  # one rollout step = first TF frame
+    _, sloss2 = ac.ac_losses(predictor, h, actions, states, auto_steps=2)
+    seq = torch.cat([flat[:, :16], pred[:, :16]], dim=1)
+    nxt = ac.layer_norm(predictor(seq, actions[:, :2], states[:, :2]))[:, -16:]
+    expected = (torch.cat([pred[:, :16], nxt], 1) - flat[:, 16:48]).abs().mean()
+    assert torch.allclose(sloss2, expected, atol=1e-6)
+    diag = ac.diagnostics(predictor, h, actions, states)
+    assert diag["val_copy_loss"] == pytest.approx(float((flat[:, :48] - flat[:, 16:]).abs().mean()), rel=1e-5)
+    assert diag["val_jloss"] == pytest.approx(float(jloss.detach()), rel=1e-5)
+    assert diag["val_zero_action_loss"] != pytest.approx(diag["val_jloss"], rel=1e-6)
+
+
+def test_feature_cache_serves_later_epochs(dataset_csv, tmp_path):
+    cfg = tiny_cfg(dataset_csv, tmp_path / "run", f"data.feature_cache={tmp_path / 'cache'}")
+    encoder, _ = ac.build_models(cfg, ac.model_config(cfg))
+    cache = FeatureCache(tmp_path / "cache", {"test": 1}, "float16")
+    kw = dict(frames_per_clip=4, fps=5, crop_size=64, seed=1)
+    ds = DROIDDataset(dataset_csv, feature_cache=cache, feature_shape=(16, 96), **kw)
+    batch = collate([ds[i] for i in range(4)])
+    assert not batch["cached"].any()
+    fresh = train_ac.targets(batch, encoder, cache, ds, cfg, torch.device("cpu"))
+    again = collate([ds[i] for i in range(4)])  # same epoch -> same clips, now from the cache, not decoded
+    assert again["cached"].all() and again["frames"].abs().sum() == 0
+    cached = train_ac.targets(again, None, cache, ds, cfg, torch.device("cpu"))  # no encoder needed
+    assert torch.allclose(cached, fresh, atol=2e-3)
+    with pytest.raises(ValueError, match="deterministic crop"):
+        DROIDDataset(dataset_csv, feature_cache=cache, feature_shape=(16, 96), horizontal_flip=True, **kw)
