@@ -18,6 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -131,11 +134,154 @@ class RosClient:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The planner under test: parameters and a harness with a client for every interface
+
+PLANNER = "/vjepa2_planner"
+MAXNORM = 0.05
+MAX_TRANSLATION = 0.04  # below maxnorm * sqrt(3): the safety clamp is what bounds commands
+CONTROL_RATE = 10.0
+
+
+def planner_params(checkpoint: Path, **overrides) -> dict:
+    params = {
+        "model": {"checkpoint": str(checkpoint)},
+        "cem": {"horizon": 2, "samples": 12, "iterations": 2, "topk": 4, "maxnorm": MAXNORM},
+        "control_rate": CONTROL_RATE,
+        "topics": {"camera": "/robot/camera/image_raw", "ee_pose": "/robot/ee_pose", "gripper": "/robot/gripper"},
+        "safety": {
+            "max_translation": MAX_TRANSLATION,
+            "stale_timeout": 0.6,
+            "plan_deadline": 20.0,
+            "workspace_min": [-2.0, -2.0, -1.0],
+            "workspace_max": [2.0, 2.0, 2.0],
+        },
+    }
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        (params.setdefault(section, {}) if section else params)[name] = value
+    return {"/**": {"ros__parameters": params}}
+
+
+def write_params(path: Path, checkpoint: Path, **overrides) -> Path:
+    path.write_text(yaml.safe_dump(planner_params(checkpoint, **overrides)))
+    return path
+
+
+class Harness:
+    """Clients for every planner interface plus recorders of what the planner publishes."""
+
+    def __init__(self, client: RosClient) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseStamped, TwistStamped
+        from nav_msgs.msg import Path as PathMsg
+        from rclpy.action import ActionClient
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+        from std_srvs.srv import SetBool, Trigger
+
+        from vjepa2_interfaces.action import ReachGoal
+        from vjepa2_interfaces.srv import PlanToGoal
+
+        node = client.node
+        self.client = client
+        self.plan = node.create_client(PlanToGoal, f"{PLANNER}/plan_to_goal")
+        self.stop = node.create_client(Trigger, f"{PLANNER}/stop")
+        self.resume = node.create_client(Trigger, f"{PLANNER}/resume")
+        self.camera = node.create_client(SetBool, "/test_robot/set_camera")
+        self.reach = ActionClient(node, ReachGoal, f"{PLANNER}/reach_goal")
+        self.lock = threading.Lock()
+        self.targets: list[tuple[float, np.ndarray]] = []
+        self.robot_pose: np.ndarray | None = None
+        self.diag: dict[str, str] = {}
+        self.diag_count = 0
+        node.create_subscription(PoseStamped, f"{PLANNER}/ee_target", self._on_target, 100)
+        node.create_subscription(PoseStamped, "/robot/ee_pose", self._on_pose, qos_profile_sensor_data)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.twists: list[np.ndarray] = []
+        self.path = None
+        self.debug_image = None
+        node.create_subscription(TwistStamped, f"{PLANNER}/ee_twist", self._on_twist, 100)
+        node.create_subscription(PathMsg, f"{PLANNER}/planned_path", lambda m: setattr(self, "path", m), 1)
+        node.create_subscription(Image, f"{PLANNER}/debug_image", lambda m: setattr(self, "debug_image", m), 1)
+        self.bad_camera = node.create_publisher(Image, "/robot/camera/image_raw", 1000)
+
+    def _on_target(self, msg) -> None:
+        p = msg.pose.position
+        with self.lock:
+            self.targets.append((time.monotonic(), np.array([p.x, p.y, p.z])))
+
+    def _on_twist(self, msg) -> None:
+        lin, ang = msg.twist.linear, msg.twist.angular
+        with self.lock:
+            self.twists.append(np.array([lin.x, lin.y, lin.z, ang.x, ang.y, ang.z]))
+
+    def _on_pose(self, msg) -> None:
+        p = msg.pose.position
+        self.robot_pose = np.array([p.x, p.y, p.z])
+
+    def _on_diag(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("vjepa2_planner"):
+                with self.lock:
+                    self.diag = {kv.key: kv.value for kv in status.values} | {
+                        "_level": status.level,
+                        "_message": status.message,
+                    }
+                    self.diag_count += 1
+
+    def n_targets(self) -> int:
+        with self.lock:
+            return len(self.targets)
+
+    def wait_diag(self, predicate, timeout: float = 15.0) -> dict:
+        """Wait for a diagnostics message (newer than now) that satisfies `predicate`."""
+        start = self.diag_count
+        ok = wait_until(lambda: self.diag_count > start and predicate(self.diag), timeout)
+        assert ok, f"diagnostics never matched; last: {self.diag}"
+        return dict(self.diag)
+
+    def trigger(self, client) -> object:
+        from std_srvs.srv import Trigger
+
+        return self.client.call(client, Trigger.Request())
+
+    def send_goal(self, goal_image, feedback: list, **fields):
+        from vjepa2_interfaces.action import ReachGoal
+
+        assert self.reach.wait_for_server(timeout_sec=20.0), "reach_goal action server not available"
+        goal = ReachGoal.Goal(goal_image=goal_image, **fields)
+        handle = self.client.wait_future(self.reach.send_goal_async(goal, feedback_callback=feedback.append))
+        assert handle.accepted, "goal rejected"
+        return handle
+
+
+def image_msg(rgb: np.ndarray, encoding: str = "rgb8"):
+    from vjepa2_ros.conversions import rgb_to_image
+
+    return rgb_to_image(rgb, encoding)
+
+
+def plan_request(goal, **fields):
+    from vjepa2_interfaces.srv import PlanToGoal
+
+    return PlanToGoal.Request(goal_image=goal, **fields)
+
+
+def status_name(code: int) -> str:
+    from action_msgs.msg import GoalStatus
+
+    return {
+        GoalStatus.STATUS_SUCCEEDED: "succeeded",
+        GoalStatus.STATUS_ABORTED: "aborted",
+        GoalStatus.STATUS_CANCELED: "canceled",
+    }.get(code, str(code))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The test robot (run as a script)
 
 
 def robot_main(argv: list[str] | None = None) -> int:
-    import numpy as np
     import rclpy
     from geometry_msgs.msg import PoseStamped
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -152,6 +298,7 @@ def robot_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-rate", type=float, default=15.0)
     parser.add_argument("--state-rate", type=float, default=30.0)
     parser.add_argument("--encoding", default="bgr8", help="raw encoding, or jpeg/png for CompressedImage")
+    parser.add_argument("--camera-topic", default="/robot/camera/image_raw")
     parser.add_argument("--target-topic", default="/vjepa2_planner/ee_target")
     parser.add_argument("--gripper-topic", default="/vjepa2_planner/gripper_command")
     args, ros_args = parser.parse_known_args(argv)
@@ -167,7 +314,7 @@ def robot_main(argv: list[str] | None = None) -> int:
             self.targets = 0
             compressed = args.encoding in ("jpeg", "png")
             cam_type = CompressedImage if compressed else Image
-            self.pub_cam = self.create_publisher(cam_type, "/robot/camera/image_raw", qos_profile_sensor_data)
+            self.pub_cam = self.create_publisher(cam_type, args.camera_topic, qos_profile_sensor_data)
             self.pub_pose = self.create_publisher(PoseStamped, "/robot/ee_pose", qos_profile_sensor_data)
             self.pub_grip = self.create_publisher(Float64, "/robot/gripper", qos_profile_sensor_data)
             self.create_subscription(PoseStamped, args.target_topic, self.on_target, 10)

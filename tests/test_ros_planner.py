@@ -7,46 +7,29 @@ from __future__ import annotations
 
 import math
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from ros_helpers import BIN, REPO, NodeProcess, RosClient, ensure_interfaces, wait_until
+from ros_helpers import (
+    BIN,
+    CONTROL_RATE,
+    MAX_TRANSLATION,
+    MAXNORM,
+    REPO,
+    Harness,
+    NodeProcess,
+    RosClient,
+    ensure_interfaces,
+    image_msg,
+    plan_request,
+    status_name,
+    wait_until,
+    write_params,
+)
 
 pytestmark = pytest.mark.ros
-
-PLANNER = "/vjepa2_planner"
-MAXNORM = 0.05
-MAX_TRANSLATION = 0.04  # below maxnorm * sqrt(3): the safety clamp is what bounds commands
-CONTROL_RATE = 10.0
-
-
-def planner_params(checkpoint: Path, **overrides) -> dict:
-    params = {
-        "model": {"checkpoint": str(checkpoint)},
-        "cem": {"horizon": 2, "samples": 12, "iterations": 2, "topk": 4, "maxnorm": MAXNORM},
-        "control_rate": CONTROL_RATE,
-        "topics": {"camera": "/robot/camera/image_raw", "ee_pose": "/robot/ee_pose", "gripper": "/robot/gripper"},
-        "safety": {
-            "max_translation": MAX_TRANSLATION,
-            "stale_timeout": 0.6,
-            "plan_deadline": 20.0,
-            "workspace_min": [-2.0, -2.0, -1.0],
-            "workspace_max": [2.0, 2.0, 2.0],
-        },
-    }
-    for key, value in overrides.items():
-        section, _, name = key.rpartition(".")
-        (params.setdefault(section, {}) if section else params)[name] = value
-    return {"/**": {"ros__parameters": params}}
-
-
-def write_params(path: Path, checkpoint: Path, **overrides) -> Path:
-    path.write_text(yaml.safe_dump(planner_params(checkpoint, **overrides)))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -82,82 +65,6 @@ def planner(robot, checkpoint, tmp_path_factory):
     proc.stop()
 
 
-class Harness:
-    """Clients for every planner interface plus recorders of what the planner publishes."""
-
-    def __init__(self, client: RosClient) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
-        from geometry_msgs.msg import PoseStamped
-        from rclpy.action import ActionClient
-        from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import Image
-        from std_srvs.srv import SetBool, Trigger
-
-        from vjepa2_interfaces.action import ReachGoal
-        from vjepa2_interfaces.srv import PlanToGoal
-
-        node = client.node
-        self.client = client
-        self.plan = node.create_client(PlanToGoal, f"{PLANNER}/plan_to_goal")
-        self.stop = node.create_client(Trigger, f"{PLANNER}/stop")
-        self.resume = node.create_client(Trigger, f"{PLANNER}/resume")
-        self.camera = node.create_client(SetBool, "/test_robot/set_camera")
-        self.reach = ActionClient(node, ReachGoal, f"{PLANNER}/reach_goal")
-        self.lock = threading.Lock()
-        self.targets: list[tuple[float, np.ndarray]] = []
-        self.robot_pose: np.ndarray | None = None
-        self.diag: dict[str, str] = {}
-        self.diag_count = 0
-        node.create_subscription(PoseStamped, f"{PLANNER}/ee_target", self._on_target, 100)
-        node.create_subscription(PoseStamped, "/robot/ee_pose", self._on_pose, qos_profile_sensor_data)
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.bad_camera = node.create_publisher(Image, "/robot/camera/image_raw", 1000)
-
-    def _on_target(self, msg) -> None:
-        p = msg.pose.position
-        with self.lock:
-            self.targets.append((time.monotonic(), np.array([p.x, p.y, p.z])))
-
-    def _on_pose(self, msg) -> None:
-        p = msg.pose.position
-        self.robot_pose = np.array([p.x, p.y, p.z])
-
-    def _on_diag(self, msg) -> None:
-        for status in msg.status:
-            if status.name.startswith("vjepa2_planner"):
-                with self.lock:
-                    self.diag = {kv.key: kv.value for kv in status.values} | {
-                        "_level": status.level,
-                        "_message": status.message,
-                    }
-                    self.diag_count += 1
-
-    def n_targets(self) -> int:
-        with self.lock:
-            return len(self.targets)
-
-    def wait_diag(self, predicate, timeout: float = 15.0) -> dict:
-        """Wait for a diagnostics message (newer than now) that satisfies `predicate`."""
-        start = self.diag_count
-        ok = wait_until(lambda: self.diag_count > start and predicate(self.diag), timeout)
-        assert ok, f"diagnostics never matched; last: {self.diag}"
-        return dict(self.diag)
-
-    def trigger(self, client) -> object:
-        from std_srvs.srv import Trigger
-
-        return self.client.call(client, Trigger.Request())
-
-    def send_goal(self, goal_image, feedback: list, **fields):
-        from vjepa2_interfaces.action import ReachGoal
-
-        assert self.reach.wait_for_server(timeout_sec=20.0), "reach_goal action server not available"
-        goal = ReachGoal.Goal(goal_image=goal_image, **fields)
-        handle = self.client.wait_future(self.reach.send_goal_async(goal, feedback_callback=feedback.append))
-        assert handle.accepted, "goal rejected"
-        return handle
-
-
 @pytest.fixture(scope="module")
 def ros(planner):
     client = RosClient("planner_test_client")
@@ -169,30 +76,11 @@ def ros(planner):
     client.close()
 
 
-def image_msg(rgb: np.ndarray, encoding: str = "rgb8"):
-    from vjepa2_ros.conversions import rgb_to_image
-
-    return rgb_to_image(rgb, encoding)
-
-
-def plan_request(goal, **fields):
-    from vjepa2_interfaces.srv import PlanToGoal
-
-    return PlanToGoal.Request(goal_image=goal, **fields)
-
-
-def status_name(code: int) -> str:
-    from action_msgs.msg import GoalStatus
-
-    return {
-        GoalStatus.STATUS_SUCCEEDED: "succeeded",
-        GoalStatus.STATUS_ABORTED: "aborted",
-        GoalStatus.STATUS_CANCELED: "canceled",
-    }.get(code, str(code))
-
-
 def test_plan_to_goal_returns_bounded_deterministic_actions(ros, traj):
+    from vjepa2_ros.conversions import image_to_rgb
+
     before = ros.n_targets()
+    ros.path = ros.debug_image = None
     req = plan_request(image_msg(traj["frames"][1]), horizon=3, samples=10, iterations=2, seed=7)
     resp = ros.client.call(ros.plan, req)
     assert resp.success, resp.message
@@ -202,6 +90,13 @@ def test_plan_to_goal_returns_bounded_deterministic_actions(ros, traj):
     assert np.all(actions[:, 3:6] == 0.0)  # the reference planner never rotates
     assert np.all(np.abs(actions[:, 6]) <= 0.75 + 1e-6)
     assert math.isfinite(resp.energy) and resp.energy > 0 and resp.planning_time > 0
+    # RViz views: the path through the 3 planned poses, and current | goal side by side with the energy
+    assert wait_until(lambda: ros.path is not None and ros.debug_image is not None, 10.0)
+    assert len(ros.path.poses) == 4 and ros.path.header.frame_id == "base"
+    xyz = [[p.pose.position.x, p.pose.position.y, p.pose.position.z] for p in ros.path.poses]
+    np.testing.assert_allclose(np.diff(xyz, axis=0), actions[:, :3], atol=1e-6)
+    view = image_to_rgb(ros.debug_image)
+    assert view.shape == (240 + 28, 480, 3) and view[240:].max() > 0  # two 240 px panels and a text banner
     again = ros.client.call(ros.plan, req)
     np.testing.assert_array_equal(np.array(again.actions), np.array(resp.actions))
     other = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1]), horizon=3, samples=10, seed=8))
@@ -234,6 +129,8 @@ def test_plan_to_goal_uses_request_inputs_and_rejects_bad_ones(ros, traj):
 def test_reach_goal_sends_bounded_commands_and_can_be_cancelled(ros, traj):
     start_pose = ros.robot_pose.copy()
     before = ros.n_targets()
+    with ros.lock:
+        twists_before = len(ros.twists)
     feedback: list = []
     handle = ros.send_goal(image_msg(traj["frames"][1]), feedback, max_steps=500)
     assert wait_until(lambda: sum(len(f.feedback.action) == 7 for f in feedback) >= 3, 30.0), feedback
@@ -244,6 +141,15 @@ def test_reach_goal_sends_bounded_commands_and_can_be_cancelled(ros, traj):
         assert np.linalg.norm(action[:3]) <= MAX_TRANSLATION + 1e-9
         assert math.isfinite(fb.energy)
     assert [fb.step for fb in steps] == list(range(1, len(steps) + 1))
+    # ~/ee_twist is the same step as a velocity over one control period
+    assert wait_until(lambda: len(ros.twists) >= twists_before + len(steps), 10.0)
+    for fb, twist in zip(steps, ros.twists[twists_before:]):
+        np.testing.assert_allclose(twist[:3], np.array(fb.action[:3]) * CONTROL_RATE, atol=1e-9)
+    # only one goal at a time
+    from vjepa2_interfaces.action import ReachGoal
+
+    second = ros.client.wait_future(ros.reach.send_goal_async(ReachGoal.Goal(goal_image=image_msg(traj["frames"][1]))))
+    assert not second.accepted
     assert wait_until(lambda: np.linalg.norm(ros.robot_pose - start_pose) > 1e-4, 10.0), "robot never moved"
     with ros.lock:
         targets = [p for _, p in ros.targets[before:]]

@@ -12,6 +12,7 @@ serving subscriptions, cancel and stop while a plan is computed. Every command g
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -247,7 +248,7 @@ class PlannerNode(Node):
             ["malformed_images", "malformed_states", "plans", "plan_errors", "commands", "safety_stops"], 0
         )
         self._last = {"reasons": [], "energy": float("nan"), "plan_time": float("nan"), "notes": []}
-        self.context.on_shutdown(self._shutdown_waits)
+        self.context.on_shutdown(self.shutdown_waits)
 
         sensors, services = MutuallyExclusiveCallbackGroup(), ReentrantCallbackGroup()
         t = s.topics
@@ -365,7 +366,7 @@ class PlannerNode(Node):
                 self._new_obs.wait(min(left, 0.1))
         return ["shutting_down"]
 
-    def _shutdown_waits(self) -> None:
+    def shutdown_waits(self) -> None:
         self._closing.set()
         with self._lock:
             self._new_obs.notify_all()
@@ -632,11 +633,16 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node._shutdown_waits()
-        node.worker.close()
+        node.shutdown_waits()
         executor.shutdown(timeout_sec=2.0)
+        idle = node.worker.close(timeout=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
+    if not idle:
+        # A plan is still running in torch code; a Python exit would wait for or abort it. Everything ROS is closed.
+        print(f"[{NODE_NAME}] exiting during a plan; the plan is abandoned", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

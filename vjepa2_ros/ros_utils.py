@@ -82,8 +82,11 @@ class PlanWorker:
         self._jobs.put((future, fn, args, kwargs))
         return future
 
-    def close(self) -> None:
+    def close(self, timeout: float) -> bool:
+        """Stop taking jobs and wait up to `timeout` s for the running one; False if it is still running."""
         self._jobs.put(None)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:

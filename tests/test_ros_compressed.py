@@ -1,0 +1,110 @@
+"""Planner node with a CompressedImage (jpeg) camera and a plan deadline that the default budget misses."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from ros_helpers import (
+    BIN,
+    REPO,
+    Harness,
+    NodeProcess,
+    RosClient,
+    ensure_interfaces,
+    image_msg,
+    plan_request,
+    status_name,
+    write_params,
+)
+
+pytestmark = pytest.mark.ros
+
+CAMERA = "/robot/camera/compressed"
+DEADLINE = 0.5  # seconds: a 10-sample plan takes ~20 ms, the 400 x 10 x 3 default several seconds on 2 cores
+
+
+@pytest.fixture(scope="module")
+def traj(franka_npz) -> dict:
+    data = np.load(franka_npz)
+    return {"frames": data["observations"][0], "states": data["states"][0].astype(np.float64)}
+
+
+@pytest.fixture(scope="module")
+def ros(franka_npz, tmp_path_factory):
+    from vjepa2_core.hub import make_random_checkpoint
+
+    ensure_interfaces()
+    tmp = tmp_path_factory.mktemp("compressed")
+    ckpt = make_random_checkpoint(tmp / "vit_ac_tiny.pt", "vit_ac_tiny")
+    overrides = {
+        "camera_transport": "compressed",
+        "topics.camera": CAMERA,
+        "safety.plan_deadline": DEADLINE,
+        "cem.samples": 400,
+        "cem.iterations": 10,
+        "cem.topk": 10,
+        "cem.horizon": 3,
+    }
+    params = write_params(tmp / "planner.yaml", ckpt, **overrides)
+    robot = NodeProcess(
+        [
+            sys.executable,
+            str(REPO / "tests/ros_helpers.py"),
+            "--npz",
+            str(franka_npz),
+            "--encoding",
+            "jpeg",
+            "--camera-topic",
+            CAMERA,
+        ],
+        ready="test_robot ready",
+    )
+    planner = NodeProcess(
+        [str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="vjepa2_planner ready"
+    )
+    client = RosClient("compressed_test_client")
+    harness = Harness(client)
+    try:
+        harness.wait_diag(lambda d: d.get("blocking") == "none", timeout=30.0)
+        yield harness
+    finally:
+        client.close()
+        code, seconds = planner.stop()
+        robot.stop()
+        assert code == 0 and seconds < 5.0, planner.output()[-3000:]
+
+
+def test_jpeg_camera_frames_are_decoded_and_planned_from(ros, traj):
+    from vjepa2_core.data.images import decode_compressed, encode_compressed
+
+    diag = ros.wait_diag(lambda d: d["blocking"] == "none")
+    assert diag["malformed_images"] == "0"
+    state = traj["states"][0].tolist()  # the robot has not moved: no commands are sent in this module
+    goal = image_msg(traj["frames"][1])
+    budget = dict(horizon=1, samples=10, iterations=1, seed=3)
+    from_camera = ros.client.call(ros.plan, plan_request(goal, current_state=state, **budget))
+    assert from_camera.success, from_camera.message
+    # the same jpeg decoded here and sent as a raw image gives the identical plan
+    jpeg_frame = decode_compressed("jpeg", encode_compressed(traj["frames"][0], "jpeg"))
+    explicit = ros.client.call(
+        ros.plan, plan_request(goal, current_image=image_msg(jpeg_frame), current_state=state, **budget)
+    )
+    assert explicit.success, explicit.message
+    assert explicit.energy == pytest.approx(from_camera.energy, abs=1e-6)
+    np.testing.assert_allclose(explicit.actions, from_camera.actions, atol=1e-6)
+
+
+def test_missed_plan_deadline_sends_no_command(ros, traj):
+    before = ros.n_targets()
+    feedback: list = []
+    handle = ros.send_goal(image_msg(traj["frames"][1]), feedback, max_steps=3)
+    result = ros.client.wait_future(handle.get_result_async(), timeout=60.0)
+    assert status_name(result.status) == "aborted" and "deadline_missed" in result.result.message
+    assert result.result.steps == 0 and ros.n_targets() == before
+    assert feedback and len(feedback[-1].feedback.action) == 0
+    diag = ros.wait_diag(lambda d: "deadline_missed" in d["last_stop_reasons"])
+    assert int(diag["commands"]) == 0
+    resp = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1])), timeout=60.0)
+    assert not resp.success and "deadline_missed" in resp.message and resp.planning_time >= DEADLINE
