@@ -1,0 +1,150 @@
+"""Message conversions, parameter validation and node helpers, checked against scipy and exact round trips."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from scipy.spatial.transform import Rotation
+
+from vjepa2_ros import conversions as conv
+from vjepa2_ros.planner_node import PARAMETERS, PlannerSettings
+from vjepa2_ros.ros_utils import ParameterError, PlanWorker, _coerce, debug_view
+
+STAMP = Time(sec=12, nanosec=345)
+
+
+@pytest.fixture(scope="module")
+def traj(franka_npz):
+    data = np.load(franka_npz)
+    return data["observations"][0], data["states"][0].astype(np.float64)
+
+
+def test_pose_round_trip_matches_scipy(traj):
+    rng = np.random.default_rng(0)
+    states = np.concatenate(
+        [traj[1], np.c_[rng.uniform(-1, 1, (20, 3)), rng.uniform(-3, 3, (20, 3)), rng.uniform(0, 1, 20)]]
+    )
+    states[-1, 3:6] = [0.3, math.pi / 2, -0.2]  # gimbal lock
+    for state in states:
+        pose = conv.state_to_pose(state)
+        q = [pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w]
+        ref = Rotation.from_euler("xyz", state[3:6])
+        assert Rotation.from_quat(q).approx_equal(ref, atol=1e-9)
+        back = conv.pose_to_state(pose, state[6])
+        np.testing.assert_allclose(back[:3], state[:3])
+        assert Rotation.from_euler("xyz", back[3:6]).approx_equal(ref, atol=1e-6)
+        assert back[6] == state[6]
+
+
+def test_unnormalised_and_invalid_quaternions():
+    pose = conv.state_to_pose([0, 0, 0, 0.1, 0.2, 0.3, 0])
+    o = pose.orientation
+    o.x, o.y, o.z, o.w = 2 * o.x, 2 * o.y, 2 * o.z, 2 * o.w
+    np.testing.assert_allclose(conv.pose_to_state(pose, 0.0)[3:6], [0.1, 0.2, 0.3], atol=1e-9)
+    o.x = o.y = o.z = o.w = 0.0
+    with pytest.raises(ValueError, match="not a valid quaternion"):
+        conv.pose_to_state(pose, 0.0)
+    with pytest.raises(ValueError, match="7 values"):
+        conv.state_to_pose([0.0] * 6)
+
+
+def test_twist_is_the_action_over_one_period():
+    action = np.array([0.01, -0.02, 0.03, 0.1, -0.05, 0.2, 0.5])
+    msg = conv.action_to_twist(action, 0.5, "base", STAMP)
+    lin = [msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z]
+    ang = [msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z]
+    np.testing.assert_allclose(lin, action[:3] / 0.5)
+    np.testing.assert_allclose(ang, Rotation.from_euler("xyz", action[3:6]).as_rotvec() / 0.5, atol=1e-12)
+    assert msg.header.frame_id == "base" and msg.header.stamp == STAMP
+    with pytest.raises(ValueError, match="period"):
+        conv.action_to_twist(action, 0.0, "base", STAMP)
+
+
+def test_path_follows_composed_actions(traj):
+    state = traj[1][0]
+    actions = np.array([[0.01, 0, 0, 0, 0, 0.1, 0.2], [0, 0.02, -0.01, 0, 0, 0, -0.1]])
+    path = conv.plan_to_path(state, actions, "base", STAMP)
+    assert len(path.poses) == 3 and path.header.frame_id == "base"
+    expected = conv.compose(conv.compose(state, actions[0]), actions[1])
+    last = conv.pose_to_state(path.poses[-1].pose, expected[6])
+    np.testing.assert_allclose(last[:3], expected[:3], atol=1e-12)
+    rot = Rotation.from_euler("xyz", actions[1, 3:6]) * Rotation.from_euler("xyz", actions[0, 3:6])
+    rot = rot * Rotation.from_euler("xyz", state[3:6])
+    assert Rotation.from_euler("xyz", last[3:6]).approx_equal(rot, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8"])
+def test_image_messages_round_trip(traj, encoding):
+    frame = traj[0][0]
+    msg = conv.rgb_to_image(frame, encoding, STAMP, "cam")
+    assert msg.encoding == encoding and msg.header.frame_id == "cam"
+    np.testing.assert_array_equal(conv.image_to_rgb(msg), frame)
+    png = conv.rgb_to_compressed(frame, "png", STAMP)
+    np.testing.assert_array_equal(conv.compressed_to_rgb(png), frame)
+    assert not conv.is_empty_image(msg) and conv.is_empty_image(type(msg)())
+
+
+def values(**overrides):
+    v = {name: p.default for name, p in PARAMETERS.items()}
+    v["model.checkpoint"] = "/tmp/model.pt"
+    v.update(overrides)
+    return v
+
+
+def test_default_parameters_with_a_checkpoint_are_valid():
+    s = PlannerSettings.from_values(values())
+    assert s.cem["samples"] == 400 and s.topics["camera"] == "camera/image_raw"
+    assert s.limits.max_translation == 0.05 and s.limits.workspace_max == (1.0, 1.0, 1.5)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"model.checkpoint": ""}, "model.checkpoint"),
+        ({"cem.samples": 0}, "cem.samples' must be > 0"),
+        ({"cem.topk": 500}, "topk <= cem.samples"),
+        ({"cem.momentum_std": 1.0}, "momentum_std' must be in"),
+        ({"model.image_size": 100}, "multiple of 16"),
+        ({"model.device": "gpu7"}, "not a torch device"),
+        ({"control_rate": -1.0}, "control_rate"),
+        ({"camera_transport": "theora"}, "raw or compressed"),
+        ({"topics.camera": ""}, "topics.camera' must not be empty"),
+        ({"safety.workspace_min": [2.0, 0.0, 0.0]}, "min < max"),
+        ({"safety.stale_timeout": 0.0}, "stale_timeout"),
+    ],
+)
+def test_invalid_parameters_are_rejected(overrides, match):
+    with pytest.raises(ParameterError, match=match):
+        PlannerSettings.from_values(values(**overrides))
+
+
+def test_parameter_types_are_coerced_only_when_safe():
+    assert _coerce("a", 2, 1.5) == 2.0 and isinstance(_coerce("a", 2, 1.5), float)
+    assert _coerce("a", [0, 1, 2], [0.0]) == [0.0, 1.0, 2.0]
+    for value, default in [(True, 3), (1.5, 3), ("x", 1.0), ([1, "a"], [0.0]), (3, "s")]:
+        with pytest.raises(ParameterError, match="must be of type"):
+            _coerce("a", value, default)
+
+
+def test_plan_worker_runs_jobs_in_order_and_reports_errors():
+    worker = PlanWorker()
+    order, gate = [], threading.Event()
+    first = worker.submit(lambda: gate.wait(5) and order.append(1))
+    second = worker.submit(lambda x: order.append(x) or x * 2, 21)
+    failing = worker.submit(lambda: 1 / 0)
+    assert not second.done()
+    gate.set()
+    assert second.result(5) == 42 and first.result(5) is None and order == [1, 21]
+    assert isinstance(failing.exception(5), ZeroDivisionError)
+    assert worker.close(timeout=5.0)
+
+
+def test_debug_view_puts_current_and_goal_side_by_side(traj):
+    view = debug_view(traj[0][0], traj[0][1], "energy 0.1234", height=120)
+    assert view.shape == (120 + 28, 240, 3) and view.dtype == np.uint8
+    assert view[120:].max() == 255  # the white text banner
+    assert debug_view(traj[0][0], None, "no goal", height=64).shape == (64 + 28, 64, 3)
