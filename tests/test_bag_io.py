@@ -142,3 +142,21 @@ def test_unsupported_encoding_is_reported(tmp_path, traj, storage):
     aligned = load_aligned(bag)
     with pytest.raises(BagError, match="unsupported encoding 'yuv422'"):
         next(aligned.frames())
+
+
+def test_planner_target_commands_and_no_gripper(tmp_path, traj):
+    """Commands recorded as target poses (the planner's ~/ee_target + ~/gripper_command) become delta actions."""
+    frames, states, actions = traj
+    topics = Topics(action="/vjepa2_planner/ee_target", gripper_command="/vjepa2_planner/gripper_command")
+    records = trajectory_records(frames, states)
+    for i in range(len(actions)):
+        t = records[0][1] + i * NS // 4 + 3_000_000
+        records.append((topics.action, t, m.pose_msg(states[i + 1, :6], t), m.POSE))
+        records.append((topics.gripper_command, t, m.float_msg(states[i + 1, 6]), m.FLOAT64))
+    bag = write_bag(tmp_path / "bag", records)
+    aligned = load_aligned(bag, topics)
+    assert aligned.action_source == "recorded_targets"
+    np.testing.assert_allclose(aligned.actions[:-1], actions, atol=1e-9)
+    no_gripper = load_aligned(bag, Topics(gripper=""))
+    assert no_gripper.valid.all() and (no_gripper.states[:, 6] == 0).all()
+    np.testing.assert_allclose(no_gripper.states[:, :6], states[:, :6], atol=1e-9)

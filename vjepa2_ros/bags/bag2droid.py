@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help=f"dataset root (episodes + {INDEX_CSV})")
     p.add_argument("--image-topic", default=Topics.image)
     p.add_argument("--pose-topic", default=Topics.pose)
-    p.add_argument("--gripper-topic", default=Topics.gripper)
+    p.add_argument("--gripper-topic", default=Topics.gripper, help='"" for a robot without gripper')
     p.add_argument("--rate", type=float, default=15.0, help="video / state rate of the episodes (Hz)")
     p.add_argument("--tolerance", type=float, default=0.05, help="max time distance (s) of a sample to its step")
     p.add_argument("--stamps", choices=("receive", "header"), default="receive")

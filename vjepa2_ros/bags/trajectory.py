@@ -94,11 +94,13 @@ def load_aligned(
     tolerance: float = 0.05,
     stamps: str = "receive",
 ) -> AlignedBag:
-    """Read a bag and align camera, pose, gripper and (if recorded) action onto a `rate` Hz grid.
+    """Read a bag and align camera, pose, gripper and (if recorded) commands onto a `rate` Hz grid.
 
     `stamps`: 'receive' (bag time, every message has it) or 'header' (sensor time where a header exists).
-    Topics missing from the bag raise BagError, except the action topic: without it actions are the pose
-    differences of consecutive aligned states, as in DROID.
+    Topics missing from the bag raise BagError, except the command topics. Commands are either 7-value delta
+    actions (Float64MultiArray) or target poses (PoseStamped, e.g. the planner's ~/ee_target, with the gripper
+    target from `topics.gripper_command`); without them actions are the pose differences of consecutive aligned
+    states, as in DROID. An empty `topics.gripper` means a robot without gripper (closedness 0).
     """
     if stamps not in ("receive", "header"):
         raise ValueError(f"stamps must be 'receive' or 'header', got {stamps!r}")
@@ -106,36 +108,48 @@ def load_aligned(
     with BagReader(path) as reader:
         m.check_type(topics.image, reader.msgtype(topics.image), m.IMAGE_TYPES)
         m.check_type(topics.pose, reader.msgtype(topics.pose), (m.POSE,))
-        m.check_type(topics.gripper, reader.msgtype(topics.gripper), m.SCALAR_TYPES)
-        has_actions = bool(topics.action) and topics.action in reader.topics
-        if has_actions:
-            m.check_type(topics.action, reader.msgtype(topics.action), m.ARRAY_TYPES)
-        wanted = [topics.image, topics.pose, topics.gripper] + ([topics.action] if has_actions else [])
-        series: dict[str, tuple[list[int], list]] = {t: ([], []) for t in wanted}
-        bad: Counter = Counter()
-        image_ordinal = -1
-        for msg in reader.messages(wanted):
-            stamp_list, values = series[msg.topic]
-            try:
-                if msg.topic == topics.image:
-                    image_ordinal += 1  # position among the topic's messages, for the decoding pass
-                    stamp = _header_stamp(msg.data) if stamps == "header" else msg.timestamp
-                    value = image_ordinal
+        wanted = [topics.image, topics.pose]
+        if topics.gripper:
+            m.check_type(topics.gripper, reader.msgtype(topics.gripper), m.SCALAR_TYPES)
+            wanted.append(topics.gripper)
+        optional = {topics.action: m.ARRAY_TYPES + (m.POSE,), topics.gripper_command: m.SCALAR_TYPES}
+        for topic, allowed in optional.items():
+            if topic and topic in reader.topics:
+                m.check_type(topic, reader.msgtype(topic), allowed)
+                wanted.append(topic)
+        series = _read_series(reader, topics, wanted, stamps)
+        action_type = reader.topics.get(topics.action)
+    return _align(path, topics, rate, tolerance, series, action_type)
+
+
+def _read_series(reader: BagReader, topics: Topics, wanted: list[str], stamps: str) -> dict:
+    """topic -> (stamps, values); image values are message ordinals, for the decoding pass. Counts bad messages."""
+    series: dict[str, tuple[list[int], list]] = {t: ([], []) for t in wanted}
+    bad: Counter = Counter()
+    image_ordinal = -1
+    for msg in reader.messages(wanted):
+        stamp_list, values = series[msg.topic]
+        try:
+            if msg.topic == topics.image:
+                image_ordinal += 1
+                stamp = _header_stamp(msg.data) if stamps == "header" else msg.timestamp
+                value = image_ordinal
+            else:
+                obj = reader.deserialize(msg)
+                stamp = (m.stamp_ns(obj) if stamps == "header" else None) or msg.timestamp
+                if msg.msgtype == m.POSE:
+                    value = m.pose_to_array(obj)
+                elif msg.msgtype in m.SCALAR_TYPES:
+                    value = m.scalar_value(obj)
                 else:
-                    obj = reader.deserialize(msg)
-                    stamp = (m.stamp_ns(obj) if stamps == "header" else None) or msg.timestamp
-                    if msg.topic == topics.pose:
-                        value = m.pose_to_array(obj)
-                    elif msg.topic == topics.gripper:
-                        value = m.scalar_value(obj)
-                    else:
-                        value = m.array_value(obj)
-            except (BagError, ValueError, struct.error):
-                bad[msg.topic] += 1
-                continue
-            stamp_list.append(stamp)
-            values.append(value)
-    return _align(path, topics, rate, tolerance, series, has_actions, bad)
+                    value = m.array_value(obj)
+        except (BagError, ValueError, struct.error):
+            bad[msg.topic] += 1
+            continue
+        stamp_list.append(stamp)
+        values.append(value)
+    series["bad"] = bad
+    return series
 
 
 def _sorted(stamps: list[int], values: list) -> tuple[np.ndarray, list]:
@@ -143,58 +157,64 @@ def _sorted(stamps: list[int], values: list) -> tuple[np.ndarray, list]:
     return np.asarray(stamps, dtype=np.int64)[order], [values[i] for i in order]
 
 
-def _align(path, topics, rate, tolerance, series, has_actions, bad) -> AlignedBag:
+def _pick(series: dict, topic: str, times: np.ndarray, tol: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Values [N, width] of `topic` nearest to each grid time (NaN where none within tol) and the hit mask."""
+    stamps, values = _sorted(*series[topic])
+    idx = nearest_within(stamps, times, tol)
+    out = np.full((len(times), width), np.nan)
+    hit = idx >= 0
+    if hit.any():
+        out[hit] = np.stack([np.atleast_1d(values[i]) for i in idx[hit]])
+    return out, hit
+
+
+def _align(path: Path, topics: Topics, rate: float, tolerance: float, series: dict, action_type: str | None):
     tol = int(round(tolerance * NS))
-    image_t, ordinals = _sorted(*series[topics.image])  # header stamps may be out of bag order
-    pose_t, poses = _sorted(*series[topics.pose])
-    grip_t, grips = _sorted(*series[topics.gripper])
-    for topic, stamps_ in ((topics.image, image_t), (topics.pose, pose_t), (topics.gripper, grip_t)):
-        if len(stamps_) == 0:
+    streams = [topics.image, topics.pose] + ([topics.gripper] if topics.gripper else [])
+    for topic in streams:
+        if not series[topic][0]:
             raise BagError(f"no usable messages on {topic} in {path}")
+    image_t, ordinals = _sorted(*series[topics.image])  # header stamps may be out of bag order
     # The grid starts on the first camera frame that has state data around it and runs while all streams do.
-    span = overlap([image_t, pose_t, grip_t])
-    times = np.zeros(0, dtype=np.int64)
-    if span is not None:
-        first = image_t[np.searchsorted(image_t, span[0] - tol)] if image_t[-1] >= span[0] - tol else span[0]
-        times = control_grid(int(first), span[1] + tol, rate)
+    first, last = overlap([np.sort(np.asarray(series[t][0])) for t in streams])
+    start = image_t[np.searchsorted(image_t, first - tol)] if image_t[-1] >= first - tol else first
+    times = control_grid(int(start), last + tol, rate)
     if len(times) == 0:
         raise BagError(f"camera, pose and gripper streams of {path} do not overlap in time")
     nearest_image = nearest_within(image_t, times, tol)
     image_index = np.array([ordinals[i] if i >= 0 else -1 for i in nearest_image], dtype=np.int64)
-    pose_i = nearest_within(pose_t, times, tol)
-    grip_i = nearest_within(grip_t, times, tol)
-    states = np.full((len(times), 7), np.nan)
-    ok = (pose_i >= 0) & (grip_i >= 0)
-    if ok.any():
-        states[ok, :6] = np.stack([poses[i] for i in pose_i[ok]])
-        states[ok, 6] = [grips[i] for i in grip_i[ok]]
-    reasons = []
-    for t in range(len(times)):
-        reasons.append(
+    states = np.zeros((len(times), 7))
+    states[:, :6], has_pose = _pick(series, topics.pose, times, tol, 6)
+    has_grip = np.ones(len(times), dtype=bool)
+    if topics.gripper:
+        grip, has_grip = _pick(series, topics.gripper, times, tol, 1)
+        states[:, 6] = grip[:, 0]
+    states[~(has_pose & has_grip)] = np.nan
+    reasons = [
+        (
             "no_image"
             if image_index[t] < 0
-            else "no_pose" if pose_i[t] < 0 else "no_gripper" if grip_i[t] < 0 else None
+            else "no_pose" if not has_pose[t] else "no_gripper" if not has_grip[t] else None
         )
-    actions = np.full((len(times), 7), np.nan)
-    if has_actions:
-        act_t, acts = _sorted(*series[topics.action])
-        act_i = nearest_within(act_t, times, tol)
-        if (act_i >= 0).any():
-            actions[act_i >= 0] = np.stack([acts[i] for i in act_i[act_i >= 0]])
+        for t in range(len(times))
+    ]
+    actions, source = _actions(series, topics, times, tol, states, action_type)
+    return AlignedBag(path, topics, rate, times, states, actions, image_index, reasons, source, series["bad"])
+
+
+def _actions(series, topics, times, tol, states, action_type) -> tuple[np.ndarray, str]:
+    """Per-step delta actions [N,7] (NaN where unknown) and where they came from."""
+    s = torch.as_tensor(states, dtype=torch.float64)
+    if action_type is None:  # DROID convention: the difference of consecutive states
+        actions = np.full((len(times), 7), np.nan)
+        actions[:-1] = pose_diff(s[:-1], s[1:]).numpy()
+        return actions, "states"
+    if action_type in m.ARRAY_TYPES:
+        return _pick(series, topics.action, times, tol, 7)[0], "recorded"
+    target = np.zeros((len(times), 7))
+    target[:, :6] = _pick(series, topics.action, times, tol, 6)[0]
+    if topics.gripper_command in series:
+        target[:, 6] = _pick(series, topics.gripper_command, times, tol, 1)[0][:, 0]
     else:
-        pair = ok[:-1] & ok[1:]
-        if pair.any():
-            s = torch.as_tensor(states, dtype=torch.float64)
-            actions[:-1][pair] = pose_diff(s[:-1][pair], s[1:][pair]).numpy()
-    return AlignedBag(
-        path=path,
-        topics=topics,
-        rate=rate,
-        times=times,
-        states=states,
-        actions=actions,
-        image_index=image_index,
-        skip_reasons=reasons,
-        action_source="recorded" if has_actions else "states",
-        bad_messages=bad,
-    )
+        target[:, 6] = states[:, 6]  # no gripper command recorded: the gripper holds
+    return pose_diff(s, torch.as_tensor(target)).numpy(), "recorded_targets"

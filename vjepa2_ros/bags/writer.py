@@ -24,7 +24,8 @@ class Topics:
     image: str = "/camera/image_raw"
     pose: str = "/ee_pose"
     gripper: str = "/gripper"
-    action: str = "/vjepa2/action"
+    action: str = "/vjepa2/action"  # Float64MultiArray deltas, or PoseStamped targets (planner's ~/ee_target)
+    gripper_command: str = ""  # Float64 gripper target, with PoseStamped targets (planner's ~/gripper_command)
 
 
 def write_bag(path: str | Path, records: Iterable[tuple[str, int, Any, str]], storage: str = "mcap") -> Path:
