@@ -86,6 +86,7 @@ class MultiBlockMaskGenerator:
         num_frames: int = 16,
         patch_size: int = 16,
         tubelet_size: int = 2,
+        rank: int = 0,
     ) -> None:
         self.cfg = cfg if isinstance(cfg, MaskConfig) else MaskConfig.from_dict(cfg)
         crop = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
@@ -97,6 +98,7 @@ class MultiBlockMaskGenerator:
         self.duration = num_frames // tubelet_size
         self.num_tokens = self.duration * self.height * self.width
         self.max_context_duration = max(1, int(self.duration * self.cfg.max_temporal_keep))
+        self.rank = int(rank)  # distributed rank: same block sizes on every rank (reference), own placements
         self._counter = mp.Value("i", 0)  # shared memory: next seed, settable from the main process
         self._worker: tuple[int, int, int] | None = None  # (pid, first seed, calls made) inside a loader worker
 
@@ -156,7 +158,7 @@ class MultiBlockMaskGenerator:
         size = self.block_size(torch.Generator().manual_seed(seed))
         # Placement: the reference draws from the global RNG; a generator keyed by (seed, call) makes the masks a
         # pure function of the call index instead (reproducible with any number of workers, and on resume).
-        gen = torch.Generator().manual_seed(PLACEMENT_SEED_OFFSET + seed)
+        gen = torch.Generator().manual_seed((self.rank << 32) + PLACEMENT_SEED_OFFSET + seed)
         contexts, targets = [], []
         for _ in range(batch_size):
             while True:
@@ -206,13 +208,14 @@ class MultiSeqMaskCollator:
         crop_size: int | tuple[int, int] = 256,
         patch_size: int = 16,
         tubelet_size: int = 2,
+        rank: int = 0,
     ) -> None:
         cfgs = [c if isinstance(c, MaskConfig) else MaskConfig.from_dict(c) for c in cfgs_mask]
         if not cfgs:
             raise ValueError("at least one mask config is needed")
         self.fpcs = list(dict.fromkeys(int(f) for f in dataset_fpcs))
         self.generators = {
-            fpc: [MultiBlockMaskGenerator(c, crop_size, fpc, patch_size, tubelet_size) for c in cfgs]
+            fpc: [MultiBlockMaskGenerator(c, crop_size, fpc, patch_size, tubelet_size, rank) for c in cfgs]
             for fpc in self.fpcs
         }
 
@@ -236,6 +239,8 @@ class MultiSeqMaskCollator:
         out = []
         for fpc, samples in groups.items():
             if not samples:
+                for gen in self.generators[fpc]:
+                    gen.step()  # keep every clip length on the batch index, so a resumed run replays the masks
                 continue
             masks = [gen(len(samples)) for gen in self.generators[fpc]]
             out.append((_default_collate(samples), [m[0] for m in masks], [m[1] for m in masks]))
