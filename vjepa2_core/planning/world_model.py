@@ -149,7 +149,7 @@ class WorldModel:
         state = states.expand(batch, 7)
         actions_p = actions.to(dtype)
         frames, out_states = [], []
-        cache = self.predictor.new_cache() if cached else None
+        cache = self.predictor.new_cache(max_frames=horizon) if cached else None
         history_x, history_s = [x], [state]
         for h in range(horizon):
             with self._timed("predictor_s"):

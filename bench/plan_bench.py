@@ -1,0 +1,214 @@
+"""Planning benchmark: wall time of one CEM planning call, its time split, and what the K/V cache buys.
+
+One planning call = encode the current image (the goal encoding is cached) + the CEM search, as the ROS planner
+node runs it. For the same seeds the search is also run with caching off (the reference's full recomputation per
+step); both are interleaved so that CPU contention hits them alike. The predictor's useful FLOP rate (cached search)
+is compared with this machine's fp32 matmul rate measured in the same run.
+
+    python bench/plan_bench.py --json
+    python bench/plan_bench.py --ac-checkpoint ../shared/fixtures/vjepa2_reference/ac_predictor.pt --json
+
+JSON keys read by tools: median_s, uncached_median_s, cache_speedup, outside_predictor_fraction,
+fraction_of_matmul_peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+
+from vjepa2_core.planning.cem import CEMConfig, CEMPlanner, config_to_dict
+from vjepa2_core.planning.world_model import WorldModel
+from vjepa2_core.selfcheck import scene
+
+# -- default predictor/encoder config (a scaled-down V-JEPA 2-AC that keeps the predictor matmul-bound on a CPU)
+# (width 512 / head dim 64 like the released predictor's heads, 8x8 patches per frame, 2 blocks: ~80 GFLOP per call)
+DEFAULT_MODEL = dict(img_size=128, embed_dim=384, enc_depth=2, enc_heads=6, pred_dim=512, pred_depth=2, pred_heads=8)
+DEFAULT_SEARCH = dict(samples=16, iterations=2, horizon=3, topk=4, repeats=3, seed=0)
+
+
+def build_world_model(args: argparse.Namespace) -> tuple[WorldModel, str]:
+    """From --ac-checkpoint (fixture `{config, state_dict}` or a project checkpoint) or the size flags."""
+    from vjepa2_core.hub import load_checkpoint, load_fixture_model
+    from vjepa2_core.models import build_reference_model
+
+    if args.ac_checkpoint:
+        data = load_checkpoint(args.ac_checkpoint)
+        if "config" not in data or "state_dict" not in data:
+            return WorldModel.from_checkpoint(args.ac_checkpoint, device=args.device), args.ac_checkpoint
+        predictor = load_fixture_model(args.ac_checkpoint, "ac_predictor")
+        cfg = data["config"]
+        img = cfg["img_size"][0] if isinstance(cfg["img_size"], (tuple, list)) else cfg["img_size"]
+        # fixtures hold only the predictor: pair it with a random encoder of the matching width and patch size
+        enc_kwargs = dict(embed_dim=cfg["embed_dim"], num_heads=max(1, cfg["embed_dim"] // 64), depth=args.enc_depth)
+        source = f"{args.ac_checkpoint} (+ random {args.enc_depth}-block encoder)"
+    else:
+        img, cfg = args.img_size, dict(patch_size=16)
+        predictor = build_reference_model(
+            "ac_predictor",
+            img_size=img,
+            patch_size=16,
+            num_frames=64,
+            tubelet_size=2,
+            embed_dim=args.embed_dim,
+            predictor_embed_dim=args.pred_dim,
+            depth=args.pred_depth,
+            num_heads=args.pred_heads,
+        )
+        enc_kwargs = dict(embed_dim=args.embed_dim, num_heads=args.enc_heads, depth=args.enc_depth)
+        source = "random weights"
+    encoder = build_reference_model(
+        "encoder", img_size=img, patch_size=cfg.get("patch_size", 16), num_frames=64, tubelet_size=2, **enc_kwargs
+    )
+    return WorldModel(encoder, predictor, crop_size=img, device=args.device), source
+
+
+def predictor_flops(pred: torch.nn.Module, batch: int, past_frames: int) -> float:
+    """Useful FLOPs of one `forward_frame` (multiply-add = 2): linear layers plus attention over the cache."""
+    dp, de, g2 = pred.predictor_embed_dim, pred.embed_dim, pred.tokens_per_frame
+    n = pred.cond_tokens + g2
+    ctx = (past_frames + 1) * n
+    hidden = pred.predictor_blocks[0].mlp.fc1.out_features
+    per_layer = 2 * n * dp * (3 * dp + dp + 2 * hidden) + 4 * n * ctx * dp
+    io = 2 * g2 * dp * 2 * de + 2 * pred.cond_tokens * pred.action_embed_dim * dp
+    return batch * (pred.depth * per_layer + io)
+
+
+def search_flops(pred: torch.nn.Module, cfg: CEMConfig) -> float:
+    """Predictor FLOPs of one cached CEM search (all iterations + the final evaluation of the plan)."""
+    batches = [cfg.population(i) for i in range(cfg.iterations)] + [1]
+    return sum(predictor_flops(pred, b, h) for b in batches for h in range(cfg.horizon))
+
+
+def matmul_rate(device: torch.device, n: int = 1024, repeats: int = 7) -> float:
+    """Best observed fp32 FLOP/s of an n x n x n matmul on this device (the machine's practical peak)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    wm, source = build_world_model(args)
+    size = max(96, wm.crop_size)
+    current, goal = scene((size // 5, size // 3), size), scene((size // 2, size // 4), size)
+    state = torch.tensor([0.45, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0])
+    search = dict(horizon=args.horizon, samples=args.samples, topk=args.topk, iterations=args.iterations)
+    planners = {mode: CEMPlanner(wm, CEMConfig(**search, cached=mode == "cached")) for mode in ("cached", "uncached")}
+    for planner in planners.values():  # warm-up (allocations, RoPE tables, goal encoding)
+        planner.plan_images(current, state, goal, seed=args.seed)
+
+    wm.profile = True
+    runs: dict[str, list[dict[str, float]]] = {"cached": [], "uncached": []}
+    for r in range(args.repeats):
+        for mode, planner in planners.items():
+            wm.reset_stats()
+            start = time.perf_counter()
+            result = planner.plan_images(current, state, goal, seed=args.seed + r)
+            total = time.perf_counter() - start
+            search_s = total - result.timings["encode_s"]
+            runs[mode].append(
+                dict(total=total, encoder=wm.stats["encoder_s"], predictor=wm.stats["predictor_s"], search=search_s)
+            )
+    wm.profile = False
+    peak = matmul_rate(wm.device)
+
+    def med(mode: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs[mode])
+
+    median_s, unc_s = med("cached", "total"), med("uncached", "total")
+    enc_s, pred_s, search_s = med("cached", "encoder"), med("cached", "predictor"), med("cached", "search")
+    flops = search_flops(wm.predictor, planners["cached"].config)
+    outside = statistics.median(1 - run["predictor"] / run["search"] for run in runs["cached"])
+    return {
+        "median_s": median_s,
+        "uncached_median_s": unc_s,
+        "cache_speedup": unc_s / median_s,
+        "search_cache_speedup": med("uncached", "search") / search_s,
+        "outside_predictor_fraction": outside,
+        "fraction_of_matmul_peak": flops / pred_s / peak,
+        "split_s": {"encoder": enc_s, "predictor": pred_s, "rest": max(0.0, median_s - enc_s - pred_s)},
+        "search_median_s": search_s,
+        "predictor_gflops_per_s": flops / pred_s / 1e9,
+        "matmul_peak_gflops_per_s": peak / 1e9,
+        "predictor_gflop_per_search": flops / 1e9,
+        "all_runs": runs,
+        "model": {
+            "source": source,
+            "crop_size": wm.crop_size,
+            "tokens_per_frame": wm.tokens_per_frame,
+            "predictor_embed_dim": wm.predictor.predictor_embed_dim,
+            "predictor_depth": wm.predictor.depth,
+            "encoder_embed_dim": wm.predictor.embed_dim,
+        },
+        "cem": config_to_dict(planners["cached"].config),
+        "repeats": args.repeats,
+        "device": str(wm.device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ac-checkpoint", help="AC predictor file: fixture {config, state_dict} or a project checkpoint")
+    p.add_argument("--img-size", type=int, default=DEFAULT_MODEL["img_size"])
+    p.add_argument("--embed-dim", type=int, default=DEFAULT_MODEL["embed_dim"])
+    p.add_argument("--enc-depth", type=int, default=DEFAULT_MODEL["enc_depth"])
+    p.add_argument("--enc-heads", type=int, default=DEFAULT_MODEL["enc_heads"])
+    p.add_argument("--pred-dim", type=int, default=DEFAULT_MODEL["pred_dim"])
+    p.add_argument("--pred-depth", type=int, default=DEFAULT_MODEL["pred_depth"])
+    p.add_argument("--pred-heads", type=int, default=DEFAULT_MODEL["pred_heads"])
+    for name, value in DEFAULT_SEARCH.items():
+        p.add_argument(f"--{name}", type=int, default=value)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = run(args)
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+        print(f"plan_bench: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    split = report["split_s"]
+    print(f"model: {report['model']}  device {report['device']} threads {report['threads']}")
+    print(f"planning call median {report['median_s'] * 1e3:.1f} ms over {args.repeats} repeats")
+    print("  split: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in split.items()))
+    print(
+        f"uncached median {report['uncached_median_s'] * 1e3:.1f} ms -> cache speedup {report['cache_speedup']:.2f}x"
+    )
+    print(f"outside predictor: {report['outside_predictor_fraction'] * 100:.1f}% of the search")
+    print(
+        f"predictor {report['predictor_gflops_per_s']:.1f} GFLOP/s vs matmul {report['matmul_peak_gflops_per_s']:.1f} "
+        f"GFLOP/s -> {report['fraction_of_matmul_peak'] * 100:.0f}% of peak"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
