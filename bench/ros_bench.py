@@ -1,0 +1,197 @@
+"""ROS 2 latency of the planner node with the tiny AC model, over real DDS on loopback (two processes).
+
+    .venv/bin/python bench/ros_bench.py [--n 40] [--samples 25 --iterations 2 --horizon 2] [--json out.json]
+
+1. Service round trip: `~/plan_to_goal` called from another process (goal image in the request, 256x256 rgb8);
+   median and p95 of the round trip, and the node's own planning time so the ROS overhead is visible.
+2. Camera-to-command: a bench robot publishes a fresh camera frame and state right after each command; the time
+   from that publish to the next `~/ee_target` (the node waits for a newer observation, so that frame caused it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+NPZ = Path(os.environ.get("VJEPA2_SHARED", REPO.parent / "shared")) / "data" / "franka_example_traj.npz"
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1000.0
+    return {"n": int(ms.size), "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95))}
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.002)
+    return bool(predicate())
+
+
+def start_planner(tmp: Path, args: argparse.Namespace) -> subprocess.Popen:
+    from vjepa2_core.hub import make_random_checkpoint
+
+    ckpt = make_random_checkpoint(tmp / "vit_ac_tiny.pt", "vit_ac_tiny")
+    params = {
+        "model": {"checkpoint": str(ckpt), "device": args.device},
+        "cem": {
+            "horizon": args.horizon,
+            "samples": args.samples,
+            "iterations": args.iterations,
+            "topk": min(10, args.samples),
+        },
+        "control_rate": 1000.0,  # the loop waits for observations, not for a clock
+        "topics": {"camera": "/bench/camera", "ee_pose": "/bench/ee_pose", "gripper": "/bench/gripper"},
+        "safety": {
+            "stale_timeout": 2.0,
+            "plan_deadline": 30.0,
+            "workspace_min": [-2.0, -2.0, -2.0],
+            "workspace_max": [2.0, 2.0, 2.0],
+        },
+    }
+    path = tmp / "planner.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    exe = Path(sys.executable).parent / "vjepa2_planner"
+    return subprocess.Popen(
+        [str(exe), "--ros-args", "--params-file", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=40, help="measurements per benchmark")
+    parser.add_argument("--samples", type=int, default=25)
+    parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--horizon", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+    import rclpy
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.action import ActionClient
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Float64
+
+    from vjepa2_ros import conversions as conv
+
+    try:
+        from vjepa2_interfaces.action import ReachGoal
+        from vjepa2_interfaces.srv import PlanToGoal
+    except ImportError:
+        print("vjepa2_interfaces is not built: run `make interfaces` first", file=sys.stderr)
+        return 1
+
+    data = np.load(NPZ)
+    frames, state = data["observations"][0], data["states"][0, 0].astype(np.float64)
+    camera_msg, goal_msg = conv.rgb_to_image(frames[0]), conv.rgb_to_image(frames[1])
+
+    with tempfile.TemporaryDirectory(prefix="ros_bench_") as tmp:
+        proc = start_planner(Path(tmp), args)
+        rclpy.init()
+        node = rclpy.create_node("ros_bench")
+        pub_cam = node.create_publisher(Image, "/bench/camera", qos_profile_sensor_data)
+        pub_pose = node.create_publisher(PoseStamped, "/bench/ee_pose", qos_profile_sensor_data)
+        pub_grip = node.create_publisher(Float64, "/bench/gripper", qos_profile_sensor_data)
+        sent: list[float] = []
+        commands: list[float] = []
+        reactive = threading.Event()
+
+        def observe() -> None:
+            stamp = node.get_clock().now().to_msg()
+            pub_pose.publish(conv.state_to_pose_stamped(state, "base", stamp))
+            pub_grip.publish(Float64(data=float(state[6])))
+            camera_msg.header.stamp = stamp
+            pub_cam.publish(camera_msg)
+            sent.append(time.perf_counter())
+
+        def on_command(_msg) -> None:
+            commands.append(time.perf_counter())
+            if reactive.is_set():
+                observe()
+
+        node.create_subscription(PoseStamped, "/vjepa2_planner/ee_target", on_command, 10)
+        node.create_timer(0.1, lambda: None if reactive.is_set() else observe())
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        results: dict = {"config": vars(args) | {"json": str(args.json)}}
+        try:
+            client = node.create_client(PlanToGoal, "/vjepa2_planner/plan_to_goal")
+            if not client.wait_for_service(timeout_sec=60.0):
+                raise RuntimeError("planner did not start (no plan_to_goal service within 60 s)")
+            req = PlanToGoal.Request(goal_image=goal_msg, seed=1)
+
+            def call() -> tuple[float, object]:
+                t0 = time.perf_counter()
+                future = client.call_async(req)
+                if not wait_until(future.done, 60.0):
+                    raise RuntimeError("plan_to_goal timed out")
+                return time.perf_counter() - t0, future.result()
+
+            # warm-up: until the node has camera and state (discovery) and has encoded the goal once
+            if not wait_until(lambda: call()[1].success, 30.0):
+                raise RuntimeError(f"plan_to_goal keeps failing: {call()[1].message}")
+            rtt, plan_s = [], []
+            for _ in range(args.n):
+                seconds, resp = call()
+                if not resp.success:
+                    raise RuntimeError(f"plan_to_goal failed: {resp.message}")
+                rtt.append(seconds)
+                plan_s.append(resp.planning_time)
+            results["service_round_trip"] = summary(rtt)
+            results["service_planning_time"] = summary(plan_s)
+            results["service_overhead"] = summary(np.subtract(rtt, plan_s).tolist())
+
+            action = ActionClient(node, ReachGoal, "/vjepa2_planner/reach_goal")
+            if not action.wait_for_server(timeout_sec=30.0):
+                raise RuntimeError("reach_goal action server not available")
+            reactive.set()
+            goal = ReachGoal.Goal(goal_image=goal_msg, max_steps=args.n + 3)
+            handle_future = action.send_goal_async(goal)
+            wait_until(handle_future.done, 30.0)
+            result_future = handle_future.result().get_result_async()
+            if not wait_until(result_future.done, 600.0):
+                raise RuntimeError("reach_goal did not finish")
+            outcome = result_future.result().result
+            # latency k: from the observation published on command k to command k+1; skip two warm-up steps
+            reacted = sent[-len(commands) :]
+            pairs = [commands[k + 1] - reacted[k] for k in range(len(commands) - 1)][2:]
+            results["camera_to_command"] = summary(pairs)
+            results["reach_goal"] = {"steps": outcome.steps, "message": outcome.message}
+        finally:
+            executor.shutdown(timeout_sec=2.0)
+            node.destroy_node()
+            rclpy.try_shutdown()
+            proc.terminate()
+            proc.wait(10)
+
+    for name in ("service_round_trip", "service_planning_time", "service_overhead", "camera_to_command"):
+        r = results[name]
+        print(f"{name:22s} n={r['n']:3d}  median {r['median_ms']:8.2f} ms  p95 {r['p95_ms']:8.2f} ms")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
