@@ -1,0 +1,67 @@
+"""bench/plan_bench.py on the reference AC fixture: the fixed JSON keys are present and consistent."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("plan_bench", REPO / "bench" / "plan_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_json_on_fixture_checkpoint(fixtures_dir, capsys):
+    bench = _bench()
+    args = ["--ac-checkpoint", str(fixtures_dir / "ac_predictor.pt"), "--json", "--repeats", "2"]
+    args += ["--samples", "8", "--topk", "2", "--iterations", "2", "--horizon", "3", "--threads", "1"]
+    assert bench.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in (
+        "median_s",
+        "uncached_median_s",
+        "cache_speedup",
+        "outside_predictor_fraction",
+        "fraction_of_matmul_peak",
+    ):
+        assert key in report and report[key] > 0
+    assert report["cache_speedup"] == pytest.approx(report["uncached_median_s"] / report["median_s"])
+    assert 0 < report["outside_predictor_fraction"] < 1
+    assert report["model"]["tokens_per_frame"] == 16 and report["model"]["predictor_embed_dim"] == 64
+    split = report["split_s"]
+    assert split["predictor"] > 0 and split["encoder"] > 0
+    assert split["encoder"] + split["predictor"] <= report["median_s"] * 1.001
+    assert len(report["all_runs"]["cached"]) == 2
+
+
+def test_bench_flop_count_matches_hand_count():
+    bench = _bench()
+    from vjepa2_core.models import build_reference_model
+
+    pred = build_reference_model(
+        "ac_predictor",
+        img_size=32,
+        patch_size=16,
+        num_frames=4,
+        embed_dim=32,
+        predictor_embed_dim=16,
+        depth=1,
+        num_heads=1,
+    )
+    # 4 patches + 2 cond tokens; frame 1 attends to 12 tokens; hidden 64
+    n, dp, ctx = 6, 16, 12
+    layer = 2 * n * dp * (3 * dp + dp + 2 * 64) + 4 * n * ctx * dp
+    io = 2 * 4 * dp * 2 * 32 + 2 * 2 * 7 * dp
+    assert bench.predictor_flops(pred, batch=3, past_frames=1) == 3 * (layer + io)
+
+
+def test_bench_reports_a_missing_checkpoint(tmp_path, capsys):
+    assert _bench().main(["--ac-checkpoint", str(tmp_path / "none.pt"), "--repeats", "1"]) == 2
+    assert "error" in capsys.readouterr().err
