@@ -201,15 +201,52 @@ class CEMPlanner:
         gen = torch.Generator(device=device)
         gen.manual_seed(seed)
 
-        bounds = self._bounds(device)
-        mean, std = self._initial_distribution(device)
-        warm = None
+        prev = None
         if warm_start is not None:
             prev = warm_start.actions if isinstance(warm_start, PlanResult) else warm_start
-            warm = self._constrain(shift_plan(prev, cfg.horizon).to(device)[None], state, bounds)[0]
+            prev = shift_plan(prev, cfg.horizon).to(device)
+        actions, history, evaluated = self.search(rep, state, goal, gen, prev)
+        _sync(device)
+        loop_end = time.perf_counter()
+
+        pred, states = self.world_model.rollout(rep, state, actions[None], cached=cfg.cached, last_only=False)
+        final_energy = trajectory_energy(pred, goal, cfg.energy, cfg.energy_frames)[0]
+        result = PlanResult(
+            actions=actions.float().cpu(),
+            energy=float(final_energy.cpu()),
+            energy_history=history.cpu().tolist(),
+            wall_time=0.0,
+            timings={},
+            predicted_states=states[0].float().cpu(),
+            seed=seed,
+            samples_evaluated=evaluated,
+        )
+        end = time.perf_counter()
+        result.wall_time = end - start
+        result.timings = {"optimize_s": loop_end - start, "final_eval_s": end - loop_end, "total_s": end - start}
+        self.last_result = result
+        return result
+
+    def search(
+        self,
+        rep: torch.Tensor,
+        state: torch.Tensor,
+        goal: torch.Tensor,
+        gen: torch.Generator,
+        warm: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The CEM loop on the device: rep [1,N,D], state [1,7], goal [1,N,D], optional initial mean [H,7].
+
+        Returns (actions [H,7], best energy per iteration [iterations], number of samples evaluated), all without a
+        host synchronisation (the returned tensors stay on the device).
+        """
+        cfg, device = self.config, rep.device
+        bounds = self._bounds(device)
+        mean, std = self._initial_distribution(device)
+        if warm is not None:
+            warm = self._constrain(warm[None], state, bounds)[0]
             mean = warm.clone()
         alpha, beta = self._momenta(device)
-
         history = torch.empty(cfg.iterations, device=device)
         elites = elite_energy = None
         evaluated = 0
@@ -233,26 +270,7 @@ class CEMPlanner:
                 elites, elite_energy = selected[:keep], top.values[:keep]
         actions = self._constrain(mean[None], state, bounds)[0]
         actions[:, GRIPPER] = torch.where(actions[:, GRIPPER].abs() < cfg.gripper_round, 0.0, actions[:, GRIPPER])
-        _sync(device)
-        loop_end = time.perf_counter()
-
-        pred, states = self.world_model.rollout(rep, state, actions[None], cached=cfg.cached, last_only=False)
-        final_energy = trajectory_energy(pred, goal, cfg.energy, cfg.energy_frames)[0]
-        result = PlanResult(
-            actions=actions.float().cpu(),
-            energy=float(final_energy.cpu()),
-            energy_history=history.cpu().tolist(),
-            wall_time=0.0,
-            timings={},
-            predicted_states=states[0].float().cpu(),
-            seed=seed,
-            samples_evaluated=evaluated,
-        )
-        end = time.perf_counter()
-        result.wall_time = end - start
-        result.timings = {"optimize_s": loop_end - start, "final_eval_s": end - loop_end, "total_s": end - start}
-        self.last_result = result
-        return result
+        return actions, history, evaluated
 
     def plan_images(self, current_image, current_state, goal_image, **kwargs: Any) -> PlanResult:
         """Encode the images with the world model (goal encodings are cached) and plan; adds `encode_s` timing."""
@@ -287,13 +305,17 @@ class CEMPlanner:
         alpha[GRIPPER], beta[GRIPPER] = cfg.momentum_mean_gripper, cfg.momentum_std_gripper
         return alpha, beta
 
-    def _bounds(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _bounds(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """Per-step action bounds (-hi, hi) and, with a workspace, its corners; built once per search."""
         cfg = self.config
         rot = cfg.rot_maxnorm if cfg.rotation else 0.0
         hi = torch.tensor([cfg.maxnorm] * 3 + [rot] * 3 + [cfg.gripper_max], device=device)
-        return -hi, hi
+        if cfg.workspace is None:
+            return -hi, hi
+        lo_ws, hi_ws = (torch.tensor(b, dtype=torch.float32, device=device) for b in cfg.workspace)
+        return -hi, hi, lo_ws, hi_ws
 
-    def _constrain(self, actions: torch.Tensor, state: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor]):
+    def _constrain(self, actions: torch.Tensor, state: torch.Tensor, bounds: tuple[torch.Tensor, ...]):
         """Clip to the per-step bounds, apply `axis` pins and `close_gripper`, then keep positions in the workspace."""
         cfg = self.config
         actions = torch.maximum(torch.minimum(actions, bounds[1]), bounds[0])
@@ -301,9 +323,9 @@ class CEMPlanner:
             actions[..., axis_index(key)] = value
         if cfg.close_gripper is not None:
             actions[..., cfg.close_gripper :, GRIPPER] = 1.0
-        if cfg.workspace is None:
+        if len(bounds) == 2:
             return actions
-        lo, hi = (torch.tensor(b, dtype=actions.dtype, device=actions.device) for b in cfg.workspace)
+        lo, hi = bounds[2], bounds[3]
         pos = state[..., :3].expand(actions.shape[0], 3)
         steps = []
         for h in range(actions.shape[1]):
