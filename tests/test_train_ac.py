@@ -105,6 +105,7 @@ def _run(args: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_reproduces_the_uninterrupted_losses(dataset_csv, tmp_path):
     extra = ("meta.max_steps=30", "meta.checkpoint_every_steps=4", "meta.eval_freq=0")
     straight = tmp_path / "straight"

@@ -399,6 +399,8 @@ def train(cfg: dict, resume: bool = False) -> dict:
             if step >= total:
                 break
     bar.close()
+    if device.type == "cuda":
+        log.info("peak GPU memory %.1f GiB", torch.cuda.max_memory_allocated(device) / 2**30)
     train_log.close()
     val_log.close()
     cleanup()
