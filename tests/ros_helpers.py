@@ -128,9 +128,9 @@ class RosClient:
         import rclpy
 
         self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(5)  # spin has returned before anything it waits on is destroyed
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(5)
 
 
 # ---------------------------------------------------------------------------------------------------------------
