@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from vjepa2_core.hub import make_random_checkpoint
 from vjepa2_ros.bags.replay import main, run_replay
@@ -23,6 +24,15 @@ horizon: 3
 goal_offsets: [1, 2]
 rate: 5.0
 """
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Many tiny ops: one thread avoids thread-pool overhead on a loaded 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
