@@ -86,9 +86,11 @@ def search_flops(pred: torch.nn.Module, cfg: CEMConfig) -> float:
     return sum(predictor_flops(pred, b, h) for b in batches for h in range(cfg.horizon))
 
 
-def matmul_rate(device: torch.device, n: int = 1024, repeats: int = 7) -> float:
+def matmul_rate(device: torch.device, n: int | None = None, repeats: int = 7) -> float:
     """Best observed fp32 FLOP/s of an n x n x n matmul on this device (the machine's practical peak)."""
+    n = n or (8192 if device.type == "cuda" else 1024)
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    torch.mm(a, b)  # warm-up
     best = float("inf")
     for _ in range(repeats):
         _sync(device)
@@ -97,6 +99,27 @@ def matmul_rate(device: torch.device, n: int = 1024, repeats: int = 7) -> float:
         _sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
+
+
+def search_is_sync_free(planner: CEMPlanner, current, goal, state: torch.Tensor) -> bool | None:
+    """On CUDA: run one CEM search with host synchronisations turned into errors (None on other devices)."""
+    wm = planner.world_model
+    if wm.device.type != "cuda":
+        return None
+    rep, goal_rep = wm.encode(current), wm.encode_goal(goal)
+    gen = torch.Generator(device=wm.device)
+    gen.manual_seed(0)
+    state = state.to(wm.device)[None]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        planner.search(rep, state, goal_rep, gen)
+        return True
+    except RuntimeError as exc:
+        print(f"plan_bench: host sync inside the CEM search: {exc}", file=sys.stderr)
+        return False
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
 
 
 def _sync(device: torch.device) -> None:
@@ -116,6 +139,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for planner in planners.values():  # warm-up (allocations, RoPE tables, goal encoding)
         planner.plan_images(current, state, goal, seed=args.seed)
 
+    sync_free = {mode: search_is_sync_free(planner, current, goal, state) for mode, planner in planners.items()}
+    same_seed = [planners["cached"].plan_images(current, state, goal, seed=args.seed).actions for _ in range(2)]
     wm.profile = True
     runs: dict[str, list[dict[str, float]]] = {"cached": [], "uncached": []}
     for r in range(args.repeats):
@@ -150,6 +175,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "predictor_gflops_per_s": flops / pred_s / 1e9,
         "matmul_peak_gflops_per_s": peak / 1e9,
         "predictor_gflop_per_search": flops / 1e9,
+        "search_sync_free": sync_free,
+        "same_seed_same_plan": bool(torch.equal(*same_seed)),
         "all_runs": runs,
         "model": {
             "source": source,

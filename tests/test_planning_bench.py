@@ -39,6 +39,8 @@ def test_bench_json_on_fixture_checkpoint(fixtures_dir, capsys):
     assert split["predictor"] > 0 and split["encoder"] > 0
     assert split["encoder"] + split["predictor"] <= report["median_s"] * 1.001
     assert len(report["all_runs"]["cached"]) == 2
+    assert report["same_seed_same_plan"] is True
+    assert report["search_sync_free"] == {"cached": None, "uncached": None}  # only checked on CUDA
 
 
 def test_bench_flop_count_matches_hand_count():

@@ -309,11 +309,11 @@ class CEMPlanner:
         """Per-step action bounds (-hi, hi) and, with a workspace, its corners; built once per search."""
         cfg = self.config
         rot = cfg.rot_maxnorm if cfg.rotation else 0.0
-        hi = torch.tensor([cfg.maxnorm] * 3 + [rot] * 3 + [cfg.gripper_max], device=device)
+        # filled on the device (no host-to-device copy, which CUDA would synchronise)
+        hi = _filled(device, [cfg.maxnorm] * 3 + [rot] * 3 + [cfg.gripper_max])
         if cfg.workspace is None:
             return -hi, hi
-        lo_ws, hi_ws = (torch.tensor(b, dtype=torch.float32, device=device) for b in cfg.workspace)
-        return -hi, hi, lo_ws, hi_ws
+        return -hi, hi, _filled(device, cfg.workspace[0]), _filled(device, cfg.workspace[1])
 
     def _constrain(self, actions: torch.Tensor, state: torch.Tensor, bounds: tuple[torch.Tensor, ...]):
         """Clip to the per-step bounds, apply `axis` pins and `close_gripper`, then keep positions in the workspace."""
@@ -358,6 +358,13 @@ def _as_state(state: torch.Tensor, device: torch.device) -> torch.Tensor:
             f"current_state must be 7 finite numbers [x,y,z,roll,pitch,yaw,gripper], got {state.tolist()}"
         )
     return state[None].to(device)
+
+
+def _filled(device: torch.device, values) -> torch.Tensor:
+    out = torch.empty(len(values), device=device)
+    for i, v in enumerate(values):
+        out[i] = float(v)
+    return out
 
 
 def _sync(device: torch.device) -> None:
