@@ -148,3 +148,30 @@ def test_bad_bag_is_a_clear_error(tmp_path):
     bag = write_trajectory_bag(tmp_path / "bag", frames, states)
     res = subprocess.run([PLAYER, str(bag), "--topics", "/nope"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "topic '/nope' not in bag" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_restamp_sets_header_time_to_now(bag, recorder):
+    from rclpy.serialization import deserialize_message
+
+    started = time.time()
+    proc = subprocess.Popen(
+        [PLAYER, str(bag), "--rate", "50", "--topics", Topics.pose, "--restamp", "--wait-for-subscribers", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
+    try:
+        with BagReader(bag) as reader:
+            n = reader.count(Topics.pose)
+            recorded = [reader.deserialize(msg) for msg in reader.messages([Topics.pose])]
+        done = recorder.spin_until(lambda: len(recorder.received[Topics.pose]) >= n, timeout=60)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        _stop(proc)
+    assert done, proc.stdout.read()
+    for data, original in zip([d for _, d in recorder.received[Topics.pose]], recorded):
+        msg = deserialize_message(data, PoseStamped)
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        assert started - 1 <= stamp <= time.time() + 1  # restamped to the wall clock, not 2023 bag time
+        assert msg.pose.position.x == original.pose.position.x and msg.header.frame_id == original.header.frame_id
