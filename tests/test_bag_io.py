@@ -160,3 +160,14 @@ def test_planner_target_commands_and_no_gripper(tmp_path, traj):
     no_gripper = load_aligned(bag, Topics(gripper=""))
     assert no_gripper.valid.all() and (no_gripper.states[:, 6] == 0).all()
     np.testing.assert_allclose(no_gripper.states[:, :6], states[:, :6], atol=1e-9)
+
+
+def test_undecodable_messages_are_counted(tmp_path, traj):
+    frames, states, _ = traj
+    records = trajectory_records(frames, states)
+    poses = [i for i, r in enumerate(records) if r[0] == Topics.pose]
+    topic, stamp, _, msgtype = records[poses[5]]
+    records[poses[5]] = (topic, stamp, b"\x00\x01\x00\x00\x07", msgtype)  # truncated CDR instead of pose 5
+    aligned = load_aligned(write_bag(tmp_path / "bag", records))
+    assert dict(aligned.bad_messages) == {Topics.pose: 1}
+    assert aligned.skip_counts() == {"no_pose": 1} and aligned.skip_reasons[5] == "no_pose"

@@ -29,7 +29,7 @@ class Topics:
 
 
 def write_bag(path: str | Path, records: Iterable[tuple[str, int, Any, str]], storage: str = "mcap") -> Path:
-    """Write (topic, timestamp ns, rosbags message, msgtype) records, in any order, to a new bag directory."""
+    """Write (topic, timestamp ns, rosbags message or CDR bytes, msgtype) records, in any order, to a new bag."""
     if storage not in STORAGES:
         raise BagError(f"unknown storage {storage!r}; choose from {', '.join(STORAGES)}")
     path = Path(path)
@@ -41,7 +41,7 @@ def write_bag(path: str | Path, records: Iterable[tuple[str, int, Any, str]], st
         for topic, stamp, msg, msgtype in records:
             if topic not in conns:
                 conns[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
-            writer.write(conns[topic], stamp, m.serialize(msg, msgtype))
+            writer.write(conns[topic], stamp, msg if isinstance(msg, bytes) else m.serialize(msg, msgtype))
     return path
 
 
