@@ -62,10 +62,9 @@ def test_videos_are_lossless_and_actions_vary(tmp_path):
 
 
 def test_cli_rejects_bad_arguments(tmp_path):
-    res = subprocess.run(
-        [sys.executable, "-m", "vjepa2_ros.sim.collect", "--episodes", "0", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    cmd = [sys.executable, "-m", "vjepa2_ros.sim.collect", "--out", str(tmp_path), "--episodes"]
+    res = subprocess.run(cmd + ["0"], capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "episodes and steps must be >= 1" in res.stderr
+    (tmp_path / "trajectories.csv").write_text("")
+    res = subprocess.run(cmd + ["1"], capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "--append" in res.stderr and "Traceback" not in res.stderr

@@ -92,6 +92,7 @@ def collect(
     seed: int = 0,
     config: SimConfig | None = None,
     lossless: bool = True,
+    append: bool = False,
     log=print,
 ) -> dict:
     """Write `episodes` DROID episodes under `out` (index `trajectories.csv`); returns the collection summary."""
@@ -100,6 +101,8 @@ def collect(
     if episodes < 1 or steps < 1:
         raise ValueError(f"episodes and steps must be >= 1, got {episodes} and {steps}")
     out = Path(out)
+    if not append and (out / INDEX_CSV).exists():
+        raise ValueError(f"{out} already holds a collection ({INDEX_CSV}); pass --append to add to it")
     cfg = config or SimConfig()
     sim = FetchSim(cfg, seed=seed)
     rng = np.random.default_rng(seed)
@@ -147,6 +150,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--task", default="reach", help="reach | push")
     p.add_argument("--image-size", type=int, default=64, help="square camera image size in pixels")
     p.add_argument("--lossy", action="store_true", help="keep the default mp4v videos instead of lossless FFV1")
+    p.add_argument("--append", action="store_true", help="add episodes to an existing collection in --out")
     return p.parse_args(argv)
 
 
@@ -160,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
             args.seed,
             SimConfig(task=args.task, image_size=args.image_size),
             lossless=not args.lossy,
+            append=args.append,
         )
     except (SimError, ValueError) as exc:
         sys.exit(f"vjepa2-sim-collect: {exc}")

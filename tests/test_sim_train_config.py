@@ -1,0 +1,49 @@
+"""The sim training recipe: both configs validate against the training schemas and fit together."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from vjepa2_core.training.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def schema_of(script: str) -> dict:
+    spec = importlib.util.spec_from_file_location(f"_sim_{script}", REPO / "training" / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def configs() -> tuple[dict, dict]:
+    pre, ac = schema_of("pretrain"), schema_of("train_ac")
+    pre_cfg = load_config(REPO / "config/train/sim_reach_pretrain.yaml", pre.SCHEMA, [])
+    ac_cfg = ac.check_config(load_config(REPO / "config/train/sim_reach_ac.yaml", ac.SCHEMA, []))
+    return pre_cfg, ac_cfg
+
+
+def test_encoder_of_pretraining_is_the_one_post_training_loads(configs):
+    pre, ac = configs
+    assert ac["meta"]["pretrain_checkpoint"] == f"{pre['folder']}/latest.pt"
+    for key in ("model_name", "embed_dim", "depth", "num_heads"):
+        assert pre["model"][key] == ac["model"][key], key
+    for key in ("crop_size", "patch_size", "tubelet_size"):
+        assert pre["data"][key] == ac["data"][key], key
+
+
+def test_recipe_reads_what_collect_writes(configs):
+    from vjepa2_ros.sim.collect import VIDEO_FPS, VIDEO_LIST
+    from vjepa2_ros.sim.env import SimConfig
+
+    pre, ac = configs
+    episodes = Path(ac["data"]["datasets"][0]).parent
+    assert ac["data"]["datasets"] == [str(episodes / "trajectories.csv")]
+    assert pre["data"]["datasets"] == [str(episodes / VIDEO_LIST)]
+    assert ac["data"]["fps"] == VIDEO_FPS, "one clip frame per control step"
+    assert ac["data"]["crop_size"] == SimConfig().image_size
+    assert not ac["data_aug"]["horizontal_flip"] and not pre["data_aug"]["horizontal_flip"]
