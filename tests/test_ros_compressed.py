@@ -104,6 +104,7 @@ def test_missed_plan_deadline_sends_no_command(ros, traj):
     assert status_name(result.status) == "aborted" and "deadline_missed" in result.result.message
     assert result.result.steps == 0 and ros.n_targets() == before
     assert feedback and len(feedback[-1].feedback.action) == 0
+    assert feedback[-1].feedback.status == "deadline_missed"
     diag = ros.wait_diag(lambda d: "deadline_missed" in d["last_stop_reasons"])
     assert int(diag["commands"]) == 0
     resp = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1])), timeout=60.0)

@@ -17,6 +17,7 @@ from ros_helpers import (
     CONTROL_RATE,
     MAX_TRANSLATION,
     MAXNORM,
+    PLANNER,
     REPO,
     Harness,
     NodeProcess,
@@ -126,6 +127,22 @@ def test_plan_to_goal_uses_request_inputs_and_rejects_bad_ones(ros, traj):
     assert not resp.success and ">= 0" in resp.message
 
 
+def test_goal_image_topic_is_used_when_a_request_has_none(ros, traj):
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from sensor_msgs.msg import Image
+
+    empty = plan_request(Image())
+    resp = ros.client.call(ros.plan, empty)
+    assert not resp.success and "no goal image" in resp.message
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pub = ros.client.node.create_publisher(Image, f"{PLANNER}/goal_image", latched)
+    pub.publish(image_msg(traj["frames"][1]))  # latched: delivered whenever the planner matches
+    assert wait_until(lambda: ros.client.call(ros.plan, empty).success, 20.0)
+    explicit = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1]), seed=5))
+    from_topic = ros.client.call(ros.plan, plan_request(Image(), seed=5))
+    assert from_topic.actions == explicit.actions and from_topic.energy == explicit.energy
+
+
 def test_reach_goal_sends_bounded_commands_and_can_be_cancelled(ros, traj):
     start_pose = ros.robot_pose.copy()
     before = ros.n_targets()
@@ -137,6 +154,7 @@ def test_reach_goal_sends_bounded_commands_and_can_be_cancelled(ros, traj):
     assert wait_until(lambda: ros.n_targets() - before >= 3, 10.0)
     steps = [f.feedback for f in feedback if len(f.feedback.action) == 7]
     for fb in steps:
+        assert set(filter(None, fb.status.split(","))) <= {"clamped_step", "clamped_workspace"}, fb.status
         action = np.array(fb.action)
         assert np.linalg.norm(action[:3]) <= MAX_TRANSLATION + 1e-9
         assert math.isfinite(fb.energy)
@@ -173,6 +191,7 @@ def test_reach_goal_succeeds_at_energy_threshold_without_moving(ros, traj):
     result = ros.client.wait_future(handle.get_result_async())
     assert status_name(result.status) == "succeeded" and result.result.success
     assert result.result.steps == 0 and result.result.final_energy <= 1e6
+    assert feedback and feedback[-1].feedback.status == "goal_reached"
     assert ros.n_targets() == before
 
 
@@ -222,6 +241,7 @@ def test_stale_camera_stops_commands(ros, traj):
         assert status_name(result.status) == "aborted"
         assert "stale_camera" in result.result.message, result.result.message
         assert len(feedback[-1].feedback.action) == 0  # the last feedback reports that no command was sent
+        assert "stale_camera" in feedback[-1].feedback.status
         diag = ros.wait_diag(lambda d: "stale_camera" in d["blocking"])
         assert diag["_level"] == b"\x02" and int(diag["safety_stops"]) >= 1
         with ros.lock:

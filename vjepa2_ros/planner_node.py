@@ -30,7 +30,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
@@ -263,9 +263,8 @@ class PlannerNode(Node):
             self.create_subscription(
                 Float64, t["gripper"], self.on_gripper, qos_profile_sensor_data, callback_group=sensors
             )
-        self.create_subscription(
-            Image, t["goal_image"], self.on_goal_image, QoSProfile(depth=1), callback_group=sensors
-        )
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)  # a goal outlives its publish
+        self.create_subscription(Image, t["goal_image"], self.on_goal_image, latched, callback_group=sensors)
         self.pub_target = self.create_publisher(PoseStamped, t["ee_target"], 10)
         self.pub_twist = self.create_publisher(TwistStamped, t["ee_twist"], 10)
         self.pub_gripper = self.create_publisher(Float64, t["gripper_command"], 10)
@@ -409,9 +408,9 @@ class PlannerNode(Node):
             raise ValueError("no goal image: give one in the request or publish it on the goal image topic")
         return goal
 
-    def _publish_plan_views(self, obs_image, goal, state, actions, energy: float) -> None:
+    def _publish_plan_views(self, obs_image, goal, state, actions, energy: float, frame_id: str) -> None:
         stamp = self.get_clock().now().to_msg()
-        frame = self.settings.frame_id or self._obs.frame_id
+        frame = self.settings.frame_id or frame_id
         if self.pub_path.get_subscription_count():
             self.pub_path.publish(conv.plan_to_path(state, actions, frame, stamp))
         if self.pub_debug.get_subscription_count():
@@ -471,7 +470,7 @@ class PlannerNode(Node):
         resp.actions = actions.reshape(-1).tolist()
         resp.horizon = int(actions.shape[0])
         resp.energy = float(result.energy)
-        self._publish_plan_views(image, goal, state, actions, result.energy)
+        self._publish_plan_views(image, goal, state, actions, result.energy, obs.frame_id)
         return resp
 
     def on_stop(self, _req, resp):
@@ -549,9 +548,9 @@ class PlannerNode(Node):
             warm = plan
             result.final_energy = float(plan.energy)
             actions = plan.actions.detach().cpu().double().numpy()
-            self._publish_plan_views(obs.image, goal, state, actions, plan.energy)
+            self._publish_plan_views(obs.image, goal, state, actions, plan.energy, obs.frame_id)
             if threshold > 0 and plan.energy <= threshold:
-                self._feedback(goal_handle, result.steps, plan.energy, [])
+                self._feedback(goal_handle, result.steps, plan.energy, ["goal_reached"])
                 return finish("succeed", f"energy {plan.energy:.4f} <= {threshold}", True)
             _, reasons = self._snapshot()  # inputs may have gone stale or stop pressed while planning
             if reasons or goal_handle.is_cancel_requested:
@@ -571,10 +570,9 @@ class PlannerNode(Node):
             self._feedback(goal_handle, result.steps, plan.energy, notes, action)
 
     def _feedback(self, goal_handle, step: int, energy: float, notes: list[str], action=None) -> None:
+        sent = [] if action is None else [float(a) for a in action]
         goal_handle.publish_feedback(
-            ReachGoal.Feedback(
-                step=step, energy=float(energy), action=[] if action is None else list(map(float, action))
-            )
+            ReachGoal.Feedback(step=step, energy=float(energy), action=sent, status=",".join(notes))
         )
 
     # -- diagnostics
