@@ -215,3 +215,16 @@ def test_feature_cache_serves_later_epochs(dataset_csv, tmp_path):
     assert torch.allclose(cached, fresh, atol=2e-3)
     with pytest.raises(ValueError, match="deterministic crop"):
         DROIDDataset(dataset_csv, feature_cache=cache, feature_shape=(16, 96), horizontal_flip=True, **kw)
+
+
+@pytest.mark.slow
+def test_submitit_tasks_train_as_a_distributed_job(dataset_csv, tmp_path):
+    from vjepa2_core.training.slurm import submit
+
+    out = tmp_path / "submitit"
+    sets = ["meta.max_steps=3", "meta.eval_freq=0", "tasks_per_node=2", "data.batch_size=2"]
+    cfg = tiny_cfg(dataset_csv, out, *sets)
+    job = submit(train_ac.train, cfg, timeout_min=5, cluster="local")  # SLURM's code path, run as local processes
+    results = job.results()
+    assert [r["step"] for r in results] == [3, 3] and results[0]["loss"] == results[1]["loss"]
+    assert load_training_checkpoint(out / "latest.pt")["world_size"] == 2
