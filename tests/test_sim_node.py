@@ -109,3 +109,10 @@ def test_reset_service_starts_a_new_episode(client, sim_process):
     assert future.result().success and "goal distance" in future.result().message
     assert spin_until(node, lambda: len(got["goal_pose"]) > n_goals)
     assert spin_until(node, lambda: got["distance"][-1].data > 0.05), "a new goal is away from the arm"
+
+
+@pytest.mark.parametrize("param", ["task:=juggle", "image_size:=abc"])
+def test_bad_parameters_stop_the_node_with_a_clear_message(param):
+    cmd = [sys.executable, "-m", "vjepa2_ros.sim.sim_node", "--ros-args", "-p", param]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "invalid configuration" in res.stderr and "Traceback" not in res.stderr

@@ -12,10 +12,12 @@ the planner derives from it stays near 0.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -116,9 +118,9 @@ def main(args: list[str] | None = None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except SimError as exc:
-        print(f"vjepa2_sim: {exc}")
-        raise SystemExit(2) from exc
+    except (SimError, ParameterException) as exc:
+        print(f"vjepa2_sim: invalid configuration: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     finally:
         if node is not None:
             node.sim.close()
