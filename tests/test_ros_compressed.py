@@ -109,3 +109,13 @@ def test_missed_plan_deadline_sends_no_command(ros, traj):
     assert int(diag["commands"]) == 0
     resp = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1])), timeout=60.0)
     assert not resp.success and "deadline_missed" in resp.message and resp.planning_time >= DEADLINE
+
+
+def test_services_answer_while_a_plan_is_computed(ros, traj):
+    """Planning runs on a worker thread: stop/resume are served while the default (multi-second) plan runs."""
+    plan = ros.plan.call_async(plan_request(image_msg(traj["frames"][1])))
+    assert ros.trigger(ros.stop).success
+    assert not plan.done(), "stop was only answered after the plan"
+    assert ros.trigger(ros.resume).message == "resumed"
+    resp = ros.client.wait_future(plan, timeout=60.0)
+    assert not resp.success and "deadline_missed" in resp.message
