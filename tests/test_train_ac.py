@@ -198,6 +198,13 @@ def test_losses_match_their_definition():
     assert diag["val_copy_loss"] == pytest.approx(float((flat[:, :48] - flat[:, 16:]).abs().mean()), rel=1e-5)
     assert diag["val_jloss"] == pytest.approx(float(jloss.detach()), rel=1e-5)
     assert diag["val_zero_action_loss"] != pytest.approx(diag["val_jloss"], rel=1e-6)
+    # with use_extrinsics the camera poses of the context frames are fed too
+    cfg["model"]["use_extrinsics"] = True
+    _, with_extr = ac.build_models(cfg, ac.model_config(cfg))
+    extr = torch.randn(2, 4, 6)
+    j1, _ = ac.ac_losses(with_extr, h, actions, states, extr, auto_steps=2)
+    j0, _ = ac.ac_losses(with_extr, h, actions, states, torch.zeros_like(extr), auto_steps=2)
+    assert torch.isfinite(j1) and not torch.allclose(j1, j0)
 
 
 def test_feature_cache_serves_later_epochs(dataset_csv, tmp_path):
