@@ -264,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     if dist.distributed:
         ddp = dict(device_ids=[device.index]) if device.type == "cuda" else {}
-        encoder, predictor = DistributedDataParallel(encoder, **ddp), DistributedDataParallel(predictor, **ddp)
+        encoder = DistributedDataParallel(encoder, **ddp)
+        # mask tokens of clip lengths absent from a batch get no gradient
+        predictor = DistributedDataParallel(predictor, find_unused_parameters=True, **ddp)
 
     def save(epoch: int, itr: int, loss: float) -> None:
         if not dist.is_main:

@@ -70,7 +70,10 @@ def model_configs(
         use_activation_checkpointing=bool(model.get("use_activation_checkpointing", False)),
         wide_silu=bool(model.get("wide_silu", True)),
     )
-    size = {**ENCODER_SIZES[name], **{k: model[k] for k in ("embed_dim", "depth", "num_heads") if k in model}}
+    size = {
+        **ENCODER_SIZES[name],
+        **{k: model[k] for k in ("embed_dim", "depth", "num_heads") if model.get(k) is not None},
+    }
     encoder = {**common, **size, "use_silu": bool(model.get("use_silu", False))}
     predictor = {
         **common,

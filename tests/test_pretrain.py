@@ -1,0 +1,278 @@
+"""V-JEPA pretraining on generated MP4s: loss falls, EMA rule, hub round trip, exact resume after kill -9, cooldown,
+a 2-process gloo run, config errors. Runs training/pretrain.py as a real subprocess."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from vjepa2_core.data.synthetic_videos import write_moving_shapes_dataset
+from vjepa2_core.hub import load_checkpoint, load_encoder, load_encoder_and_predictor
+from vjepa2_core.masks import VJEPA2_MASK_CFGS, MultiSeqMaskCollator
+from vjepa2_core.training.config import load_config
+from vjepa2_core.training.metrics import read_csv
+from vjepa2_core.training.pretrain_step import (
+    MaskedBatch,
+    build_models,
+    ema_momentum,
+    ema_update,
+    jepa_loss,
+    model_configs,
+    predict_targets,
+    target_features,
+)
+from vjepa2_core.training.schedules import linear_decay
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "training" / "pretrain.py"
+TINY = REPO / "config" / "train" / "pretrain_tiny_cpu.yaml"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("pretrain_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    csv, _ = write_moving_shapes_dataset(tmp_path_factory.mktemp("videos"), 12, num_frames=24, size=64)
+    return csv
+
+
+def args_for(folder: Path, videos: Path, *sets: str) -> list[str]:
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--config",
+        str(TINY),
+        "--set",
+        f"folder={folder}",
+        "--set",
+        f"data.datasets=[{videos}]",
+        "--set",
+        "data.batch_size=4",
+    ]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def run(folder: Path, videos: Path, *sets: str, extra: tuple[str, ...] = (), timeout: int = 240):
+    proc = subprocess.run(
+        args_for(folder, videos, *sets) + list(extra), env=ENV, capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def losses(folder: Path) -> list[float]:
+    return [float(r["loss"]) for r in read_csv(folder / "log.csv")]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, videos) -> Path:
+    """100 steps (2 epochs x 50) of the tiny config, two data-loader workers."""
+    folder = tmp_path_factory.mktemp("run100")
+    run(folder, videos, "data.num_workers=2", "meta.log_every=5")
+    return folder
+
+
+@pytest.mark.slow
+def test_loss_falls_over_100_steps(trained):
+    rows = read_csv(trained / "log.csv")
+    assert int(rows[-1]["step"]) == 100 and len(rows) == 20
+    loss = losses(trained)
+    first, last = sum(loss[:2]) / 2, sum(loss[-4:]) / 4
+    assert last < 0.6 * first, loss
+    assert all(float(r["lr"]) > 0 and 0.99 <= float(r["momentum"]) < 0.999 for r in rows)
+    assert (trained / "e1.pt").is_file() and (trained / "e2.pt").is_file() and (trained / "config.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_checkpoint_layout_and_hub_round_trip(trained):
+    ckpt = load_checkpoint(trained / "latest.pt")
+    for key in (
+        "encoder",
+        "predictor",
+        "target_encoder",
+        "opt",
+        "scaler",
+        "epoch",
+        "loss",
+        "batch_size",
+        "world_size",
+        "lr",
+        "model_config",
+    ):
+        assert key in ckpt, key
+    assert ckpt["epoch"] == 2 and ckpt["world_size"] == 1 and ckpt["batch_size"] == 4
+    encoder, predictor = load_encoder_and_predictor(trained / "latest.pt")
+    for name, value in ckpt["encoder"].items():
+        assert torch.equal(encoder.state_dict()[name], value)
+    assert len(predictor.mask_tokens) == 2  # 2 mask configs x 1 clip length
+    target = load_encoder(checkpoint=trained / "latest.pt", key="target_encoder")
+    x = torch.randn(1, 3, 8, 64, 64)
+    with torch.no_grad():
+        a, b = encoder(x), target(x)
+    assert a.shape == b.shape == (1, 4 * 16, 96)
+    assert not torch.allclose(a, b)  # the EMA target lags the online encoder
+
+
+def _tiny_models():
+    cfg = load_config(TINY, load_script().SCHEMA)
+    torch.manual_seed(0)
+    return build_models(model_configs(cfg["model"], 64, 8, num_mask_tokens=2))
+
+
+def test_target_encoder_follows_the_ema_rule():
+    encoder, predictor, target = _tiny_models()
+    coll = MultiSeqMaskCollator(VJEPA2_MASK_CFGS, dataset_fpcs=[8], crop_size=64)
+    samples = [([torch.randn(3, 8, 64, 64)], 0, [torch.arange(8)]) for _ in range(2)]
+    batch = MaskedBatch.from_collator(coll(samples))
+    opt = torch.optim.AdamW(list(encoder.parameters()) + list(predictor.parameters()), lr=1e-2)
+    for step in range(2):
+        loss = jepa_loss(
+            predict_targets(encoder, predictor, batch), target_features(target, batch.clips), batch.masks_pred
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        before = copy.deepcopy(target.state_dict())
+        m = ema_momentum(step, (0.9, 0.99), total_steps=10)
+        assert m == pytest.approx(0.9 + step * 0.009)
+        ema_update(target.backbone, encoder.backbone, m)
+        online = encoder.state_dict()
+        for name, value in target.state_dict().items():
+            torch.testing.assert_close(value, m * before[name] + (1 - m) * online[name], rtol=1e-6, atol=1e-7)
+    assert not any(p.requires_grad for p in target.parameters())
+    assert ema_momentum(50, (0.99925, 0.99925), 100) == 0.99925
+
+
+def test_loss_is_l1_on_layer_normed_target_tokens():
+    h = [torch.randn(2, 6, 4)]
+    tgt = [[torch.tensor([[1, 4], [0, 5]])]]
+    z = [[torch.randn(2, 2, 4)]]
+    expected = torch.stack([(z[0][0][b] - h[0][b, tgt[0][0][b]]).abs().mean() for b in range(2)]).mean()
+    torch.testing.assert_close(jepa_loss(z, h, tgt), expected)
+    torch.testing.assert_close(
+        jepa_loss(z, h, tgt, loss_exp=2.0),
+        torch.stack([((z[0][0][b] - h[0][b, tgt[0][0][b]]) ** 2).mean() for b in range(2)]).mean() / 2,
+    )
+    encoder, _, target = _tiny_models()
+    feats = target_features(target, [torch.randn(1, 3, 8, 64, 64)])[0]
+    torch.testing.assert_close(feats.mean(-1), torch.zeros(1, 64), atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_exact_resume_after_kill(tmp_path, videos):
+    sets = ("optimization.ipe=8", "optimization.epochs=3", "meta.save_every_steps=3", "meta.log_every=1")
+    run(tmp_path / "full", videos, *sets)
+    proc = subprocess.Popen(
+        args_for(tmp_path / "cut", videos, *sets), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    latest = tmp_path / "cut" / "latest.pt"
+    deadline = time.time() + 180
+    while not latest.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cut = load_checkpoint(latest)
+    assert cut["epoch"] * 8 + cut["itr"] < 24, "the run finished before it could be killed"
+    run(tmp_path / "cut", videos, *sets, extra=("--resume",))
+    a, b = load_checkpoint(tmp_path / "full" / "latest.pt"), load_checkpoint(latest)
+    for key in ("encoder", "predictor", "target_encoder"):
+        for name, value in a[key].items():
+            assert torch.equal(value, b[key][name]), f"{key}.{name} differs after resume"
+    for pid, state in a["opt"]["state"].items():
+        assert torch.equal(state["exp_avg"], b["opt"]["state"][pid]["exp_avg"])
+    assert losses(tmp_path / "full") == losses(tmp_path / "cut")  # log rows past the checkpoint are redone
+
+
+@pytest.mark.slow
+def test_cooldown_from_checkpoint_uses_linear_decay(tmp_path, trained, videos):
+    sets = (
+        "optimization.is_anneal=true",
+        f"optimization.anneal_ckpt={trained / 'latest.pt'}",
+        "optimization.epochs=1",
+        "optimization.ipe=4",
+        "optimization.final_lr=1.0e-6",
+        "meta.log_every=1",
+    )
+    run(tmp_path, videos, *sets)
+    rows = read_csv(tmp_path / "log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]  # epoch counter reset
+    for r in rows:
+        assert float(r["lr"]) == pytest.approx(linear_decay(int(r["step"]), ref=1e-3, final=1e-6, t_max=4))
+    # Started from the pretrained weights, so the first loss is far below a fresh start's.
+    assert float(rows[0]["loss"]) < 0.8 * losses(trained)[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run(tmp_path, videos):
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+    ] + args_for(
+        tmp_path, videos, "optimization.ipe=3", "optimization.epochs=1", "data.batch_size=2", "meta.log_every=1"
+    )[
+        1:
+    ]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "latest.pt")
+    assert ckpt["world_size"] == 2 and ckpt["epoch"] == 1
+    rows = read_csv(tmp_path / "log.csv")
+    assert len(rows) == 3 and all(float(r["loss"]) > 0 for r in rows)
+    enc, _ = load_encoder_and_predictor(tmp_path / "latest.pt")
+    assert all(torch.isfinite(p).all() for p in enc.parameters())
+
+
+def test_config_errors_are_clear(tmp_path, videos):
+    bad = subprocess.run(args_for(tmp_path, videos, "optimization.lrr=1"), env=ENV, capture_output=True, text=True)
+    assert bad.returncode == 2 and "optimization.lrr" in bad.stderr
+    bad = subprocess.run(
+        args_for(tmp_path, videos, "optimization.is_anneal=true"), env=ENV, capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "anneal_ckpt" in bad.stderr
+    bad = subprocess.run(args_for(tmp_path, videos, "mask=[{num_blocks: 0}]"), env=ENV, capture_output=True, text=True)
+    assert bad.returncode == 2 and "mask[0]" in bad.stderr
+
+
+def test_reference_configs_validate():
+    script = load_script()
+    names = sorted(
+        p.name for p in (REPO / "config" / "train").glob("*.yaml") if p.name.startswith(("pretrain_vit", "cooldown_"))
+    )
+    assert len(names) == 7
+    for name in names:
+        cfg = load_config(REPO / "config" / "train" / name, script.SCHEMA)
+        script.check_config(cfg)
+        mc = model_configs(cfg["model"], cfg["data"]["crop_size"], max(cfg["data"]["dataset_fpcs"]), 6)
+        width = {"vit_large": 1024, "vit_huge": 1280, "vit_giant": 1408}[cfg["model"]["model_name"]]
+        assert mc["encoder"]["embed_dim"] == width and mc["predictor"]["predictor_embed_dim"] == 384
+        assert mc["predictor"]["depth"] == 12 and cfg["optimization"]["ema"] == [0.99925, 0.99925]
+        assert [m["num_blocks"] for m in cfg["mask"]] == [8, 2]
+        assert cfg["optimization"]["is_anneal"] == name.startswith("cooldown_")
