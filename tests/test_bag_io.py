@@ -171,3 +171,18 @@ def test_undecodable_messages_are_counted(tmp_path, traj):
     aligned = load_aligned(write_bag(tmp_path / "bag", records))
     assert dict(aligned.bad_messages) == {Topics.pose: 1}
     assert aligned.skip_counts() == {"no_pose": 1} and aligned.skip_reasons[5] == "no_pose"
+
+
+def test_frames_come_in_step_order_when_delivery_is_reordered(tmp_path, traj):
+    frames, states, _ = traj
+    records = trajectory_records(frames, states)
+    images = [i for i, r in enumerate(records) if r[0] == Topics.image]
+    for a, b in ((images[2], images[3]), (images[7], images[8])):  # delivered swapped, header stamps are right
+        ta, tb = records[a][1], records[b][1]
+        records[a], records[b] = records[a][:1] + (tb,) + records[a][2:], records[b][:1] + (ta,) + records[b][2:]
+    aligned = load_aligned(write_bag(tmp_path / "bag", records), stamps="header", tolerance=0.005)
+    assert aligned.valid.all()
+    got = list(aligned.frames())
+    assert [s for s, _ in got] == list(range(len(frames)))
+    for step, frame in got:
+        np.testing.assert_array_equal(frame, frames[step])

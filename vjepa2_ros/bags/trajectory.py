@@ -53,13 +53,14 @@ class AlignedBag:
         A frame that fails to decode marks its steps 'bad_image' and is skipped; if the very first decode fails
         (an unsupported encoding, usually) a BagError explains it instead.
         """
-        wanted = [s for s in (range(len(self)) if steps is None else steps) if self.skip_reasons[s] is None]
+        wanted = sorted(s for s in (range(len(self)) if steps is None else steps) if self.skip_reasons[s] is None)
         by_image: dict[int, list[int]] = {}
         for s in wanted:
             by_image.setdefault(int(self.image_index[s]), []).append(s)
-        if not by_image:
-            return
-        decoded_any = False
+        # With header stamps the bag order of images can differ from step order: hold frames until their turn.
+        ready: dict[int, np.ndarray] = {}
+        seen: set[int] = set()
+        next_i = 0
         with BagReader(self.path) as reader:
             for k, msg in enumerate(reader.messages([self.topics.image])):
                 steps_k = by_image.pop(k, None)
@@ -67,15 +68,18 @@ class AlignedBag:
                     continue
                 try:
                     frame = m.decode_image_msg(reader.deserialize(msg), msg.msgtype)
+                    ready.update((s, frame) for s in steps_k)
                 except Exception as err:  # noqa: BLE001 - decoder errors vary by codec
-                    if not decoded_any:
+                    if not seen:
                         raise BagError(f"cannot decode images on {self.topics.image} in {self.path}: {err}") from err
                     for s in steps_k:
                         self.skip_reasons[s] = "bad_image"
-                    continue
-                decoded_any = True
-                for s in steps_k:
-                    yield s, frame
+                seen.add(k)
+                while next_i < len(wanted) and int(self.image_index[wanted[next_i]]) in seen:
+                    step = wanted[next_i]
+                    next_i += 1
+                    if step in ready:
+                        yield step, ready.pop(step)
                 if not by_image:
                     return
 
