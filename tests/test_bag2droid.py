@@ -72,10 +72,15 @@ def test_franka_real_frames(tmp_path, franka_npz):
     idx = [0] * 10 + [1] * 10
     bag = write_trajectory_bag(tmp_path / "bag", frames[idx], states[idx], storage="mcap", image_format="jpeg")
     out = tmp_path / "droid"
-    assert main([str(bag), "--out", str(out), "--rate", "4"]) == 0
+    extrinsics = ["0.1", "-0.5", "0.6", "0", "0.3", "1.5"]
+    assert main([str(bag), "--out", str(out), "--rate", "4", "--camera-extrinsics", *extrinsics]) == 0
     (path,), _ = _episodes(out)
-    _, stored_frames, stored_states = _stored(path)
+    ep, stored_frames, stored_states = _stored(path)
     np.testing.assert_allclose(stored_states, states[idx], atol=1e-6)
+    with h5py.File(path / "trajectory.h5", "r") as h5:
+        np.testing.assert_allclose(
+            h5[f"observation/camera_extrinsics/{ep.serial}_left"][:], [[float(v) for v in extrinsics]] * 20
+        )
     for i, frame in enumerate(stored_frames):
         assert np.abs(frame.astype(int) - frames[idx[i]]).mean() < 6.0  # jpeg in the bag, then MP4
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +136,19 @@ def test_no_plan_and_stride(tmp_path, toy_config):
     summary = run_replay(bag, cfg, out=None, progress=False)
     assert summary["planning"] == {} and summary["steps_replayed"] == 4
     assert summary["rollout"]["1"]["count"] == 4 and summary["rollout"]["1"]["l1_mean"] < 1e-5
+
+
+def test_console_entry_point(tmp_path, toy_config):
+    frames, states, actions = synthetic_trajectory(6, seed=3)
+    bag = write_trajectory_bag(tmp_path / "bag", frames, states, actions=actions, rate=5.0)
+    exe = str(Path(sys.executable).parent / "vjepa2-replay")
+    res = subprocess.run(
+        [exe, str(bag), "--config", str(toy_config), "--out", str(tmp_path / "out"), "--json", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["steps_evaluated"] == 7 and summary["rollout"]["1"]["l1_mean"] < 1e-5
+    assert (tmp_path / "out" / "replay_steps.csv").is_file()

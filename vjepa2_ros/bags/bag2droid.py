@@ -63,8 +63,13 @@ def convert_bag(
     min_length: int = 8,
     max_length: int = 2000,
     stamps: str = "receive",
+    extrinsics: list[float] | None = None,
 ) -> None:
-    """Append the episodes of one bag to the dataset at `out` (and its CSV index)."""
+    """Append the episodes of one bag to the dataset at `out` (and its CSV index).
+
+    `extrinsics`: a fixed camera pose [x, y, z, euler xyz] in the robot base frame, stored for every frame
+    (the loader's camera_frame option needs it); DROID's default of zeros otherwise.
+    """
     aligned = load_aligned(bag, topics, rate, tolerance, stamps)
     for run in _runs(aligned, max_length):
         if len(run) < min_length:
@@ -78,7 +83,10 @@ def convert_bag(
             "start_time_ns": int(aligned.times[steps[0]]),
             "topics": vars(aligned.topics),
         }
-        path = write_episode(out, np.stack([f for _, f in run]), states[:, :6], states[:, 6], fps=rate, metadata=meta)
+        extr = None if extrinsics is None else np.tile(np.asarray(extrinsics, dtype=np.float64), (len(run), 1))
+        path = write_episode(
+            out, np.stack([f for _, f in run]), states[:, :6], states[:, 6], extrinsics=extr, fps=rate, metadata=meta
+        )
         report.episodes.append(str(path))
         report.frames += len(run)
     report.skipped_steps.update(aligned.skip_counts())
@@ -96,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stamps", choices=("receive", "header"), default="receive")
     p.add_argument("--min-length", type=int, default=8, help="drop shorter runs (a training clip needs frames)")
     p.add_argument("--max-length", type=int, default=2000, help="cut longer runs into several episodes")
+    p.add_argument(
+        "--camera-extrinsics",
+        type=float,
+        nargs=6,
+        metavar=("X", "Y", "Z", "ROLL", "PITCH", "YAW"),
+        help="fixed camera pose in the robot base frame (m, rad), stored per frame",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
@@ -110,7 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     for bag in args.bags:
         try:
             convert_bag(
-                bag, args.out, report, topics, args.rate, args.tolerance, args.min_length, args.max_length, args.stamps
+                bag,
+                args.out,
+                report,
+                topics,
+                args.rate,
+                args.tolerance,
+                args.min_length,
+                args.max_length,
+                args.stamps,
+                args.camera_extrinsics,
             )
         except (BagError, ValueError) as err:
             report.failed_bags[bag] = str(err)
