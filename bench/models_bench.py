@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--horizons", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="2+ threads suffer badly on an oversubscribed CPU")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

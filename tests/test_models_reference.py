@@ -137,7 +137,7 @@ def test_out_layers_returns_normed_intermediates(fixtures_dir):
     model.out_layers = None
     with torch.no_grad():
         tokens = model.patch_embed(x)
-        rope = model._rope(None, (2, 4, 4), tokens.dtype, tokens.device)
+        rope = model._rope(None, 32, (4, 4), tokens.dtype, tokens.device)
         first = model.norm(model.blocks[0](tokens, rope))
     torch.testing.assert_close(outs[0], first, atol=1e-6, rtol=0)
     assert (outs[0] - outs[1]).abs().max() > 1e-2
@@ -219,3 +219,97 @@ def test_size_helpers():
     assert g.blocks[0].mlp.fc1.out_features == 6144 and g.blocks[0].attn.num_heads == 22
     assert g.norm.eps == 1e-6 and len(g.blocks) == 40
     assert 1.0e9 < sum(p.numel() for p in g.parameters()) < 1.05e9
+
+
+def test_nonsquare_inputs_use_the_real_grid(fixtures_dir):
+    fx = load(fixtures_dir, "encoder_rope_video")
+    model = build(fx, "encoder")
+    x = torch.randn(1, 3, 4, 32, 48)  # 2 x 4 x 6 tokens
+    every = torch.arange(48)[None]
+    with torch.no_grad():
+        y = model(x)
+        y_all = model(x, masks=[every])
+        model.handle_nonsquare_inputs = False  # square-grid assumption of the config (4 x 4)
+        y_square = model(x)
+        y_fixture = model(fx["inputs"]["x"])
+    assert y.shape == (1, 48, 96)
+    torch.testing.assert_close(y_all, y, atol=1e-5, rtol=0)
+    assert (y_square - y).abs().max() > 1e-3  # column positions differ when W != H
+    torch.testing.assert_close(y_fixture, fx["outputs"]["y"], atol=ATOL, rtol=0)  # identical at the config size
+
+
+def test_sincos_table_resizing(fixtures_dir):
+    fx = load(fixtures_dir, "encoder_sincos_video")
+    model = build(fx, "encoder")
+    pos = model.pos_embed
+    fewer = model.interpolate_pos_encoding(torch.zeros(1, 3, 2, 32, 32), pos)
+    torch.testing.assert_close(fewer, pos[:, :16], atol=0, rtol=0)  # fewer frames: truncated
+    larger = model.interpolate_pos_encoding(torch.zeros(1, 3, 4, 64, 64), pos)
+    assert larger.shape == (1, 2 * 8 * 8, 96)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 4, 64, 64)).shape == (1, 128, 96)
+        torch.testing.assert_close(model(fx["inputs"]["x"][:, :, :2]).shape, (2, 16, 96))
+
+
+def test_image_model_uses_conv2d():
+    model = VisionTransformer(
+        img_size=32, patch_size=8, num_frames=1, embed_dim=96, depth=1, num_heads=4, use_rope=True
+    )
+    assert model.patch_embed.proj.weight.shape == (96, 3, 8, 8)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 16, 96)
+    with pytest.raises(ValueError, match="image"):
+        model(torch.randn(2, 3, 2, 32, 32))
+
+
+def test_predictor_is_invariant_to_context_order(fixtures_dir):
+    """Tokens are sorted by grid position, so the order of the context tokens does not matter."""
+    fx = load(fixtures_dir, "predictor_rope")
+    model = build(fx, "predictor")
+    inp = fx["inputs"]
+    perm = torch.randperm(inp["x"].shape[1], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(inp["x"][:, perm], inp["masks_x"][:, perm], inp["masks_y"], mask_index=int(inp["mask_index"]))
+    torch.testing.assert_close(y, fx["outputs"]["y"], atol=ATOL, rtol=0)
+
+
+def test_predictor_return_all_tokens_and_chop(fixtures_dir):
+    fx = load(fixtures_dir, "predictor_rope")
+    inp = fx["inputs"]
+    model = build_reference_model("predictor", **fx["config"], return_all_tokens=True)
+    model.load_state_dict(fx["state_dict"], strict=True)
+    with torch.no_grad():
+        every = model.eval()(inp["x"], inp["masks_x"], inp["masks_y"], mask_index=int(inp["mask_index"]))
+    index = torch.cat([inp["masks_x"], inp["masks_y"]], dim=1).sort(dim=1).values
+    assert every.shape == (2, index.shape[1], 96)
+    is_target = torch.isin(index[0], inp["masks_y"][0])
+    torch.testing.assert_close(every[0, is_target], fx["outputs"]["y"][0], atol=ATOL, rtol=0)
+    chopped = build_reference_model("predictor", **fx["config"], return_all_tokens=True, chop_last_n_tokens=3)
+    assert chopped(inp["x"], inp["masks_x"], inp["masks_y"]).shape == (2, index.shape[1] - 3, 96)
+    with pytest.raises(ValueError, match="return_all_tokens"):
+        build_reference_model("predictor", **fx["config"], chop_last_n_tokens=3)
+
+
+def test_sincos_predictor_runs_and_is_order_invariant():
+    model = build_reference_model(
+        "predictor",
+        img_size=32,
+        patch_size=8,
+        num_frames=4,
+        embed_dim=96,
+        predictor_embed_dim=64,
+        depth=1,
+        num_heads=4,
+        use_mask_tokens=True,
+        zero_init_mask_tokens=False,
+        use_rope=False,
+    ).eval()
+    assert model.predictor_pos_embed.shape == (1, 32, 64) and not model.predictor_pos_embed.requires_grad
+    x, masks_x, masks_y = torch.randn(1, 5, 96), torch.tensor([[0, 3, 9, 20, 31]]), torch.tensor([[1, 2, 30]])
+    perm = torch.tensor([4, 2, 0, 1, 3])
+    with torch.no_grad():
+        y = model(x, masks_x, masks_y)
+        y_perm = model(x[:, perm], masks_x[:, perm], masks_y)
+    assert y.shape == (1, 3, 96)
+    torch.testing.assert_close(y_perm, y, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="out of range"):
+        model(x, masks_x, torch.tensor([[32]]))

@@ -148,19 +148,21 @@ class VisionTransformer(nn.Module):
         table = F.interpolate(table, size=(H // self.patch_size, W // self.patch_size), mode="bicubic")
         return table.permute(0, 2, 3, 1).flatten(1, 2)
 
-    def _rope(self, index: Tensor | None, grid: tuple[int, int, int], dtype: torch.dtype, device) -> Rope:
-        """RoPE tables for all tokens of the grid (cached) or for kept indices [M*B, K] (-> [M*B, 1, K, hd])."""
+    def _rope(
+        self, index: Tensor | None, num_tokens: int, grid_hw: tuple[int, int], dtype: torch.dtype, device
+    ) -> Rope:
+        """RoPE tables for tokens 0..num_tokens-1 (cached) or for kept indices [M*B, K] (-> [M*B, 1, K, hd])."""
         head_dim = self.embed_dim // self.num_heads
-        _, gh, gw = grid
+        gh, gw = grid_hw
         if index is not None:
             cos, sin = rope_tables(grid_positions(index, gh, gw), head_dim, dtype)
             return cos.unsqueeze(1), sin.unsqueeze(1)
-        key = (grid, dtype, device)
+        key = (num_tokens, grid_hw, dtype, device)
         if key not in self._rope_cache:
-            n = grid[0] * gh * gw
-            self._rope_cache[key] = rope_tables(
-                grid_positions(torch.arange(n, device=device), gh, gw), head_dim, dtype
-            )
+            if len(self._rope_cache) >= 16:
+                self._rope_cache.clear()
+            pos = grid_positions(torch.arange(num_tokens, device=device), gh, gw)
+            self._rope_cache[key] = rope_tables(pos, head_dim, dtype)
         return self._rope_cache[key]
 
     # -- forward -------------------------------------------------------------------------------------------------
@@ -181,12 +183,10 @@ class VisionTransformer(nn.Module):
         if masks is not None and isinstance(masks, Tensor):
             masks = [masks]
         H, W = x.shape[-2:]
-        T = x.shape[2] // self.tubelet_size if self.is_video else 1
         if self.handle_nonsquare_inputs:
-            grid = (T, H // self.patch_size, W // self.patch_size)
-        else:
-            g = self.img_height // self.patch_size
-            grid = (T, g, g)
+            grid_hw = (H // self.patch_size, W // self.patch_size)
+        else:  # reference square assumption: the configured grid for rows and columns
+            grid_hw = (self.img_height // self.patch_size,) * 2
 
         tokens = self.patch_embed(x)
         if self.pos_embed is not None:
@@ -196,7 +196,9 @@ class VisionTransformer(nn.Module):
             masks = [m.to(tokens.device) for m in masks]
             tokens = gather_tokens(tokens, masks)
             index = torch.cat(masks, dim=0)
-        rope = self._rope(index, grid, attention_dtype(tokens), tokens.device) if self.use_rope else None
+        rope = None
+        if self.use_rope:
+            rope = self._rope(index, tokens.shape[1], grid_hw, attention_dtype(tokens), tokens.device)
         out = run_blocks(
             self.blocks,
             tokens,
