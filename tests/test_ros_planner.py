@@ -124,7 +124,9 @@ def test_plan_to_goal_uses_request_inputs_and_rejects_bad_ones(ros, traj):
     resp = ros.client.call(ros.plan, plan_request(goal, current_state=[0.1, math.nan, 0, 0, 0, 0, 0]))
     assert not resp.success and "7 finite values" in resp.message
     resp = ros.client.call(ros.plan, plan_request(goal, horizon=-1))
-    assert not resp.success and ">= 0" in resp.message
+    assert not resp.success and "horizon must be in [0, 31]" in resp.message
+    resp = ros.client.call(ros.plan, plan_request(goal, samples=10**9))
+    assert not resp.success and "samples must be in" in resp.message
 
 
 def test_goal_image_topic_is_used_when_a_request_has_none(ros, traj):

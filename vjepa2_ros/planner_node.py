@@ -50,6 +50,8 @@ else:
     _INTERFACES_ERROR = ""
 
 NODE_NAME = "vjepa2_planner"
+# Per-request CEM budgets beyond these are refused (memory and time), not attempted; the AC model takes 32 frames.
+MAX_BUDGET = {"horizon": 31, "samples": 100_000, "iterations": 1_000}
 
 PARAMETERS: dict[str, Param] = {
     "model.checkpoint": Param("", "project checkpoint (.pt/.safetensors) for load_ac_model, or weights for hub_name"),
@@ -378,12 +380,16 @@ class PlannerNode(Node):
         future = self.worker.submit(self.planner.plan, image, state, goal, **budget)
         deadline = self.settings.limits.plan_deadline
         while not future.done():
+            reason = None
             if self._closing.is_set():
-                return None, ["shutting_down"], time.monotonic() - start
-            if cancelled():
-                return None, ["canceled"], time.monotonic() - start
-            if time.monotonic() - start > deadline:
-                return None, [safety.DEADLINE_MISSED], time.monotonic() - start
+                reason = "shutting_down"
+            elif cancelled():
+                reason = "canceled"
+            elif time.monotonic() - start > deadline:
+                reason = safety.DEADLINE_MISSED
+            if reason:
+                future.cancel()  # drops it if still queued; a running plan finishes and is ignored
+                return None, [reason], time.monotonic() - start
             wait_futures([future], timeout=0.02)
         elapsed = time.monotonic() - start
         exc = future.exception()
@@ -449,18 +455,15 @@ class PlannerNode(Node):
                 raise ValueError("no current state: none in the request and no end-effector pose received")
             if state.shape != (7,) or not safety.all_finite(state):
                 raise ValueError(f"current_state must be 7 finite values, got {state.tolist()}")
-            if min(req.horizon, req.samples, req.iterations) < 0:
-                raise ValueError("horizon, samples and iterations must be >= 0 (0 = node default)")
+            budget = {"horizon": req.horizon, "samples": req.samples, "iterations": req.iterations}
+            for name, value in budget.items():
+                if not 0 <= value <= MAX_BUDGET[name]:
+                    raise ValueError(f"{name} must be in [0, {MAX_BUDGET[name]}] (0 = node default), got {value}")
         except ValueError as exc:  # ImageDecodeError is a ValueError
             resp.success, resp.message = False, str(exc)
             return resp
-        budget = dict(
-            horizon=req.horizon,
-            samples=req.samples,
-            iterations=req.iterations,
-            seed=int(req.seed) if req.seed else None,
-        )
-        result, reasons, elapsed = self._run_plan(image, state, goal, **budget)
+        seed = int(req.seed) if req.seed else None
+        result, reasons, elapsed = self._run_plan(image, state, goal, seed=seed, **budget)
         resp.planning_time = float(elapsed)
         if result is None or reasons:
             resp.success, resp.message = False, "planning failed: " + ", ".join(reasons)
