@@ -12,7 +12,15 @@ import pytest
 
 from vjepa2_core.hub.loading import make_random_checkpoint
 from vjepa2_ros.sim.env import FetchSim, SimConfig
-from vjepa2_ros.sim.evaluate import EvalConfig, OraclePolicy, PlannerPolicy, RandomPolicy, evaluate, load_world_model
+from vjepa2_ros.sim.evaluate import (
+    EvalConfig,
+    OraclePolicy,
+    PlannerPolicy,
+    RandomPolicy,
+    evaluate,
+    load_world_model,
+    main,
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +82,13 @@ def test_cli_json_and_errors(tmp_path):
     assert [s["policy"] for s in out["summaries"]] == ["oracle", "random"]
     assert out["summaries"][0]["success_rate_3cm"] == 1.0
     assert (tmp_path / "results.json").is_file() and (tmp_path / "filmstrip_oracle.png").is_file()
-    res = subprocess.run(cmd + ["--model", str(tmp_path / "nope.safetensors")], capture_output=True, text=True)
-    assert res.returncode != 0 and "not found" in res.stderr and "Traceback" not in res.stderr
-    res = subprocess.run(cmd + ["--policies", "telepathy"], capture_output=True, text=True)
-    assert res.returncode != 0 and "unknown policies" in res.stderr
+
+
+def test_cli_errors_are_clear(tmp_path):
+    args = ["--episodes", "1", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="not found"):
+        main(args + ["--model", str(tmp_path / "nope.safetensors")])
+    with pytest.raises(SystemExit, match="unknown policies"):
+        main(args + ["--policies", "telepathy"])
+    with pytest.raises(SystemExit, match="must be >= 1"):
+        main(["--episodes", "0", "--policies", "oracle"])

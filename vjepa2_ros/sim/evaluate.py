@@ -254,17 +254,21 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     results: dict = {"config": asdict(cfg), "model": args.model if "planner" in names else None, "policies": {}}
+    sim = None
     try:
+        world_model = load_world_model(args.model) if "planner" in names else None  # fail before simulating
         sim = FetchSim(SimConfig(task=cfg.task, image_size=cfg.image_size), seed=cfg.seed)
         for name in names:
             if name == "planner":
-                policy = PlannerPolicy(load_world_model(args.model), cfg, seed=cfg.seed)
+                policy = PlannerPolicy(world_model, cfg, seed=cfg.seed)
             else:
                 policy = RandomPolicy(cfg.seed) if name == "random" else OraclePolicy()
             results["policies"][name] = evaluate(sim, policy, cfg, out / f"filmstrip_{name}.png", log=log)
-        sim.close()
     except (SimError, ValueError) as exc:
         sys.exit(f"vjepa2-sim-eval: {exc}")
+    finally:
+        if sim is not None:
+            sim.close()
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     summaries = [r["summary"] for r in results["policies"].values()]
