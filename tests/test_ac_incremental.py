@@ -145,3 +145,21 @@ def test_frames_beyond_config_grid_depth(model):
         full = model(x, actions, states, extrinsics, frames=frames)
         inc = rollout(model, model.new_cache(), x, actions, states, extrinsics)
     torch.testing.assert_close(inc, full, atol=ATOL, rtol=0)
+
+
+def test_tables_cached_in_inference_mode_still_train(model):
+    """RoPE tables / masks cached under inference_mode must not break a later training step."""
+    fresh = ACPredictor(
+        **{
+            **dict(img_size=32, patch_size=8, num_frames=8, embed_dim=96),
+            "depth": 1,
+            "predictor_embed_dim": 64,
+            "num_heads": 4,
+            "use_extrinsics": model.use_extrinsics,
+        }
+    )
+    x, actions, states, extrinsics = sequence(fresh, 1, 2)
+    with torch.inference_mode():
+        fresh(x, actions, states, extrinsics)
+    fresh(x, actions, states, extrinsics).square().mean().backward()
+    assert fresh.predictor_blocks[0].attn.qkv.weight.grad.abs().sum() > 0

@@ -108,28 +108,29 @@ class ACPredictor(nn.Module):
 
     # -- cached index tensors ----------------------------------------------------------------------------------
     def _rope(self, frames: int, start: int, dtype: torch.dtype, device: torch.device) -> Rope | None:
-        """RoPE tables [frames*(c+g*g), hd] for frames start..start+frames-1 in the per-frame token layout.
-
-        Patch tokens rotate (t, h, w); conditioning tokens only their temporal part (h, w and the rest unrotated).
-        """
+        """RoPE tables [frames*(c+g*g), hd] for frames start..start+frames-1 in the per-frame token layout."""
         if not self.use_rope:
             return None
         key = (frames, start, dtype, device)
         if key not in self._rope_cache:
-            c, gh, gw = self.cond_tokens, self.grid_height, self.grid_width
-            per_frame = c + gh * gw
-            slot = torch.arange(per_frame, device=device)
-            patch = (slot - c).clamp(min=0)
-            h = (patch // gw).float() * (gh / gh)  # reference scales h by grid_size / H and w by grid_size / W
-            w = (patch % gw).float() * (gh / gw)
-            t = torch.arange(start, start + frames, device=device, dtype=torch.float32)
-            pos = torch.stack(torch.broadcast_tensors(t[:, None], h[None], w[None]), dim=-1).flatten(0, 1)
-            is_patch = (slot >= c).repeat(frames)
-            rotate = torch.stack((torch.ones_like(is_patch), is_patch, is_patch), dim=-1)
             if len(self._rope_cache) >= _MAX_TABLES:
                 self._rope_cache.clear()
-            self._rope_cache[key] = rope_tables(pos, self.predictor_embed_dim // self.num_heads, dtype, rotate)
+            with torch.inference_mode(False):  # tables made during inference must stay usable for training
+                self._rope_cache[key] = self._build_rope(frames, start, dtype, device)
         return self._rope_cache[key]
+
+    def _build_rope(self, frames: int, start: int, dtype: torch.dtype, device: torch.device) -> Rope:
+        """Patch tokens rotate (t, h, w); conditioning tokens only their temporal part (h, w, rest unrotated)."""
+        c, gh, gw = self.cond_tokens, self.grid_height, self.grid_width
+        slot = torch.arange(c + gh * gw, device=device)
+        patch = (slot - c).clamp(min=0)
+        h = (patch // gw).float() * (gh / gh)  # the reference scales h by grid_size / H and w by grid_size / W
+        w = (patch % gw).float() * (gh / gw)
+        t = torch.arange(start, start + frames, device=device, dtype=torch.float32)
+        pos = torch.stack(torch.broadcast_tensors(t[:, None], h[None], w[None]), dim=-1).flatten(0, 1)
+        is_patch = (slot >= c).repeat(frames)
+        rotate = torch.stack((torch.ones_like(is_patch), is_patch, is_patch), dim=-1)
+        return rope_tables(pos, self.predictor_embed_dim // self.num_heads, dtype, rotate)
 
     def _mask(self, frames: int, past_frames: int, device: torch.device) -> Tensor | None:
         """Boolean block-causal mask [frames*tok, (past_frames+frames)*tok]: True where attention is allowed."""
@@ -137,12 +138,13 @@ class ACPredictor(nn.Module):
             return None  # a single new frame may see every cached token and all of its own
         key = (frames, past_frames, device)
         if key not in self._mask_cache:
-            per_frame = self.cond_tokens + self.tokens_per_frame
-            f_q = torch.arange(past_frames, past_frames + frames, device=device).repeat_interleave(per_frame)
-            f_k = torch.arange(past_frames + frames, device=device).repeat_interleave(per_frame)
             if len(self._mask_cache) >= _MAX_TABLES:
                 self._mask_cache.clear()
-            self._mask_cache[key] = f_q[:, None] >= f_k[None, :]
+            per_frame = self.cond_tokens + self.tokens_per_frame
+            with torch.inference_mode(False):
+                f_q = torch.arange(past_frames, past_frames + frames, device=device).repeat_interleave(per_frame)
+                f_k = torch.arange(past_frames + frames, device=device).repeat_interleave(per_frame)
+                self._mask_cache[key] = f_q[:, None] >= f_k[None, :]
         return self._mask_cache[key]
 
     # -- forward -----------------------------------------------------------------------------------------------

@@ -161,8 +161,9 @@ class VisionTransformer(nn.Module):
         if key not in self._rope_cache:
             if len(self._rope_cache) >= 16:
                 self._rope_cache.clear()
-            pos = grid_positions(torch.arange(num_tokens, device=device), gh, gw)
-            self._rope_cache[key] = rope_tables(pos, head_dim, dtype)
+            with torch.inference_mode(False):  # tables made during inference must stay usable for training
+                pos = grid_positions(torch.arange(num_tokens, device=device), gh, gw)
+                self._rope_cache[key] = rope_tables(pos, head_dim, dtype)
         return self._rope_cache[key]
 
     # -- forward -------------------------------------------------------------------------------------------------
