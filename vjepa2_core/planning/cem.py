@@ -262,7 +262,7 @@ class CEMPlanner:
                 cand, energy = torch.cat([elites, cand]), torch.cat([elite_energy, energy])
             top = energy.topk(cfg.topk, largest=False)
             selected = cand[top.indices]
-            history[it] = top.values[0]
+            history[it].copy_(top.values[0])
             mean = (1 - alpha) * selected.mean(0) + alpha * mean
             std = (1 - beta) * selected.std(0) + beta * std
             if cfg.elite_reuse > 0:
@@ -290,26 +290,26 @@ class CEMPlanner:
         cfg = self.config
         mean = torch.zeros(cfg.horizon, ACTION_DIM, device=device)
         std = torch.zeros(cfg.horizon, ACTION_DIM, device=device)
-        std[:, :3] = cfg.maxnorm
+        std[:, :3].fill_(cfg.maxnorm)
         if cfg.rotation:
-            std[:, 3:6] = cfg.rot_maxnorm
-        std[:, GRIPPER] = cfg.gripper_init_std
+            std[:, 3:6].fill_(cfg.rot_maxnorm)
+        std[:, GRIPPER].fill_(cfg.gripper_init_std)
         for key, value in cfg.axis.items():
-            mean[:, axis_index(key)] = value
+            mean[:, axis_index(key)].fill_(value)
         return mean, std
 
     def _momenta(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
         alpha = torch.full((ACTION_DIM,), cfg.momentum_mean, device=device)
         beta = torch.full((ACTION_DIM,), cfg.momentum_std, device=device)
-        alpha[GRIPPER], beta[GRIPPER] = cfg.momentum_mean_gripper, cfg.momentum_std_gripper
+        alpha[GRIPPER].fill_(cfg.momentum_mean_gripper)
+        beta[GRIPPER].fill_(cfg.momentum_std_gripper)
         return alpha, beta
 
     def _bounds(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         """Per-step action bounds (-hi, hi) and, with a workspace, its corners; built once per search."""
         cfg = self.config
         rot = cfg.rot_maxnorm if cfg.rotation else 0.0
-        # filled on the device (no host-to-device copy, which CUDA would synchronise)
         hi = _filled(device, [cfg.maxnorm] * 3 + [rot] * 3 + [cfg.gripper_max])
         if cfg.workspace is None:
             return -hi, hi
@@ -320,9 +320,9 @@ class CEMPlanner:
         cfg = self.config
         actions = torch.maximum(torch.minimum(actions, bounds[1]), bounds[0])
         for key, value in cfg.axis.items():
-            actions[..., axis_index(key)] = value
+            actions[..., axis_index(key)].fill_(value)
         if cfg.close_gripper is not None:
-            actions[..., cfg.close_gripper :, GRIPPER] = 1.0
+            actions[..., cfg.close_gripper :, GRIPPER].fill_(1.0)
         if len(bounds) == 2:
             return actions
         lo, hi = bounds[2], bounds[3]
@@ -361,10 +361,8 @@ def _as_state(state: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _filled(device: torch.device, values) -> torch.Tensor:
-    out = torch.empty(len(values), device=device)
-    for i, v in enumerate(values):
-        out[i] = float(v)
-    return out
+    """A small constant vector made on the device: `tensor[i] = scalar` would copy from the host (a CUDA sync)."""
+    return torch.cat([torch.full((1,), float(v), device=device) for v in values])
 
 
 def _sync(device: torch.device) -> None:
