@@ -16,13 +16,14 @@ from collections.abc import Callable
 
 import torch
 
-from vjepa2_core.models import AC_PREDICTOR_CONFIGS, ENCODER_SIZES, ACPredictor, VisionTransformer
+from vjepa2_core.hub import MODELS
+from vjepa2_core.models import ENCODER_SIZES, ACPredictor, VisionTransformer
 
 AC_SIZES = {
-    **AC_PREDICTOR_CONFIGS,
+    **{name: spec.predictor for name, spec in MODELS.items() if spec.predictor_kind == "ac_predictor"},
     # a mid-size test predictor (not a release): ViT-S width, 12 blocks
     "vit_ac_small": {
-        **AC_PREDICTOR_CONFIGS["vit_ac_giant"],
+        **MODELS["vit_ac_giant"].predictor,
         "embed_dim": 384,
         "predictor_embed_dim": 384,
         "depth": 12,

@@ -10,18 +10,14 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from vjepa2_core.models.vision_transformer import ENCODER_SIZES
+
 __all__ = ["ModelSpec", "MODELS", "ALIASES", "BASE_URL", "get_spec", "available_models"]
 
 BASE_URL = "https://dl.fbaipublicfiles.com/vjepa2"
 
 # Common to every released model: 3-D patch embed (tubelet 2), 64 pretraining frames, RoPE, GELU MLP.
 _VIDEO = {"patch_size": 16, "num_frames": 64, "tubelet_size": 2, "use_rope": True}
-_WIDTHS = {
-    "vit_large": {"embed_dim": 1024, "depth": 24, "num_heads": 16, "mlp_ratio": 4.0},
-    "vit_huge": {"embed_dim": 1280, "depth": 32, "num_heads": 16, "mlp_ratio": 4.0},
-    # "ViT-g" in V-JEPA 2 is the reference vit_giant_xformers: 22 heads of 64.
-    "vit_giant": {"embed_dim": 1408, "depth": 40, "num_heads": 22, "mlp_ratio": 48 / 11},
-}
 
 
 @dataclass(frozen=True)
@@ -48,7 +44,7 @@ class ModelSpec:
 
 
 def _encoder(width: str, img_size: int) -> dict[str, Any]:
-    return {"img_size": img_size, **_VIDEO, **_WIDTHS[width]}
+    return {"img_size": img_size, **_VIDEO, **ENCODER_SIZES[width]}
 
 
 def _mask_predictor(encoder: dict[str, Any]) -> dict[str, Any]:

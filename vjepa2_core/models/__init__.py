@@ -10,7 +10,6 @@ from torch import nn
 from .ac_cache import ACCache
 from .ac_predictor import ACPredictor, vit_ac_predictor
 from .attentive_pooler import AttentiveClassifier, AttentivePooler, CrossAttention, CrossAttentionBlock
-from .configs import AC_PREDICTOR_CONFIGS, PREDICTOR_CONFIGS
 from .predictor import MaskedPredictor, vit_predictor
 from .vision_transformer import (
     ENCODER_SIZES,
@@ -44,7 +43,6 @@ def build_reference_model(kind: str, **reference_kwargs) -> nn.Module:
 
 
 __all__ = [
-    "AC_PREDICTOR_CONFIGS",
     "ACCache",
     "ACPredictor",
     "AttentiveClassifier",
@@ -54,7 +52,6 @@ __all__ = [
     "ENCODER_SIZES",
     "MODEL_KINDS",
     "MaskedPredictor",
-    "PREDICTOR_CONFIGS",
     "VisionTransformer",
     "build_reference_model",
     "vit_ac_predictor",
