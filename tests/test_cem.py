@@ -199,3 +199,12 @@ def test_bad_inputs_are_rejected_clearly(toy):
         planner.plan(rep, START, rep[:8])
     with pytest.raises(ValueError, match="current_rep"):
         planner.plan(rep.expand(2, 16, 8), START, rep)
+
+
+def test_config_from_dict_for_yaml_sections():
+    cfg = CEMConfig.from_dict({"horizon": 3, "axis": {"z": 0.0}, "workspace": [[0, -1, 0], [1, 1, 1]]})
+    assert cfg.horizon == 3 and cfg.workspace == ((0.0, -1.0, 0.0), (1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="unknown CEMConfig keys"):
+        CEMConfig.from_dict({"horizn": 3})
+    with pytest.raises(ValueError, match="topk"):
+        CEMConfig.from_dict({"topk": 1})

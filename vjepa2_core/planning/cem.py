@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 import torch
@@ -84,6 +84,20 @@ class CEMConfig:
         """The reference CPU demo notebook's cheap settings."""
         base = dict(horizon=2, samples=25, topk=10, iterations=2, momentum_std=0.75, maxnorm=0.075)
         return cls(**{**base, **overrides})
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CEMConfig:
+        """Build from a mapping (e.g. a YAML section) with a clear error for unknown keys; validated."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown CEMConfig keys {unknown}; valid keys: {sorted(known)}")
+        values = dict(values)
+        if values.get("workspace") is not None:
+            values["workspace"] = tuple(tuple(float(v) for v in corner) for corner in values["workspace"])
+        config = cls(**values)
+        config.validate()
+        return config
 
     def validate(self) -> None:
         """Raise ValueError with a readable message for inconsistent settings."""
