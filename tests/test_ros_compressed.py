@@ -111,11 +111,15 @@ def test_missed_plan_deadline_sends_no_command(ros, traj):
     assert not resp.success and "deadline_missed" in resp.message and resp.planning_time >= DEADLINE
 
 
-def test_services_answer_while_a_plan_is_computed(ros, traj):
-    """Planning runs on a worker thread: stop/resume are served while the default (multi-second) plan runs."""
-    plan = ros.plan.call_async(plan_request(image_msg(traj["frames"][1])))
+def test_services_answer_while_plans_are_computed(ros, traj):
+    """Planning runs on a worker thread: stop/resume are served while default (multi-second) plans run, and
+    plan requests beyond the node's waiting slots are answered "busy" at once instead of taking executor threads."""
+    plans = [ros.plan.call_async(plan_request(image_msg(traj["frames"][1]))) for _ in range(5)]
     assert ros.trigger(ros.stop).success
-    assert not plan.done(), "stop was only answered after the plan"
+    assert not all(p.done() for p in plans), "stop was only answered after the plans"
     assert ros.trigger(ros.resume).message == "resumed"
-    resp = ros.client.wait_future(plan, timeout=60.0)
-    assert not resp.success and "deadline_missed" in resp.message
+    responses = [ros.client.wait_future(p, timeout=60.0) for p in plans]
+    busy = [r for r in responses if r.message.startswith("busy")]
+    served = [r for r in responses if not r.message.startswith("busy")]
+    assert len(busy) >= 2, [r.message for r in responses]  # 5 requests, 2 slots (a slot frees after 0.5 s)
+    assert all(not r.success and "deadline_missed" in r.message for r in served)

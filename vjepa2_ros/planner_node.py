@@ -52,6 +52,10 @@ else:
 NODE_NAME = "vjepa2_planner"
 # Per-request CEM budgets beyond these are refused (memory and time), not attempted; the AC model takes 32 frames.
 MAX_BUDGET = {"horizon": 31, "samples": 100_000, "iterations": 1_000}
+# Executor threads: sensors + timer, stop/resume/cancel, the action loop and PLAN_SERVICE_SLOTS waiting plan
+# requests; further plan requests are answered "busy" at once so they can never starve the others.
+PLAN_SERVICE_SLOTS = 2
+EXECUTOR_THREADS = 3 + PLAN_SERVICE_SLOTS + 1
 
 PARAMETERS: dict[str, Param] = {
     "model.checkpoint": Param("", "project checkpoint (.pt/.safetensors) for load_ac_model, or weights for hub_name"),
@@ -246,6 +250,7 @@ class PlannerNode(Node):
         self._closing = threading.Event()
         self._stopped = False
         self._goal_active = False
+        self._plan_slots = threading.BoundedSemaphore(PLAN_SERVICE_SLOTS)
         self._counts = dict.fromkeys(
             ["malformed_images", "malformed_states", "plans", "plan_errors", "commands", "safety_stops"], 0
         )
@@ -444,6 +449,16 @@ class PlannerNode(Node):
     # -- services
 
     def on_plan_to_goal(self, req, resp):
+        if not self._plan_slots.acquire(blocking=False):
+            resp.success = False
+            resp.message = f"busy: {PLAN_SERVICE_SLOTS} plan requests are being served, retry later"
+            return resp
+        try:
+            return self._plan_to_goal(req, resp)
+        finally:
+            self._plan_slots.release()
+
+    def _plan_to_goal(self, req, resp):
         try:
             goal = self._resolve_goal(req.goal_image)
             obs, _ = self._snapshot()
@@ -627,7 +642,7 @@ def main(args: list[str] | None = None) -> int:
         print(f"[{NODE_NAME}] invalid configuration: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
     try:
         executor.spin()
