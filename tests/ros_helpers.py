@@ -255,6 +255,12 @@ class Harness:
         return handle
 
 
+def load_traj(npz: Path) -> dict:
+    """The Franka example trajectory: frames uint8 [2,256,256,3] (start, goal) and states float64 [2,7]."""
+    data = np.load(npz)
+    return {"frames": data["observations"][0], "states": data["states"][0].astype(np.float64)}
+
+
 def image_msg(rgb: np.ndarray, encoding: str = "rgb8"):
     from vjepa2_ros.conversions import rgb_to_image
 

@@ -14,6 +14,7 @@ from ros_helpers import (
     RosClient,
     ensure_interfaces,
     image_msg,
+    load_traj,
     plan_request,
     status_name,
     write_params,
@@ -27,8 +28,7 @@ DEADLINE = 0.5  # seconds: a 10-sample plan takes ~20 ms, the 400 x 10 x 3 defau
 
 @pytest.fixture(scope="module")
 def traj(franka_npz) -> dict:
-    data = np.load(franka_npz)
-    return {"frames": data["observations"][0], "states": data["states"][0].astype(np.float64)}
+    return load_traj(franka_npz)
 
 
 @pytest.fixture(scope="module")

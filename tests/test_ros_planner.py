@@ -24,6 +24,7 @@ from ros_helpers import (
     RosClient,
     ensure_interfaces,
     image_msg,
+    load_traj,
     plan_request,
     status_name,
     wait_until,
@@ -42,8 +43,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def traj(franka_npz) -> dict:
-    data = np.load(franka_npz)
-    return {"frames": data["observations"][0], "states": data["states"][0].astype(np.float64)}
+    return load_traj(franka_npz)
 
 
 @pytest.fixture(scope="module")
