@@ -44,8 +44,9 @@ format: $(INSTALLED)
 selfcheck: install
 	$(VENV)/bin/vjepa2-selfcheck
 
+# The main command: the simulated arm reaches a goal image through the ROS 2 planner node (shipped sim model).
 demo: install
-	$(VENV)/bin/vjepa2-selfcheck
+	$(PY) -m vjepa2_ros.sim.demo --out runs/sim_demo $(SIM_DEMO_ARGS)
 
 bench: install
 	for b in bench/*_bench.py; do $(PY) $$b || exit 1; done
@@ -56,10 +57,10 @@ clean:
 # Simulated Fetch arm (issue 8): the closed-loop demo over ROS 2 and the success-rate evaluation.
 .PHONY: sim-demo sim-eval sim-train sim-train-random-encoder
 sim-demo: install
-	$(PY) -m vjepa2_ros.sim.demo $(SIM_DEMO_ARGS)
+	$(PY) -m vjepa2_ros.sim.demo --out runs/sim_demo $(SIM_DEMO_ARGS)
 
 sim-eval: install
-	$(VENV)/bin/vjepa2-sim-eval --episodes 20 --task reach $(SIM_EVAL_ARGS)
+	$(VENV)/bin/vjepa2-sim-eval --episodes 20 --task reach --out runs/sim_eval $(SIM_EVAL_ARGS)
 
 # Train the shipped sim model (issue 8): collect -> pretrain the encoder on sim video -> AC post-training -> export.
 SIM_RUN := runs/sim_reach
