@@ -102,9 +102,8 @@ class PlannerPolicy:
         self.goal_rep = self.wm.encode_goal(sim.goal_image())
 
     def act(self, sim: FetchSim, image: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, dict]:
-        from vjepa2_core.planning.energies import trajectory_energy
+        from vjepa2_core.planning.hold import decide_hold
 
-        cem = self.planner.config
         rep = self.wm.encode(image)
         state_t = torch.as_tensor(state, dtype=torch.float32)
         now = float((rep - self.goal_rep).abs().mean())
@@ -112,11 +111,14 @@ class PlannerPolicy:
             return np.zeros(7), {"energy_now": now, "hold": True, "stop": True}
         self.calls += 1
         plan = self.planner.plan(rep, state_t, self.goal_rep, seed=self.seed * 100_003 + self.calls)
-        still, _ = self.wm.rollout(rep, state_t, torch.zeros(1, cem.horizon, 7), cached=cem.cached)
-        e_still = float(trajectory_energy(still, self.goal_rep, cem.energy, cem.energy_frames)[0])
-        hold = plan.energy >= e_still - self.cfg.hold_margin
-        action = np.zeros(7) if hold else plan.first_action.numpy().astype(np.float64)
-        return action, {"energy_now": now, "energy_plan": plan.energy, "energy_still": e_still, "hold": hold}
+        d = decide_hold(self.wm, rep, state_t, self.goal_rep, plan, self.planner.config, self.cfg.hold_margin)
+        action = np.zeros(7) if d.hold else plan.first_action.numpy().astype(np.float64)
+        return action, {
+            "energy_now": now,
+            "energy_plan": d.plan_energy,
+            "energy_still": d.still_energy,
+            "hold": d.hold,
+        }
 
 
 # ------------------------------------------------------------------------------------------------------ episodes
