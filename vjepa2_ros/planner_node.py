@@ -648,6 +648,11 @@ def main(args: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001
+        # A signal that lands while spin() builds its wait set surfaces as RCLError("context is not valid")
+        # instead of ExternalShutdownException: that is a shutdown too; anything else is a real error.
+        if node.context.ok():
+            raise
     finally:
         node.shutdown_waits()
         executor.shutdown(timeout_sec=2.0)
