@@ -178,7 +178,16 @@ def test_loss_is_l1_on_layer_normed_target_tokens():
 
 @pytest.mark.slow
 def test_exact_resume_after_kill(tmp_path, videos):
-    sets = ("optimization.ipe=8", "optimization.epochs=3", "meta.save_every_steps=3", "meta.log_every=1")
+    # Two clip lengths mixed by weight: exercises per-length mask seeds and the weighted sampler on resume.
+    sets = (
+        "optimization.ipe=8",
+        "optimization.epochs=3",
+        "meta.save_every_steps=3",
+        "meta.log_every=1",
+        f"data.datasets=[{videos},{videos}]",
+        "data.dataset_fpcs=[8,4]",
+        "data.datasets_weights=[0.5,0.5]",
+    )
     run(tmp_path / "full", videos, *sets)
     proc = subprocess.Popen(
         args_for(tmp_path / "cut", videos, *sets), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

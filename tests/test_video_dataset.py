@@ -12,6 +12,7 @@ from vjepa2_core.data.synthetic_videos import moving_shape_frames, write_moving_
 from vjepa2_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vjepa2_core.data.video import read_frames
 from vjepa2_core.data.video_dataset import VideoDataset, VideoTrainTransform, frame_step_for, read_list
+from vjepa2_core.data.weighted_sampler import WeightedResumableSampler
 from vjepa2_core.masks import VJEPA2_MASK_CFGS, MultiSeqMaskCollator
 
 
@@ -133,3 +134,23 @@ def test_multiple_clip_lengths_through_the_mask_collator(tmp_path):
     assert [g[0][0][0].shape for g in groups] == [(3, 3, 8, 32, 32), (3, 3, 4, 32, 32)]
     assert groups[0][0][2][0].shape == (3, 8) and len(groups[1][1]) == 2
     assert ds.skipped == {"unreadable": 0, "too_short": 0}
+
+
+def test_dataset_weights_mix_sources_reproducibly(tmp_path):
+    a = tmp_path / "a.csv"
+    b = tmp_path / "b.csv"
+    a.write_text("".join(f"a{i}.mp4\n" for i in range(30)))
+    b.write_text("".join(f"b{i}.mp4\n" for i in range(3)))
+    ds = VideoDataset([a, b], [8, 8], raw)
+    sampler = WeightedResumableSampler(ds.sample_weights([0.2, 0.8]), per_rank=2000, seed=1)
+    sampler.set_epoch(3)
+    draws = list(sampler)
+    share_b = np.mean([ds.entries[i].source == 1 for i in draws])
+    assert abs(share_b - 0.8) < 0.04  # 3 videos get 80 % of the draws, as weighted
+    sampler.set_epoch(3, start_sample=500)
+    assert list(sampler) == draws[500:] and len(sampler) == 1500
+    other = WeightedResumableSampler(ds.sample_weights([0.2, 0.8]), per_rank=2000, rank=1, world_size=2, seed=1)
+    other.set_epoch(3)
+    assert list(other) != draws
+    with pytest.raises(ValueError, match="datasets_weights"):
+        ds.sample_weights([1.0])

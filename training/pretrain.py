@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from vjepa2_core.data.video_dataset import VideoDataset, VideoTrainTransform
+from vjepa2_core.data.weighted_sampler import WeightedResumableSampler
 from vjepa2_core.masks import MaskConfig, MultiSeqMaskCollator
 from vjepa2_core.training.checkpoint import (
     CheckpointError,
@@ -155,6 +156,8 @@ def check_config(cfg: dict) -> None:
         )
     if len(data["datasets"]) != len(data["dataset_fpcs"]):
         raise ConfigError(f"data.dataset_fpcs needs one entry per dataset ({len(data['datasets'])})")
+    if data["datasets_weights"] is not None and len(data["datasets_weights"]) != len(data["datasets"]):
+        raise ConfigError(f"data.datasets_weights needs one entry per dataset ({len(data['datasets'])})")
     if data["crop_size"] % data["patch_size"]:
         raise ConfigError(f"data.crop_size {data['crop_size']} is not a multiple of patch_size {data['patch_size']}")
     if opt["is_anneal"] and not opt["anneal_ckpt"]:
@@ -215,9 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg["mask"], dataset.fpcs, data["crop_size"], data["patch_size"], data["tubelet_size"], rank=dist.rank
     )
     batch_size, ipe = data["batch_size"], opt["ipe"]
-    sampler = ResumableSampler(
-        len(dataset), dist.rank, dist.world_size, shuffle=True, seed=meta["seed"], min_per_rank=ipe * batch_size
-    )
+    if data["datasets_weights"]:
+        weights = dataset.sample_weights(data["datasets_weights"])
+        sampler = WeightedResumableSampler(weights, ipe * batch_size, dist.rank, dist.world_size, seed=meta["seed"])
+    else:
+        sampler = ResumableSampler(
+            len(dataset), dist.rank, dist.world_size, shuffle=True, seed=meta["seed"], min_per_rank=ipe * batch_size
+        )
 
     # -- models, optimizer, schedules (num_mask_tokens = mask configs x clip lengths, as in the reference)
     model_config = model_configs(

@@ -37,6 +37,7 @@ class Entry:
     label: int
     fpc: int  # frames per clip for this entry's source
     is_image: bool
+    source: int = 0  # index of the data path it came from
 
 
 def read_list(source: str | Path) -> list[tuple[str, int]]:
@@ -113,10 +114,10 @@ class VideoDataset(Dataset):
         if len(data_paths) != len(dataset_fpcs):
             raise ValueError(f"{len(data_paths)} data paths but {len(dataset_fpcs)} dataset_fpcs")
         self.entries: list[Entry] = []
-        for source, fpc in zip(data_paths, dataset_fpcs):
+        for k, (source, fpc) in enumerate(zip(data_paths, dataset_fpcs)):
             for path, label in read_list(source):
                 is_image = Path(path).suffix.lower() in IMAGE_EXTS
-                self.entries.append(Entry(path, label, tubelet_size if is_image else int(fpc), is_image))
+                self.entries.append(Entry(path, label, tubelet_size if is_image else int(fpc), is_image, k))
         if not self.entries:
             raise ValueError(f"no videos or images found in {list(map(str, data_paths))}")
         self.transform = transform
@@ -128,6 +129,14 @@ class VideoDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """New random clips and crops each epoch (call before creating the epoch's data-loader iterator)."""
         self.epoch = int(epoch)
+
+    def sample_weights(self, datasets_weights: Sequence[float]) -> list[float]:
+        """Per-entry weights so that source k is drawn with probability datasets_weights[k] (normalised)."""
+        sources = {e.source for e in self.entries}
+        if len(datasets_weights) <= max(sources):
+            raise ValueError(f"{len(datasets_weights)} datasets_weights for {max(sources) + 1} data paths")
+        counts = [sum(e.source == k for e in self.entries) for k in range(len(datasets_weights))]
+        return [float(datasets_weights[e.source]) / counts[e.source] for e in self.entries]
 
     @property
     def fpcs(self) -> list[int]:
