@@ -285,3 +285,23 @@ def test_reference_configs_validate():
         assert mc["predictor"]["depth"] == 12 and cfg["optimization"]["ema"] == [0.99925, 0.99925]
         assert [m["num_blocks"] for m in cfg["mask"]] == [8, 2]
         assert cfg["optimization"]["is_anneal"] == name.startswith("cooldown_")
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients():
+    cfg = load_config(TINY, load_script().SCHEMA)["model"]
+    coll = MultiSeqMaskCollator(VJEPA2_MASK_CFGS, dataset_fpcs=[8], crop_size=64)
+    batch = MaskedBatch.from_collator(coll([([torch.randn(3, 8, 64, 64)], 0, [torch.arange(8)]) for _ in range(2)]))
+    results = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        mc = model_configs({**cfg, "use_activation_checkpointing": ckpt}, 64, 8, num_mask_tokens=2)
+        encoder, predictor, target = build_models(mc)
+        assert mc["encoder"]["use_activation_checkpointing"] is ckpt
+        loss = jepa_loss(
+            predict_targets(encoder, predictor, batch), target_features(target, batch.clips), batch.masks_pred
+        )
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in encoder.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for g0, g1 in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(g0, g1, rtol=1e-5, atol=1e-6)
