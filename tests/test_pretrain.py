@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vjepa2_core.data.synthetic_videos import write_moving_shapes_dataset
+from vjepa2_core.data.synthetic_videos import moving_shape_frames, write_moving_shapes_dataset, write_video
 from vjepa2_core.hub import load_checkpoint, load_encoder, load_encoder_and_predictor
 from vjepa2_core.masks import VJEPA2_MASK_CFGS, MultiSeqMaskCollator
 from vjepa2_core.training.config import load_config
@@ -49,6 +49,11 @@ def load_script():
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> Path:
     csv, _ = write_moving_shapes_dataset(tmp_path_factory.mktemp("videos"), 12, num_frames=24, size=64)
+    broken = csv.parent / "broken.mp4"
+    broken.write_bytes(b"not an mp4" * 10)
+    short = write_video(csv.parent / "short.mp4", moving_shape_frames(4, 64)[0])
+    with open(csv, "a") as f:  # one unreadable and one too-short video: skipped and counted, never fatal
+        f.write(f"{broken} 0\n{short} 0\n")
     return csv
 
 
@@ -98,6 +103,7 @@ def test_loss_falls_over_100_steps(trained):
     first, last = sum(loss[:2]) / 2, sum(loss[-4:]) / 4
     assert last < 0.6 * first, loss
     assert all(float(r["lr"]) > 0 and 0.99 <= float(r["momentum"]) < 0.999 for r in rows)
+    assert int(rows[-1]["skipped_videos"]) > 0
     assert (trained / "e1.pt").is_file() and (trained / "e2.pt").is_file() and (trained / "config.yaml").is_file()
 
 

@@ -144,7 +144,7 @@ SCHEMA = {
     },
 }
 STATE_KEYS = ("encoder", "predictor", "target_encoder")
-LOG_COLUMNS = ["step", "epoch", "itr", "loss", "lr", "wd", "momentum", "clips_per_s", "time_s"]
+LOG_COLUMNS = ["step", "epoch", "itr", "loss", "lr", "wd", "momentum", "clips_per_s", "time_s", "skipped_videos"]
 
 
 def check_config(cfg: dict) -> None:
@@ -353,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                         momentum=momentum,
                         clips_per_s=meter.rate(),
                         time_s=time.perf_counter() - t0,
+                        skipped_videos=sum(dataset.skipped.values()),  # unreadable + too short, so far
                     )
                 )
             if meta["save_every_steps"] and step % meta["save_every_steps"] == 0 and itr + 1 < ipe:
