@@ -226,9 +226,10 @@ def test_cooldown_from_checkpoint_uses_linear_decay(tmp_path, trained, videos):
         "optimization.final_lr=1.0e-6",
         "meta.log_every=1",
     )
-    run(tmp_path, videos, *sets)
+    run(tmp_path, videos, *sets, "meta.max_steps=2")  # interrupted cooldown ...
+    run(tmp_path, videos, *sets, "optimization.resume_anneal=true")  # ... continued from its own latest.pt
     rows = read_csv(tmp_path / "log.csv")
-    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]  # epoch counter reset
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]  # epoch counter reset, then resumed at step 2
     for r in rows:
         assert float(r["lr"]) == pytest.approx(linear_decay(int(r["step"]), ref=1e-3, final=1e-6, t_max=4))
     # Started from the pretrained weights, so the first loss is far below a fresh start's.

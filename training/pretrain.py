@@ -136,7 +136,7 @@ SCHEMA = {
         "ipe_scale": Field(float, 1.25),
         "is_anneal": Field(bool, False),
         "anneal_ckpt": Field(str, **OPTIONAL),
-        "resume_anneal": Field(bool, False),
+        "resume_anneal": Field(bool, False, doc="a cooldown continues from folder/latest.pt when it exists"),
         "lr": Field(float),
         "start_lr": Field(float),
         "warmup": Field(float, 0.0),
@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     total_steps = int(ipe * opt["epochs"] * opt["ipe_scale"])
 
     start_epoch = start_itr = 0
-    resume_from = latest if (args.resume or meta["load_checkpoint"]) and latest.is_file() else None
+    resuming = args.resume or meta["load_checkpoint"] or (opt["is_anneal"] and opt["resume_anneal"])
+    resume_from = latest if resuming and latest.is_file() else None
     if resume_from is None and meta["read_checkpoint"]:
         resume_from = Path(meta["read_checkpoint"])
     try:
@@ -262,10 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             ckpt = load_training_checkpoint(opt["anneal_ckpt"], required=STATE_KEYS)
             load_states(ckpt, encoder, predictor, target)
             if ckpt.get("opt") is not None:
-                optimizer.load_state_dict(ckpt["opt"])
-            if opt["resume_anneal"]:
-                start_epoch = int(ckpt.get("epoch", 0))
-                scheduler.load_state_dict({"step": start_epoch * ipe})
+                optimizer.load_state_dict(ckpt["opt"])  # epoch and schedule start again at 0
     except (CheckpointError, KeyError, RuntimeError, ValueError) as exc:
         print(f"cannot start from checkpoint: {exc}", file=sys.stderr)
         return 3
