@@ -148,3 +148,18 @@ def test_debug_view_puts_current_and_goal_side_by_side(traj):
     assert view.shape == (120 + 28, 240, 3) and view.dtype == np.uint8
     assert view[120:].max() == 255  # the white text banner
     assert debug_view(traj[0][0], None, "no goal", height=64).shape == (64 + 28, 64, 3)
+
+
+def test_hold_rule_of_the_goal_planner(traj, tmp_path):
+    """`hold_margin` wiring: a huge margin always holds, a hugely negative one never does (same plan)."""
+    from vjepa2_core.hub import make_random_checkpoint
+    from vjepa2_ros.planner_node import GoalPlanner
+
+    ckpt = make_random_checkpoint(tmp_path / "tiny.pt", "vit_ac_tiny")
+    v = values()
+    v.update({"model.checkpoint": str(ckpt), "cem.samples": 16, "cem.iterations": 2, "hold_margin": 0.0})
+    planner = GoalPlanner(PlannerSettings.from_values(v))
+    images, states = traj
+    plan = planner.plan(images[0], states[0], images[1], seed=1)
+    assert planner.should_hold(images[0], states[0], images[1], plan, margin=1e6)
+    assert not planner.should_hold(images[0], states[0], images[1], plan, margin=-1e6)

@@ -74,6 +74,9 @@ PARAMETERS: dict[str, Param] = {
     "control_rate": Param(2.0, "closed-loop steps per second at most (Hz); also the period of ~/ee_twist"),
     "max_steps": Param(50, "default ReachGoal step limit"),
     "energy_threshold": Param(0.0, "default ReachGoal success energy (<= 0: run max_steps)"),
+    "hold_margin": Param(
+        -1.0, "ReachGoal holds still unless the plan is predicted to beat standing still by this energy; < 0 = off"
+    ),
     "frame_id": Param("", "frame of published poses; empty = the end-effector pose's frame"),
     "camera_transport": Param("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)"),
     "topics.camera": Param("camera/image_raw", "camera topic"),
@@ -105,6 +108,7 @@ class PlannerSettings:
     control_rate: float
     max_steps: int
     energy_threshold: float
+    hold_margin: float
     frame_id: str
     camera_transport: str
     topics: dict[str, str]
@@ -166,6 +170,7 @@ class PlannerSettings:
             control_rate=v["control_rate"],
             max_steps=v["max_steps"],
             energy_threshold=v["energy_threshold"],
+            hold_margin=v["hold_margin"],
             frame_id=v["frame_id"],
             camera_transport=v["camera_transport"],
             topics=topics,
@@ -216,6 +221,16 @@ class GoalPlanner:
             return planner.plan_images(
                 image, torch.as_tensor(state, dtype=torch.float32), goal, seed=seed, warm_start=warm_start
             )
+
+    def should_hold(self, image: np.ndarray, state: np.ndarray, goal: np.ndarray, plan, margin: float) -> bool:
+        """The hold rule (vjepa2_core.planning.hold): True when `plan` is not predicted to beat standing still."""
+        from vjepa2_core.planning.hold import decide_hold
+
+        wm = self.world_model
+        with torch.inference_mode():
+            rep, goal_rep = wm.encode(image), wm.encode_goal(goal)
+            state_t = torch.as_tensor(state, dtype=torch.float32)
+            return decide_hold(wm, rep, state_t, goal_rep, plan, self.config, margin).hold
 
 
 @dataclass
@@ -576,7 +591,10 @@ class PlannerNode(Node):
                     return finish("canceled", "canceled")
                 self._feedback(goal_handle, result.steps, plan.energy, reasons)
                 return finish("abort", self._safety_stop(reasons))
-            action, notes = safety.limit_action(state, actions[0], s.limits)
+            if s.hold_margin >= 0 and self.planner.should_hold(obs.image, state, goal, plan, s.hold_margin):
+                action, notes = np.zeros(7), ["hold"]  # nothing beats standing still: command the current pose
+            else:
+                action, notes = safety.limit_action(state, actions[0], s.limits)
             wait = last_command + period - time.monotonic()
             if wait > 0 and self._closing.wait(wait):
                 return finish("abort", "node shutting down")
