@@ -16,7 +16,7 @@ $(PY):
 
 $(INSTALLED): $(PY) setup.py requirements-cpu.txt
 	$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q -r requirements-cpu.txt
-	$(PIP) install -q -e ".[test,ros,sim]"
+	$(PIP) install -q -e ".[test,ros,sim,slurm]"
 	touch $@
 
 install: $(INSTALLED) $(INTERFACES)

@@ -67,7 +67,9 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistInf
 
 
 def cleanup() -> None:
+    """End a finished run: wait for every rank first (a gloo peer torn down mid-exchange aborts the others)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
