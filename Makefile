@@ -14,7 +14,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(INSTALLED): $(PY) setup.py requirements-cpu.txt
+$(INSTALLED): $(PY) setup.py requirements-cpu.txt Makefile
 	$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q -r requirements-cpu.txt
 	$(PIP) install -q -e ".[test,ros,sim,slurm]"
 	touch $@
