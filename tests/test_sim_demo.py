@@ -1,6 +1,5 @@
-"""The demo runs to completion: sim and planner as separate processes over DDS, a ReachGoal, a saved strip.
-
-A random tiny world model stands in until the trained one ships; this checks the plumbing, not the reach.
+"""The demo (`make demo`) runs to completion: sim and planner as separate processes over DDS, a ReachGoal with the
+shipped world model, a saved strip. Reaching itself is measured by tests/test_sim_shipped_model.py and sim-eval.
 """
 
 from __future__ import annotations
@@ -12,15 +11,15 @@ import sys
 import cv2
 import pytest
 
-from vjepa2_core.hub.loading import make_random_checkpoint
+from vjepa2_ros.sim.evaluate import SHIPPED_MODEL
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def test_demo_runs_to_completion(tmp_path):
-    model = make_random_checkpoint(tmp_path / "tiny.safetensors", "vit_ac_tiny", seed=0)
+    assert SHIPPED_MODEL.is_file(), "the demo's default model must ship with the repository"
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "vjepa2_ros.sim.demo", "--model", str(model), "--max-steps", "3", "--out", str(out)]
+    cmd = [sys.executable, "-m", "vjepa2_ros.sim.demo", "--max-steps", "3", "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=540, env=os.environ.copy())
     assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     assert "[demo] step   3" in res.stdout and "final distance" in res.stdout
