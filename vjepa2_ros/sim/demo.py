@@ -28,6 +28,8 @@ REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 SIM = "/vjepa2_sim"
 PLANNER = "/vjepa2_planner"
 SUCCESS_M = 0.03
+STARTUP_RETRIES = 10  # goals refused at step 0 because the planner has no camera/pose yet
+NOT_YET_SEEN = ("no_camera", "no_state")
 
 
 class DemoError(RuntimeError):
@@ -105,7 +107,8 @@ class DemoClient:
     def _on_distance(self, msg) -> None:
         self.distance = float(msg.data)
 
-    def spin_until(self, predicate, timeout: float, what: str, procs: list[subprocess.Popen]) -> None:
+    def spin_until(self, predicate, timeout: float, what: str, procs: list[subprocess.Popen], quiet=False) -> None:
+        """Spin until `predicate()` holds; a timeout is an error unless `quiet` (then it is a plain wait)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             self.rclpy.spin_once(self.node, timeout_sec=0.05)
@@ -114,7 +117,19 @@ class DemoClient:
             for p in procs:
                 if p.poll() is not None:
                     raise DemoError(f"a node exited (code {p.returncode}) while waiting for {what}; see its log")
-        raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
+        if not quiet:
+            raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+    def reach(self, goal, on_feedback, timeout: float, procs: list[subprocess.Popen]):
+        """Send one ReachGoal and wait for its result."""
+        send = self.action.send_goal_async(goal, feedback_callback=on_feedback)
+        self.spin_until(send.done, 30, "the planner to accept the goal", procs)
+        handle = send.result()
+        if not handle.accepted:
+            raise DemoError("the planner rejected the goal (is another goal active?)")
+        result_future = handle.get_result_async()
+        self.spin_until(result_future.done, timeout, "the ReachGoal result", procs)
+        return result_future.result().result
 
     def fresh_image(self, procs, timeout: float = 10.0) -> np.ndarray:
         self.image = None
@@ -157,14 +172,13 @@ def run(args: argparse.Namespace) -> dict:
 
         goal = client.ReachGoal.Goal(goal_image=client.goal_msg, max_steps=args.max_steps)
         goal.energy_threshold = float(args.energy_threshold)
-        send = client.action.send_goal_async(goal, feedback_callback=on_feedback)
-        client.spin_until(send.done, 30, "the planner to accept the goal", procs)
-        handle = send.result()
-        if not handle.accepted:
-            raise DemoError("the planner rejected the goal (is another goal active?)")
-        result_future = handle.get_result_async()
-        client.spin_until(result_future.done, args.timeout, "the ReachGoal result", procs)
-        result = result_future.result().result
+        for attempt in range(STARTUP_RETRIES + 1):
+            result = client.reach(goal, on_feedback, args.timeout, procs)
+            if result.steps or not any(r in result.message for r in NOT_YET_SEEN) or attempt == STARTUP_RETRIES:
+                break
+            # DDS discovery: the planner's action server can appear before its sensor subscriptions are matched
+            print(f"[demo] the planner has not seen the camera/pose yet ({result.message}); retrying in 1 s")
+            client.spin_until(lambda: False, 1.0, "", procs, quiet=True)
         frames.append(client.fresh_image(procs))
         client.spin_until(lambda: client.distance is not None, 5, "the final distance", procs)
         final = client.distance
