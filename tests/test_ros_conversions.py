@@ -163,3 +163,18 @@ def test_hold_rule_of_the_goal_planner(traj, tmp_path):
     plan = planner.plan(images[0], states[0], images[1], seed=1)
     assert planner.should_hold(images[0], states[0], images[1], plan, margin=1e6)
     assert not planner.should_hold(images[0], states[0], images[1], plan, margin=-1e6)
+
+
+def test_pin_gripper_plans_no_gripper_actions(traj, tmp_path):
+    from vjepa2_core.hub import make_random_checkpoint
+    from vjepa2_ros.planner_node import GoalPlanner
+
+    free = PlannerSettings.from_values(values())
+    assert "axis" not in free.cem and "pin_gripper" not in free.cem
+    ckpt = make_random_checkpoint(tmp_path / "tiny.pt", "vit_ac_tiny")
+    v = values(**{"model.checkpoint": str(ckpt), "cem.samples": 16, "cem.iterations": 2, "cem.pin_gripper": True})
+    settings = PlannerSettings.from_values(v)
+    assert settings.cem["axis"] == {"gripper": 0.0}
+    images, states = traj
+    plan = GoalPlanner(settings).plan(images[0], states[0], images[1], seed=3)
+    assert plan.actions[:, 6].abs().max() == 0 and plan.actions[:, :3].abs().max() > 0

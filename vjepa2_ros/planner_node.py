@@ -71,6 +71,7 @@ PARAMETERS: dict[str, Param] = {
     "cem.momentum_mean_gripper": Param(0.15, "CEM mean momentum (gripper)"),
     "cem.momentum_std_gripper": Param(0.15, "CEM std momentum (gripper)"),
     "cem.maxnorm": Param(0.05, "CEM per-axis bound of xyz deltas (metres)"),
+    "cem.pin_gripper": Param(False, "plan no gripper actions (reach-only tasks, arms without a gripper)"),
     "control_rate": Param(2.0, "closed-loop steps per second at most (Hz); also the period of ~/ee_twist"),
     "max_steps": Param(50, "default ReachGoal step limit"),
     "energy_threshold": Param(0.0, "default ReachGoal success energy (<= 0: run max_steps)"),
@@ -161,6 +162,8 @@ class PlannerSettings:
         except ValueError as exc:
             raise ParameterError(str(exc)) from None
         cem = {k.split(".", 1)[1]: val for k, val in v.items() if k.startswith("cem.")}
+        if cem.pop("pin_gripper"):
+            cem["axis"] = {"gripper": 0.0}
         return cls(
             checkpoint=v["model.checkpoint"],
             hub_name=v["model.hub_name"],
