@@ -22,6 +22,7 @@ from tqdm import tqdm
 from vjepa2_core.data.droid import DROIDDataError, DROIDDataset, collate, read_index, split_episodes
 from vjepa2_core.data.feature_cache import FeatureCache
 from vjepa2_core.hub import CheckpointError
+from vjepa2_core.models.conditioning import Conditioning
 from vjepa2_core.training import ac
 from vjepa2_core.training.checkpoint import (
     load_training_checkpoint,
@@ -112,6 +113,9 @@ SCHEMA = {
         "use_activation_checkpointing": Field(bool),
         "use_extrinsics": Field(bool),
         "use_rope": Field(bool),
+        "normalize_conditioning": Field(
+            bool, default=False, doc="scale actions/states before the predictor with training-episode statistics"
+        ),
         # extensions: override the encoder size of model_name (small CPU configs)
         "embed_dim": Field(int, default=None),
         "depth": Field(int, default=None),
@@ -222,8 +226,11 @@ def targets(batch, encoder, cache: FeatureCache | None, ds: DROIDDataset, cfg: d
 
 
 @torch.no_grad()
-def evaluate(predictor, encoder, val: DROIDDataset, cfg: dict, device, dtype) -> dict[str, float]:
+def evaluate(
+    predictor, encoder, val: DROIDDataset, cfg: dict, device, dtype, cond: Conditioning | None = None
+) -> dict[str, float]:
     """Held-out diagnostics on a fixed set of clips (the same every time)."""
+    cond = cond or Conditioning()
     val.set_epoch(0)
     n = min(len(val), cfg["data"]["val_clips"])
     sums: dict[str, float] = {}
@@ -236,8 +243,8 @@ def evaluate(predictor, encoder, val: DROIDDataset, cfg: dict, device, dtype) ->
             out = ac.diagnostics(
                 predictor,
                 h,
-                batch["actions"].to(device),
-                batch["states"].to(device),
+                cond.actions(batch["actions"].to(device)),
+                cond.states(batch["states"].to(device)),
                 ext,
                 cfg["loss"]["auto_steps"],
                 cfg["loss"]["loss_exp"],
@@ -293,6 +300,11 @@ def train(cfg: dict, resume: bool = False) -> dict:
             data_cfg["feature_cache_dtype"],
         )
     train_ds, val_ds = make_datasets(cfg, (g2, mcfg["encoder"]["embed_dim"]), cache)
+    cond = Conditioning()
+    if cfg["model"]["normalize_conditioning"]:  # stored in every checkpoint's model_config, used by the planner
+        cond = ac.fit_conditioning(train_ds)
+        mcfg["conditioning"] = cond.to_config()
+        log.info("conditioning normaliser from %d training episodes: %s", len(train_ds), cond)
     bs = data_cfg["batch_size"]
     sampler = ResumableSampler(len(train_ds), info.rank, info.world_size, True, meta["seed"], min_per_rank=bs)
     batches_per_pass = len(sampler) // bs
@@ -352,8 +364,8 @@ def train(cfg: dict, resume: bool = False) -> dict:
                 jloss, sloss = ac.ac_losses(
                     model,
                     h,
-                    batch["actions"].to(device),
-                    batch["states"].to(device),
+                    cond.actions(batch["actions"].to(device)),
+                    cond.states(batch["states"].to(device)),
                     ext,
                     loss_cfg["auto_steps"],
                     loss_cfg["loss_exp"],
@@ -382,7 +394,7 @@ def train(cfg: dict, resume: bool = False) -> dict:
             bar.update(1)
             if val_ds is not None and meta["eval_freq"] > 0 and (step % meta["eval_freq"] == 0 or step == total):
                 if is_main:
-                    diag = evaluate(unwrap(model).eval(), encoder, val_ds, cfg, device, dtype)
+                    diag = evaluate(unwrap(model).eval(), encoder, val_ds, cfg, device, dtype, cond)
                     unwrap(model).train()
                     val_log.log({"step": step, "epoch": step // opt_cfg["ipe"], **diag})
                     log.info("step %d held-out: %s", step, {k: round(v, 4) for k, v in diag.items()})

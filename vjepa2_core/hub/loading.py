@@ -100,15 +100,16 @@ def resolve_checkpoint(
             if spec is not None and spec.url and not Path(checkpoint).expanduser().exists():
                 raise CheckpointError(f"{exc} (released weights for {spec.name!r}: {spec.url})") from exc
             raise
-    if spec is not None:
-        return spec.model_config, ckpt, where
     config = ckpt.get("model_config")
+    if spec is not None:  # the name fixes the architecture; the file's input normaliser (if any) still applies
+        stored = config.get("conditioning") if isinstance(config, Mapping) else None
+        return {**spec.model_config, **({"conditioning": dict(stored)} if stored else {})}, ckpt, where
     if not isinstance(config, Mapping) or "encoder" not in config:
         raise CheckpointError(
             f"{where} carries no model_config (keys: {', '.join(sorted(map(str, ckpt))[:10])}); pass a registered "
             f"model name as well, e.g. load_ac_model('vit_ac_giant', checkpoint=PATH)"
         )
-    return {k: dict(v) for k, v in config.items()}, ckpt, where
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}, ckpt, where
 
 
 def _predictor_kind(kwargs: Mapping[str, Any], state_dict: Mapping[str, Any] | None) -> str:
@@ -265,7 +266,7 @@ def save_ac_checkpoint(
         raise ValueError("model_config must be {'encoder': {...}, 'predictor': {...}} (reference kwargs)")
     parts: dict[str, Any] = {"encoder": encoder, "target_encoder": extra.pop("target_encoder", encoder)}
     parts["predictor"] = predictor
-    parts["model_config"] = {k: dict(v) for k, v in model_config.items()}
+    parts["model_config"] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in model_config.items()}
     parts.update(extra)
     return save_checkpoint(path, parts)
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vjepa2_core.data.transforms import ac_preprocess
+from vjepa2_core.models.conditioning import Conditioning
 from vjepa2_core.planning.poses import compose_pose
 
 ImageBatch = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
@@ -39,12 +40,14 @@ class WorldModel:
         device: str | torch.device = "cpu",
         normalize_reps: bool = True,
         goal_cache_size: int = 8,
+        conditioning: Conditioning | None = None,
     ):
         self.device = torch.device(device)
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)
         self.predictor = predictor.to(self.device).eval().requires_grad_(False)
         self.crop_size = int(crop_size)
         self.normalize_reps = normalize_reps
+        self.conditioning = conditioning or Conditioning()  # maps only the predictor's inputs; CEM stays physical
         self.goal_cache_size = goal_cache_size
         self._goal_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         patch = int(getattr(encoder, "patch_size", 16))
@@ -70,7 +73,8 @@ class WorldModel:
         crop_size: int | None = None,
         **kwargs: Any,
     ) -> WorldModel:
-        """Load (encoder, AC predictor) with `vjepa2_core.hub`; the crop defaults to the predictor's img_size."""
+        """Load (encoder, AC predictor) with `vjepa2_core.hub`; the crop defaults to the predictor's img_size and
+        the action/state normaliser comes from model_config["conditioning"] (identity when absent)."""
         from vjepa2_core.hub import load_ac_model, resolve_checkpoint
         from vjepa2_core.hub.registry import ALIASES, MODELS
 
@@ -80,6 +84,7 @@ class WorldModel:
         if crop_size is None:
             size = config["predictor"].get("img_size", config["encoder"].get("img_size", 256))
             crop_size = size[0] if isinstance(size, (tuple, list)) else int(size)
+        kwargs.setdefault("conditioning", Conditioning.from_config(config))
         return cls(encoder, predictor, crop_size=crop_size, device=device, **kwargs)
 
     @classmethod
@@ -147,17 +152,18 @@ class WorldModel:
         dtype = next(self.predictor.parameters()).dtype
         x = reps.to(dtype).expand(batch, -1, -1)
         state = states.expand(batch, 7)
-        actions_p = actions.to(dtype)
+        cond = self.conditioning
+        actions_p = cond.actions(actions).to(dtype)
         frames, out_states = [], []
         cache = self.predictor.new_cache(max_frames=horizon) if cached else None
         history_x, history_s = [x], [state]
         for h in range(horizon):
             with self._timed("predictor_s"):
                 if cached:
-                    out = self.predictor.forward_frame(x, actions_p[:, h], state.to(dtype), cache)
+                    out = self.predictor.forward_frame(x, actions_p[:, h], cond.states(state).to(dtype), cache)
                 else:
                     seq = torch.cat(history_x, dim=1)
-                    out = self.predictor(seq, actions_p[:, : h + 1], torch.stack(history_s, 1).to(dtype))
+                    out = self.predictor(seq, actions_p[:, : h + 1], cond.states(torch.stack(history_s, 1)).to(dtype))
                     out = out[:, -self.tokens_per_frame :]
             x = self._norm(out).to(dtype)
             state = compose_pose(state, actions[:, h])

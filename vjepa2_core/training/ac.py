@@ -7,14 +7,17 @@ frame" baseline and with itself fed all-zero actions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vjepa2_core.hub import build_model, load_checkpoint, load_state_dict_strict
+from vjepa2_core.models.conditioning import Conditioning
 from vjepa2_core.models.vision_transformer import ENCODER_SIZES
 
 
@@ -50,6 +53,30 @@ def model_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "uniform_power": model["uniform_power"],
     }
     return {"encoder": encoder, "predictor": predictor}
+
+
+def fit_conditioning(dataset: Any) -> Conditioning:
+    """Action/state statistics over every transition of a DROIDDataset's episodes (h5 only, no video decoding)."""
+    from vjepa2_core.data.droid import DROIDDataError, load_clip, open_episode
+
+    actions, states = [], []
+    for path in dataset.paths:
+        for view in dataset.camera_views:
+            try:
+                ep = open_episode(path, view)
+            except DROIDDataError:
+                continue  # the dataset skips unusable episodes too
+            step = max(1, math.ceil(ep.video_fps / dataset.fps))
+            idx = np.arange(0, ep.num_frames, step)
+            if len(idx) < 2:
+                continue
+            clip = load_clip(ep, idx, camera_frame=dataset.camera_frame, decode=False)
+            actions.append(clip["actions"])
+            states.append(clip["states"])
+            break  # states do not depend on the view unless camera_frame; one view is enough for statistics
+    if not actions:
+        raise ValueError("no usable episodes to compute conditioning statistics from")
+    return Conditioning.fit(torch.cat(actions), torch.cat(states))
 
 
 def build_models(cfg: Mapping[str, Any], mcfg: Mapping[str, dict]) -> tuple[nn.Module, nn.Module]:
@@ -164,6 +191,6 @@ def checkpoint_state(
         "encoder": encoder.state_dict(),
         "target_encoder": encoder.state_dict(),
         "predictor": predictor.state_dict(),
-        "model_config": {k: dict(v) for k, v in mcfg.items()},
+        "model_config": {k: dict(v) if isinstance(v, Mapping) else v for k, v in mcfg.items()},
         **extra,
     }
