@@ -38,7 +38,9 @@ class NodeProcess:
     """A node started as its own process; its merged output is collected so tests can wait for lines in it."""
 
     def __init__(self, cmd: list[str], ready: str | None = None, timeout: float = 60.0) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0"}
+        # One torch thread per node: OpenMP threads spinning on 2 cores shared by 3 processes made tiny plans
+        # take seconds (deadline misses, stale inputs).
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0", "OMP_NUM_THREADS": "1"}
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.lines: list[str] = []
@@ -140,6 +142,7 @@ PLANNER = "/vjepa2_planner"
 MAXNORM = 0.05
 MAX_TRANSLATION = 0.04  # below maxnorm * sqrt(3): the safety clamp is what bounds commands
 CONTROL_RATE = 10.0
+STALE_TIMEOUT = 1.5  # generous: callbacks of 3 processes on 2 busy cores can lag by a few hundred ms
 
 
 def planner_params(checkpoint: Path, **overrides) -> dict:
@@ -150,7 +153,7 @@ def planner_params(checkpoint: Path, **overrides) -> dict:
         "topics": {"camera": "/robot/camera/image_raw", "ee_pose": "/robot/ee_pose", "gripper": "/robot/gripper"},
         "safety": {
             "max_translation": MAX_TRANSLATION,
-            "stale_timeout": 0.6,
+            "stale_timeout": STALE_TIMEOUT,
             "plan_deadline": 20.0,
             "workspace_min": [-2.0, -2.0, -1.0],
             "workspace_max": [2.0, 2.0, 2.0],

@@ -19,6 +19,7 @@ from ros_helpers import (
     MAXNORM,
     PLANNER,
     REPO,
+    STALE_TIMEOUT,
     Harness,
     NodeProcess,
     RosClient,
@@ -247,7 +248,7 @@ def test_stale_camera_stops_commands(ros, traj):
         diag = ros.wait_diag(lambda d: "stale_camera" in d["blocking"])
         assert diag["_level"] == b"\x02" and int(diag["safety_stops"]) >= 1
         with ros.lock:
-            late = [t for t, _ in ros.targets if t > paused + 0.6 + 0.2]
+            late = [t for t, _ in ros.targets if t > paused + STALE_TIMEOUT + 0.2]
         assert late == [], "commands were sent with a stale camera"
         handle = ros.send_goal(image_msg(traj["frames"][1]), [], max_steps=3)
         result = ros.client.wait_future(handle.get_result_async())
