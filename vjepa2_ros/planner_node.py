@@ -196,6 +196,7 @@ class GoalPlanner:
             source, checkpoint=weights, device=settings.device, crop_size=settings.image_size or None
         )
         self.config = CEMConfig(**settings.cem)
+        self._last_encoded: tuple[Any, torch.Tensor | None] = (None, None)  # (image, its encoding) of the last plan
         self.config.validate()
 
     def plan(
@@ -221,9 +222,11 @@ class GoalPlanner:
         )
         planner = self._planner_cls(self.world_model, cfg)
         with torch.inference_mode():
-            return planner.plan_images(
+            result = planner.plan_images(
                 image, torch.as_tensor(state, dtype=torch.float32), goal, seed=seed, warm_start=warm_start
             )
+        self._last_encoded = (image, planner.last_current_rep)  # the hold rule reuses it instead of re-encoding
+        return result
 
     def should_hold(self, image: np.ndarray, state: np.ndarray, goal: np.ndarray, plan, margin: float) -> bool:
         """The hold rule (vjepa2_core.planning.hold): True when `plan` is not predicted to beat standing still."""
@@ -231,7 +234,9 @@ class GoalPlanner:
 
         wm = self.world_model
         with torch.inference_mode():
-            rep, goal_rep = wm.encode(image), wm.encode_goal(goal)
+            last_image, last_rep = self._last_encoded
+            rep = last_rep if last_image is image else wm.encode(image)
+            goal_rep = wm.encode_goal(goal)
             state_t = torch.as_tensor(state, dtype=torch.float32)
             return decide_hold(wm, rep, state_t, goal_rep, plan, self.config, margin).hold
 

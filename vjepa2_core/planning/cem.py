@@ -290,6 +290,7 @@ class CEMPlanner:
         """Encode the images with the world model (goal encodings are cached) and plan; adds `encode_s` timing."""
         start = time.perf_counter()
         current = self.world_model.encode(current_image)
+        self.last_current_rep = current  # callers that evaluate more (e.g. the hold rule) need not re-encode
         goal = self.world_model.encode_goal(goal_image)
         encode_s = time.perf_counter() - start
         result = self.plan(current, current_state, goal, **kwargs)
