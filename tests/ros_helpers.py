@@ -257,6 +257,20 @@ class Harness:
         assert handle.accepted, "goal rejected"
         return handle
 
+    def start_reach(self, goal_image, feedback: list, commands: int, attempts: int = 3, **fields):
+        """Send ReachGoal until one produces `commands` commands: on a busy 2-core machine a goal can end early
+        on a transient hiccup (stale inputs, missed deadline) before commanding anything."""
+        for _ in range(attempts):
+            before = self.n_targets()
+            feedback.clear()
+            handle = self.send_goal(goal_image, feedback, **fields)
+            if wait_until(lambda b=before: self.n_targets() >= b + commands, 20.0):
+                return handle
+            self.client.wait_future(handle.cancel_goal_async())
+        raise AssertionError(
+            f"no commands from {attempts} goals; last feedback {[f.feedback.status for f in feedback]}"
+        )
+
 
 def load_traj(npz: Path) -> dict:
     """The Franka example trajectory: frames uint8 [2,256,256,3] (start, goal) and states float64 [2,7]."""
