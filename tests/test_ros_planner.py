@@ -152,7 +152,7 @@ def test_reach_goal_sends_bounded_commands_and_can_be_cancelled(ros, traj):
     with ros.lock:
         twists_before = len(ros.twists)
     feedback: list = []
-    handle = ros.send_goal(image_msg(traj["frames"][1]), feedback, max_steps=500)
+    handle = ros.start_reach(image_msg(traj["frames"][1]), feedback, commands=3, max_steps=500)
     assert wait_until(lambda: sum(len(f.feedback.action) == 7 for f in feedback) >= 3, 30.0), feedback
     assert wait_until(lambda: ros.n_targets() - before >= 3, 10.0)
     steps = [f.feedback for f in feedback if len(f.feedback.action) == 7]
