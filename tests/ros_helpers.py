@@ -147,7 +147,7 @@ STALE_TIMEOUT = 1.5  # generous: callbacks of 3 processes on 2 busy cores can la
 
 def planner_params(checkpoint: Path, **overrides) -> dict:
     params = {
-        "model": {"checkpoint": str(checkpoint)},
+        "model": {"checkpoint": str(checkpoint), "num_threads": 1},  # 3 processes share 2 cores
         "cem": {"horizon": 2, "samples": 12, "iterations": 2, "topk": 4, "maxnorm": MAXNORM},
         "control_rate": CONTROL_RATE,
         "topics": {"camera": "/robot/camera/image_raw", "ee_pose": "/robot/ee_pose", "gripper": "/robot/gripper"},

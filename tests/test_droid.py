@@ -95,6 +95,22 @@ def test_clip_states_actions_and_frames(episodes):
     assert abs(col - (2 * idx[0] - left) * 64 / w) <= 2
 
 
+def test_frame_steps_mix_multi_step_moves_into_one_action(episodes):
+    root, truth = episodes
+    ds = DROIDDataset(root / "trajectories.csv", frames_per_clip=2, crop_size=32, frame_steps=[1, 4])
+    seen = set()
+    for i in range(30):
+        s = ds[i % 3]
+        idx = s["indices"].numpy()
+        seen.add(int(idx[1] - idx[0]))
+        cart = truth[int(s["episode"])][0]
+        np.testing.assert_allclose(s["actions"][0, :3].numpy(), cart[idx[1], :3] - cart[idx[0], :3], atol=1e-5)
+    assert seen == {1, 4}
+    for bad in ([], [0], [1.5]):
+        with pytest.raises(ValueError, match="frame_steps"):
+            DROIDDataset(root / "trajectories.csv", frames_per_clip=2, crop_size=32, frame_steps=bad)
+
+
 def test_sampling_is_a_function_of_seed_epoch_index(episodes):
     root, _ = episodes
     ds = DROIDDataset(root / "trajectories.csv", frames_per_clip=4, fps=5, crop_size=32, seed=3)

@@ -109,6 +109,7 @@ def test_default_parameters_with_a_checkpoint_are_valid():
         ({"cem.topk": 500}, "topk <= cem.samples"),
         ({"cem.momentum_std": 1.0}, "momentum_std' must be in"),
         ({"model.image_size": 100}, "multiple of 16"),
+        ({"model.num_threads": -1}, "num_threads' must be >= 0"),
         ({"model.device": "gpu7"}, "not a torch device"),
         ({"control_rate": -1.0}, "control_rate"),
         ({"camera_transport": "theora"}, "raw or compressed"),

@@ -63,6 +63,7 @@ def planner(robot, checkpoint, tmp_path_factory):
     proc = NodeProcess(
         [str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="vjepa2_planner ready"
     )
+    assert "1 torch threads" in proc.output(), proc.output()  # model.num_threads is applied
     yield proc
     proc.stop()
 

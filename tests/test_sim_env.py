@@ -53,7 +53,8 @@ def test_goal_image_matches_reached_goal_and_restores(sim):
     for _ in range(15):  # drive there with delta actions
         sim.step(np.r_[sim.goal - sim.ee_position(), 0, 0, 0, 0])
     assert sim.distance_to_goal() < 0.005
-    assert np.abs(sim.render().astype(int) - goal_img).mean() < 2.0
+    # posture reset: the arm's posture is a function of the grip position, so the goal image is matched exactly
+    assert np.abs(sim.render().astype(int) - goal_img).mean() < 0.05
 
 
 def test_bad_input_is_a_clear_error(sim):

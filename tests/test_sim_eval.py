@@ -20,6 +20,7 @@ from vjepa2_ros.sim.evaluate import (
     evaluate,
     load_world_model,
     main,
+    scale_to_step,
 )
 
 
@@ -61,6 +62,21 @@ def test_planner_runs_closed_loop_and_stops_on_threshold(sim, random_model):
     res = evaluate(sim, PlannerPolicy(wm, stop_cfg), stop_cfg, None, log=lambda _: None)
     ep = res["episodes"][0]
     assert ep["steps"] == 0 and ep["final_distance"] == pytest.approx(ep["start_distance"])
+
+
+def test_planned_moves_are_shrunk_to_one_step_keeping_direction(sim, random_model):
+    np.testing.assert_allclose(scale_to_step(np.array([0.15, -0.03, 0.0]), 0.05), [0.05, -0.01, 0.0])
+    np.testing.assert_array_equal(scale_to_step(np.array([0.02, -0.05, 0.01]), 0.05), [0.02, -0.05, 0.01])
+    wm = load_world_model(random_model)
+    cfg = EvalConfig(samples=12, topk=4, iterations=2, maxnorm=0.15)
+    policy = PlannerPolicy(wm, cfg)
+    assert policy.planner.config.maxnorm == 0.15
+    state = sim.reset(seed=5)
+    policy.reset(sim)
+    for _ in range(3):
+        action, info = policy.act(sim, sim.render(), state)
+        assert np.abs(action[:3]).max() <= sim.cfg.max_step + 1e-9
+        state = sim.step(action)
 
 
 def test_planner_holds_when_no_plan_beats_standing_still(sim, random_model):

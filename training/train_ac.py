@@ -73,6 +73,9 @@ SCHEMA = {
         "val_clips": Field(int, default=64),
         "camera_frame": Field(bool, default=False),
         "max_retries": Field(int, default=10),
+        "frame_steps": Field(
+            list, default=None, doc="per-clip frame step drawn from this list (overrides fps): multi-step moves"
+        ),
         "feature_cache": Field(str, default=None, doc="folder for cached frozen-encoder features (HDF5)"),
         "feature_cache_dtype": Field(str, default="float16", choices=("float16", "float32")),
     },
@@ -180,6 +183,7 @@ def make_datasets(cfg: dict, feature_shape: tuple[int, int] | None, cache: Featu
         random_resize_aspect_ratio=tuple(aug["random_resize_aspect_ratio"]),
         camera_frame=d["camera_frame"],
         max_retries=d["max_retries"],
+        frame_steps=d["frame_steps"],
         seed=seed,
     )
     train = DROIDDataset(

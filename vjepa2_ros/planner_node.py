@@ -61,6 +61,9 @@ PARAMETERS: dict[str, Param] = {
     "model.checkpoint": Param("", "project checkpoint (.pt/.safetensors) for load_ac_model, or weights for hub_name"),
     "model.hub_name": Param("", "registry name (e.g. vit_ac_giant); empty = the checkpoint carries its config"),
     "model.device": Param("cpu", "torch device: cpu, cuda, cuda:0, ..."),
+    "model.num_threads": Param(
+        0, "torch CPU threads for planning; 0 = torch's default, at most 4 (small CPUs shared with other nodes: 1)"
+    ),
     "model.image_size": Param(0, "crop size the encoder sees (pixels, multiple of 16); 0 = the model's img_size"),
     "cem.horizon": Param(2, "planning horizon (steps)"),
     "cem.samples": Param(400, "CEM samples per iteration"),
@@ -104,6 +107,7 @@ class PlannerSettings:
     checkpoint: str
     hub_name: str
     device: str
+    num_threads: int
     image_size: int
     cem: dict[str, Any]
     control_rate: float
@@ -138,6 +142,8 @@ class PlannerSettings:
             raise ParameterError(
                 f"parameter 'camera_transport' must be raw or compressed, got {v['camera_transport']!r}"
             )
+        if v["model.num_threads"] < 0:
+            raise ParameterError(f"parameter 'model.num_threads' must be >= 0, got {v['model.num_threads']}")
         if not v["model.checkpoint"] and not v["model.hub_name"]:
             raise ParameterError("set 'model.checkpoint' (a project checkpoint) and/or 'model.hub_name'")
         device = v["model.device"]
@@ -168,6 +174,7 @@ class PlannerSettings:
             checkpoint=v["model.checkpoint"],
             hub_name=v["model.hub_name"],
             device=device,
+            num_threads=v["model.num_threads"],
             image_size=v["model.image_size"],
             cem=cem,
             control_rate=v["control_rate"],
@@ -265,6 +272,8 @@ class PlannerNode(Node):
             raise ParameterError(_INTERFACES_ERROR)
         self.settings = PlannerSettings.from_values(declare_parameters(self, PARAMETERS))
         s = self.settings
+        if s.num_threads:
+            torch.set_num_threads(s.num_threads)  # before the model loads: plans then use this many threads
         self.planner = planner_factory(s)
         self.worker = PlanWorker()
         self._obs = Observation()
@@ -316,7 +325,8 @@ class PlannerNode(Node):
         self.create_timer(1.0, self.publish_diagnostics, callback_group=sensors)
         self.get_logger().info(
             f"{NODE_NAME} ready (camera {self.resolve_topic_name(t['camera'])}, "
-            f"pose {self.resolve_topic_name(t['ee_pose'])}, device {s.device})"
+            f"pose {self.resolve_topic_name(t['ee_pose'])}, device {s.device}, "
+            f"{torch.get_num_threads()} torch threads)"
         )
 
     # -- inputs: store the latest, count what is malformed, never raise

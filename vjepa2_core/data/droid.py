@@ -181,9 +181,17 @@ def open_episode(path: Path, view: str) -> Episode:
     return Episode(path, video, Path(mp4_name).stem, count, fps)
 
 
-def clip_indices(num_frames: int, video_fps: float, fps: float, frames_per_clip: int, rng: np.random.Generator):
-    """Reference clip sampling: step = ceil(video_fps / fps), end uniform in [span, N-1], frames start::step."""
-    step = max(1, math.ceil(video_fps / fps))
+def clip_indices(
+    num_frames: int,
+    video_fps: float,
+    fps: float,
+    frames_per_clip: int,
+    rng: np.random.Generator,
+    step: int | None = None,
+):
+    """Reference clip sampling: step = ceil(video_fps / fps) unless given, end uniform in [span, N-1], frames
+    start::step."""
+    step = max(1, math.ceil(video_fps / fps)) if step is None else int(step)
     span = frames_per_clip * step
     if num_frames - 1 < span:
         raise DROIDDataError(
@@ -265,6 +273,7 @@ class DROIDDataset(torch.utils.data.Dataset):
         episodes: Sequence[Path] | None = None,
         feature_cache: FeatureCache | None = None,
         feature_shape: tuple[int, ...] | None = None,
+        frame_steps: Sequence[int] | None = None,
     ):
         self.paths = list(episodes) if episodes is not None else read_index(sources)
         if not self.paths:
@@ -273,6 +282,11 @@ class DROIDDataset(torch.utils.data.Dataset):
             raise ValueError(f"frames_per_clip must be >= 2 (actions are frame differences), got {frames_per_clip}")
         if not camera_views:
             raise ValueError("camera_views must name at least one metadata key, e.g. left_mp4_path")
+        if frame_steps is not None and (not frame_steps or any(int(k) != k or k < 1 for k in frame_steps)):
+            raise ValueError(f"frame_steps must list positive integers, got {frame_steps!r}")
+        # Each clip draws its frame step from this list (overrides fps): a k-step clip's action is the whole
+        # k-step move, so one predictor step learns moves of several control steps.
+        self.frame_steps = [int(k) for k in frame_steps] if frame_steps is not None else None
         self.frames_per_clip, self.fps, self.crop_size = int(frames_per_clip), float(fps), int(crop_size)
         self.camera_views = list(camera_views)
         self.scale, self.ratio = tuple(random_resize_scale), tuple(random_resize_aspect_ratio)
@@ -322,7 +336,8 @@ class DROIDDataset(torch.utils.data.Dataset):
     def _load(self, i: int, rng: np.random.Generator, probe: bool = False) -> TensorDict:
         v = int(rng.integers(len(self.camera_views)))
         ep = open_episode(Path(self.paths[i]), self.camera_views[v])
-        idx = clip_indices(ep.num_frames, ep.video_fps, self.fps, self.frames_per_clip, rng)
+        step = None if self.frame_steps is None else self.frame_steps[int(rng.integers(len(self.frame_steps)))]
+        idx = clip_indices(ep.num_frames, ep.video_fps, self.fps, self.frames_per_clip, rng, step=step)
         features = None
         if self.feature_cache is not None and not probe:
             features = self.feature_cache.get(cache_key(self.paths[i], self.camera_views[v]), idx)

@@ -66,13 +66,14 @@ def fit_conditioning(dataset: Any) -> Conditioning:
                 ep = open_episode(path, view)
             except DROIDDataError:
                 continue  # the dataset skips unusable episodes too
-            step = max(1, math.ceil(ep.video_fps / dataset.fps))
-            idx = np.arange(0, ep.num_frames, step)
-            if len(idx) < 2:
-                continue
-            clip = load_clip(ep, idx, camera_frame=dataset.camera_frame, decode=False)
-            actions.append(clip["actions"])
-            states.append(clip["states"])
+            steps = dataset.frame_steps or [max(1, math.ceil(ep.video_fps / dataset.fps))]
+            for step in steps:  # every step the dataset samples, so multi-step moves set the action scale too
+                idx = np.arange(0, ep.num_frames, step)
+                if len(idx) < 2:
+                    continue
+                clip = load_clip(ep, idx, camera_frame=dataset.camera_frame, decode=False)
+                actions.append(clip["actions"])
+                states.append(clip["states"])
             break  # states do not depend on the view unless camera_frame; one view is enough for statistics
     if not actions:
         raise ValueError("no usable episodes to compute conditioning statistics from")

@@ -34,9 +34,17 @@ class SimConfig:
 
     task: str = "reach"
     image_size: int = 64
+    # Steep view from the side opposite the robot's reach: a 3 cm move in any direction changes the 64 px image
+    # (the view ray is nearly vertical, and lowering the grip bends the arm visibly); the old oblique view
+    # (azimuth 160, elevation -30) hid moves along its ray (see the model card).
     camera: dict = field(
-        default_factory=lambda: {"lookat": [1.25, 0.75, 0.5], "distance": 1.4, "azimuth": 160.0, "elevation": -30.0}
+        default_factory=lambda: {"lookat": [1.26, 0.75, 0.52], "distance": 1.3, "azimuth": 270.0, "elevation": -75.0}
     )
+    # True: every move re-settles the arm from its home posture, so a grip position always shows the same arm
+    # posture (what a Cartesian controller with a nullspace posture task does). False: the redundant joints drift
+    # with the path, and the goal image cannot be matched exactly. None = True for reach, False for push (the
+    # re-settling sweep would hit the object).
+    posture_reset: bool | None = None
     max_step: float = FETCH_STEP_M  # largest end-effector move per step (m)
     workspace_low: tuple[float, float, float] = (-0.22, -0.28, -0.11)  # z floor ≈ 0.425 m, just above the table
     workspace_high: tuple[float, float, float] = (0.22, 0.28, 0.22)
@@ -82,6 +90,11 @@ class FetchSim:
         self.rng = np.random.default_rng(seed)
         self._env.reset(seed=int(self.rng.integers(2**31)))
         self.home = self._grip_pos().copy()
+        self.posture_reset = self.cfg.task == "reach" if self.cfg.posture_reset is None else self.cfg.posture_reset
+        arm = [j for j in range(self.model.njnt) if self._is_arm_joint(self.model.joint(j).name)]
+        self._arm_qpos = np.array([self.model.jnt_qposadr[j] for j in arm])
+        self._arm_dof = np.array([self.model.jnt_dofadr[j] for j in arm])
+        self._home_arm_qpos = self.data.qpos[self._arm_qpos].copy()
         self._ref_rot_t = _rotation_from_matrix(self._grip_mat()).inv()
         self.low = self.home + np.asarray(self.cfg.workspace_low)
         self.high = self.home + np.asarray(self.cfg.workspace_high)
@@ -99,6 +112,10 @@ class FetchSim:
         for g in range(self.model.ngeom):
             if self.model.geom_bodyid[g] in mocap_bodies:
                 self.model.geom_rgba[g, 3] = 0.0
+
+    @staticmethod
+    def _is_arm_joint(name: str) -> bool:
+        return name.startswith("robot0:") and "finger" not in name
 
     def _grip_pos(self) -> np.ndarray:
         return self.data.site("robot0:grip").xpos.copy()
@@ -152,8 +169,9 @@ class FetchSim:
     def step(self, action: np.ndarray) -> np.ndarray:
         """Apply one 7-D delta action (xyz clamped to ±max_step and to the workspace) and return the new state.
 
-        The mocap is set to the absolute target and the arm settles for `physics_steps_per_action` env steps,
-        so the realised move equals the commanded one to ~0.3 mm (Fetch's own step lags by a third).
+        The mocap is set to the absolute target and the arm settles for `physics_steps_per_action` env steps
+        (`settle_steps` from the home posture with `posture_reset`), so the realised move equals the commanded one
+        to ~0.3 mm (Fetch's own step lags by a third).
         """
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != (ACTION_DIM,) or not np.all(np.isfinite(a)):
@@ -181,6 +199,11 @@ class FetchSim:
     def _move_mocap(self, ee_xyz: np.ndarray, n_steps: int) -> None:
         """Place the mocap so the grip site is pulled to `ee_xyz` (clamped to the workspace), then simulate."""
         target = np.clip(ee_xyz, self.low, self.high)
+        if self.posture_reset:
+            self.data.qpos[self._arm_qpos] = self._home_arm_qpos
+            self.data.qvel[self._arm_dof] = 0.0
+            self._mj.mj_forward(self.model, self.data)
+            n_steps = max(n_steps, self.cfg.settle_steps)
         self._env._utils.reset_mocap2body_xpos(self.model, self.data)
         self.data.mocap_pos[0] += target - self._grip_pos()  # the mocap holds the gripper link, not the grip site
         if not self._env.block_gripper:

@@ -43,11 +43,18 @@ class EvalConfig:
     samples: int = 50
     topk: int = 10
     iterations: int = 3
+    maxnorm: float = 0.15  # CEM per-axis bound (m): the shipped model predicts moves of up to 4 steps at once
     hold_margin: float = 0.0
     energy_threshold: float = 0.0
 
 
 # ------------------------------------------------------------------------------------------------------- policies
+def scale_to_step(delta: np.ndarray, max_step: float) -> np.ndarray:
+    """Shrink a planned move (it may span several steps) to one step, keeping its direction (model-predictive)."""
+    peak = float(np.abs(delta).max())
+    return delta * (max_step / peak) if peak > max_step else delta
+
+
 class RandomPolicy:
     name = "random"
 
@@ -92,6 +99,7 @@ class PlannerPolicy:
             samples=cfg.samples,
             topk=cfg.topk,
             iterations=cfg.iterations,
+            maxnorm=cfg.maxnorm,
             axis={"gripper": 0.0},  # reach/push keep the gripper blocked
         )
         self.planner = CEMPlanner(world_model, cem)
@@ -113,6 +121,7 @@ class PlannerPolicy:
         plan = self.planner.plan(rep, state_t, self.goal_rep, seed=self.seed * 100_003 + self.calls)
         d = decide_hold(self.wm, rep, state_t, self.goal_rep, plan, self.planner.config, self.cfg.hold_margin)
         action = np.zeros(7) if d.hold else plan.first_action.numpy().astype(np.float64)
+        action[:3] = scale_to_step(action[:3], sim.cfg.max_step)
         return action, {
             "energy_now": now,
             "energy_plan": d.plan_energy,
@@ -226,6 +235,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=d.samples)
     p.add_argument("--topk", type=int, default=d.topk)
     p.add_argument("--iterations", type=int, default=d.iterations)
+    p.add_argument("--maxnorm", type=float, default=d.maxnorm, help="CEM per-axis bound of a planned move (m)")
     p.add_argument("--hold-margin", type=float, default=d.hold_margin, help="hold unless the plan beats stillness")
     p.add_argument("--energy-threshold", type=float, default=d.energy_threshold, help="stop at this goal energy")
     p.add_argument("--out", default="sim_eval", help="directory for results.json and the film strips")
