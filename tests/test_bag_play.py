@@ -175,3 +175,57 @@ def test_restamp_sets_header_time_to_now(bag, recorder):
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         assert started - 1 <= stamp <= time.time() + 1  # restamped to the wall clock, not 2023 bag time
         assert msg.pose.position.x == original.pose.position.x and msg.header.frame_id == original.header.frame_id
+
+
+def _qos(reliability: str, durability: str):
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    never = QosTime(sec=0, nsec=0)
+    return Qos(
+        QosHistory.KEEP_LAST, 10, QosReliability[reliability], QosDurability[durability], never, never,
+        QosLiveliness.AUTOMATIC, never, False,
+    )  # fmt: skip
+
+
+def test_playback_qos_follows_what_the_recorded_publishers_offered():
+    from rclpy.qos import DurabilityPolicy
+
+    from vjepa2_ros.bags.bag_play import playback_qos
+
+    best_effort = playback_qos([_qos("BEST_EFFORT", "VOLATILE")], 5)
+    assert best_effort.reliability == ReliabilityPolicy.BEST_EFFORT and best_effort.depth == 5
+    latched = playback_qos([_qos("RELIABLE", "TRANSIENT_LOCAL")] * 2, 5)
+    assert latched.reliability == ReliabilityPolicy.RELIABLE and latched.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    mixed = playback_qos([_qos("RELIABLE", "TRANSIENT_LOCAL"), _qos("BEST_EFFORT", "VOLATILE")], 5)
+    assert mixed.reliability == ReliabilityPolicy.BEST_EFFORT and mixed.durability == DurabilityPolicy.VOLATILE
+    default = playback_qos([], 5)
+    assert default.reliability == ReliabilityPolicy.RELIABLE and default.durability == DurabilityPolicy.VOLATILE
+    assert playback_qos([], 5, latch=True).durability == DurabilityPolicy.TRANSIENT_LOCAL
+
+
+def test_player_offers_the_recorded_qos(tmp_path, recorder):
+    from vjepa2_ros.bags.writer import trajectory_records, write_bag
+
+    frames, states, _ = synthetic_trajectory(3, size=16)
+    records = trajectory_records(frames, states, image_format="jpeg")
+    bag = write_bag(tmp_path / "bag", records, offered_qos={Topics.image: [_qos("BEST_EFFORT", "VOLATILE")]})
+    with BagReader(bag) as reader:
+        assert [p.reliability.name for p in reader.offered_qos(Topics.image)] == ["BEST_EFFORT"]
+        assert reader.offered_qos(Topics.pose) == []
+    proc = subprocess.Popen(
+        [PLAYER, str(bag), "--loop", "--rate", "5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        info = {}
+
+        def offered() -> bool:
+            for topic in (Topics.image, Topics.pose):
+                pubs = recorder.node.get_publishers_info_by_topic(topic)
+                if pubs:
+                    info[topic] = pubs[0].qos_profile.reliability
+            return len(info) == 2
+
+        assert recorder.spin_until(offered, timeout=30), proc.stdout.read() if proc.poll() is not None else info
+    finally:
+        assert _stop(proc) == 0
+    assert info == {Topics.image: ReliabilityPolicy.BEST_EFFORT, Topics.pose: ReliabilityPolicy.RELIABLE}

@@ -28,6 +28,25 @@ def message_class(msgtype: str) -> Any:
     return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
+def playback_qos(offered: list[Any], depth: int, latch: bool = False) -> QoSProfile:
+    """The publisher QoS for a recorded topic: what every recorded publisher offered, as `ros2 bag play` does.
+
+    Reliable only if every recorded publisher was (a best-effort camera stays best-effort, so subscribers that ask
+    for best effort still match and a reliable one is not promised what the robot never gave); transient-local
+    only if every one was, or with `latch`. A bag without profiles plays reliable and volatile.
+    """
+    from rosbags.interfaces import QosDurability, QosReliability
+
+    reliable = all(p.reliability == QosReliability.RELIABLE for p in offered)
+    transient = bool(offered) and all(p.durability == QosDurability.TRANSIENT_LOCAL for p in offered)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latch or transient else DurabilityPolicy.VOLATILE,
+    )
+
+
 class BagPlayer(Node):
     """Publishes every message of a bag at its recorded time offset divided by `rate`."""
 
@@ -47,16 +66,11 @@ class BagPlayer(Node):
             raise ValueError(f"--rate must be > 0, got {rate}")
         self.reader = BagReader(bag)
         self.rate, self.loop, self.restamp = rate, loop, restamp
-        qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=qos_depth,
-            reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL if latch else DurabilityPolicy.VOLATILE,
-        )
         self.publishers_: dict[str, Any] = {}
         available = self.reader.topics
         for topic in topics or sorted(available):
             msgtype = self.reader.msgtype(topic)  # BagError listing the bag's topics if absent
+            qos = playback_qos(self.reader.offered_qos(topic), qos_depth, latch)
             try:
                 self.publishers_[topic] = self.create_publisher(message_class(msgtype), topic, qos)
             except (ImportError, AttributeError, ValueError) as err:

@@ -86,6 +86,13 @@ class BagReader:
             raise BagError(f"topic {topic!r} not in bag {self.path}; topics: {listing}")
         return topics[topic]
 
+    def offered_qos(self, topic: str) -> list[Any]:
+        """QoS profiles (rosbags `Qos`) the recorded publishers of `topic` offered; empty when the bag has none."""
+        profiles: list[Any] = []
+        for conn in self._connections([topic]):
+            profiles.extend(getattr(conn.ext, "offered_qos_profiles", None) or [])
+        return profiles
+
     def _connections(self, topics: Iterable[str] | None) -> list[Connection]:
         if topics is None:
             return list(self._reader.connections)

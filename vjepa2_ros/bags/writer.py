@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,16 @@ class Topics:
     gripper_command: str = ""  # Float64 gripper target, with PoseStamped targets (planner's ~/gripper_command)
 
 
-def write_bag(path: str | Path, records: Iterable[tuple[str, int, Any, str]], storage: str = "mcap") -> Path:
-    """Write (topic, timestamp ns, rosbags message or CDR bytes, msgtype) records, in any order, to a new bag."""
+def write_bag(
+    path: str | Path,
+    records: Iterable[tuple[str, int, Any, str]],
+    storage: str = "mcap",
+    offered_qos: dict[str, Sequence[Any]] | None = None,
+) -> Path:
+    """Write (topic, timestamp ns, rosbags message or CDR bytes, msgtype) records, in any order, to a new bag.
+
+    `offered_qos` maps a topic to the rosbags `Qos` profiles its publishers offered (stored in the metadata, as a
+    recorder does; `vjepa2-bag-play` replays with them)."""
     if storage not in STORAGES:
         raise BagError(f"unknown storage {storage!r}; choose from {', '.join(STORAGES)}")
     path = Path(path)
@@ -40,7 +48,8 @@ def write_bag(path: str | Path, records: Iterable[tuple[str, int, Any, str]], st
         conns: dict[str, Any] = {}
         for topic, stamp, msg, msgtype in records:
             if topic not in conns:
-                conns[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+                qos = (offered_qos or {}).get(topic, ())
+                conns[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=qos)
             writer.write(conns[topic], stamp, msg if isinstance(msg, bytes) else m.serialize(msg, msgtype))
     return path
 
