@@ -55,23 +55,24 @@ clean:
 	rm -rf $(VENV) build *.egg-info
 
 # Simulated Fetch arm (issue 8): the closed-loop demo over ROS 2 and the success-rate evaluation.
-.PHONY: sim-demo sim-eval sim-train sim-train-random-encoder
+.PHONY: sim-demo sim-eval sim-train sim-train-pretrained-encoder
 sim-demo: install
 	$(PY) -m vjepa2_ros.sim.demo --out runs/sim_demo $(SIM_DEMO_ARGS)
 
 sim-eval: install
 	$(VENV)/bin/vjepa2-sim-eval --episodes 20 --task reach --out runs/sim_eval $(SIM_EVAL_ARGS)
 
-# Train the shipped sim model (issue 8): collect -> pretrain the encoder on sim video -> AC post-training -> export.
+# Train the shipped sim model (issue 8): collect -> AC post-training on a random frozen encoder -> export.
 SIM_RUN := runs/sim_reach
 sim-train: install
 	$(VENV)/bin/vjepa2-sim-collect --episodes 400 --steps 40 --seed 0 --out $(SIM_RUN)/episodes
-	$(PY) training/pretrain.py --config config/train/sim_reach_pretrain.yaml
 	$(PY) training/train_ac.py --config config/train/sim_reach_ac.yaml
-	$(PY) -m vjepa2_ros.sim.export $(SIM_RUN)/ac/latest.pt vjepa2_ros/models/sim_reach.safetensors
+	$(PY) -m vjepa2_ros.sim.export $(SIM_RUN)/ac_random_encoder/latest.pt vjepa2_ros/models/sim_reach.safetensors
 
-# The same AC recipe on a random-initialised frozen encoder: measures what pretraining is worth (sim-eval --model).
-sim-train-random-encoder: install
-	$(PY) training/train_ac.py --config config/train/sim_reach_ac.yaml --set meta.pretrain_checkpoint=null \
-		--set folder=$(SIM_RUN)/ac_random_encoder --set data.feature_cache=$(SIM_RUN)/ac_random_encoder/features
-	$(PY) -m vjepa2_ros.sim.export $(SIM_RUN)/ac_random_encoder/latest.pt $(SIM_RUN)/sim_reach_random_encoder.safetensors
+# The same AC recipe on an encoder pretrained by our V-JEPA loop on the sim video: what pretraining is worth.
+sim-train-pretrained-encoder: install
+	$(PY) training/pretrain.py --config config/train/sim_reach_pretrain.yaml
+	$(PY) training/train_ac.py --config config/train/sim_reach_ac.yaml \
+		--set meta.pretrain_checkpoint=$(SIM_RUN)/pretrain/latest.pt \
+		--set folder=$(SIM_RUN)/ac --set data.feature_cache=$(SIM_RUN)/ac/features
+	$(PY) -m vjepa2_ros.sim.export $(SIM_RUN)/ac/latest.pt $(SIM_RUN)/sim_reach_pretrained_encoder.safetensors

@@ -26,7 +26,10 @@ def test_shipped_model_is_small_and_describes_itself():
     config = json.loads(meta["model_config"])
     assert config["encoder"]["img_size"] == SimConfig().image_size == config["predictor"]["img_size"]
     train = json.loads(json.loads(meta["extra"])["train_config"])
-    assert train["meta"]["pretrain_checkpoint"], "the shipped model uses the sim-pretrained encoder"
+    # the model card must say which encoder the shipped model has (a random frozen one: it did better)
+    assert train["meta"]["pretrain_checkpoint"] is None
+    card = (SHIPPED_MODEL.parent / "README.md").read_text()
+    assert "random-initialised and frozen" in card
 
 
 def test_short_closed_loop_run_reduces_the_distance_to_the_goal(tmp_path):

@@ -27,9 +27,12 @@ def configs() -> tuple[dict, dict]:
     return pre_cfg, ac_cfg
 
 
-def test_encoder_of_pretraining_is_the_one_post_training_loads(configs):
+def test_encoder_of_pretraining_fits_post_training(configs):
     pre, ac = configs
-    assert ac["meta"]["pretrain_checkpoint"] == f"{pre['folder']}/latest.pt"
+    assert ac["meta"]["pretrain_checkpoint"] is None  # the shipped recipe: a random frozen encoder
+    ablation = (REPO / "Makefile").read_text().split("sim-train-pretrained-encoder: install", 1)[1].split("\n\n")[0]
+    assert "meta.pretrain_checkpoint=$(SIM_RUN)/pretrain/latest.pt" in ablation
+    assert pre["folder"] == "runs/sim_reach/pretrain"
     for key in ("model_name", "embed_dim", "depth", "num_heads"):
         assert pre["model"][key] == ac["model"][key], key
     for key in ("crop_size", "patch_size", "tubelet_size"):

@@ -40,10 +40,12 @@ class EvalConfig:
     success_m: float = 0.03
     near_m: float = 0.05
     horizon: int = 1
-    samples: int = 50
+    samples: int = 100
     topk: int = 10
     iterations: int = 3
     maxnorm: float = 0.15  # CEM per-axis bound (m): the shipped model predicts moves of up to 4 steps at once
+    momentum_std: float = 0.15  # CEM std momentum: the search narrows within 3 iterations (0.95, the reference
+    # cem() default, kept it ~15 cm wide, so near the goal no small move was sampled and the hold rule froze the arm)
     hold_margin: float = 0.0
     energy_threshold: float = 0.0
 
@@ -100,6 +102,7 @@ class PlannerPolicy:
             topk=cfg.topk,
             iterations=cfg.iterations,
             maxnorm=cfg.maxnorm,
+            momentum_std=cfg.momentum_std,
             axis={"gripper": 0.0},  # reach/push keep the gripper blocked
         )
         self.planner = CEMPlanner(world_model, cem)
@@ -236,6 +239,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--topk", type=int, default=d.topk)
     p.add_argument("--iterations", type=int, default=d.iterations)
     p.add_argument("--maxnorm", type=float, default=d.maxnorm, help="CEM per-axis bound of a planned move (m)")
+    p.add_argument("--momentum-std", type=float, default=d.momentum_std, help="CEM std momentum (0..1)")
     p.add_argument("--hold-margin", type=float, default=d.hold_margin, help="hold unless the plan beats stillness")
     p.add_argument("--energy-threshold", type=float, default=d.energy_threshold, help="stop at this goal energy")
     p.add_argument("--out", default="sim_eval", help="directory for results.json and the film strips")
