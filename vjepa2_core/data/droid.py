@@ -181,17 +181,13 @@ def open_episode(path: Path, view: str) -> Episode:
     return Episode(path, video, Path(mp4_name).stem, count, fps)
 
 
-def clip_indices(
-    num_frames: int,
-    video_fps: float,
-    fps: float,
-    frames_per_clip: int,
-    rng: np.random.Generator,
-    step: int | None = None,
-):
-    """Reference clip sampling: step = ceil(video_fps / fps) unless given, end uniform in [span, N-1], frames
-    start::step."""
-    step = max(1, math.ceil(video_fps / fps)) if step is None else int(step)
+def frame_step(video_fps: float, fps: float) -> int:
+    """Reference frame step for sampling a video at `fps`: ceil(video_fps / fps), at least 1."""
+    return max(1, math.ceil(video_fps / fps))
+
+
+def clip_indices(num_frames: int, step: int, frames_per_clip: int, rng: np.random.Generator):
+    """Reference clip sampling: end uniform in [span, N-1], frames start::step."""
     span = frames_per_clip * step
     if num_frames - 1 < span:
         raise DROIDDataError(
@@ -317,6 +313,10 @@ class DROIDDataset(torch.utils.data.Dataset):
         """Episodes found unusable so far in this process."""
         return len(self.bad)
 
+    def clip_steps(self, video_fps: float) -> list[int]:
+        """Frame steps a clip of a `video_fps` video may use: `frame_steps`, else the reference step for `fps`."""
+        return self.frame_steps or [frame_step(video_fps, self.fps)]
+
     def _check_usable(self) -> None:
         """Fail at start-up, with the reasons, when no episode can give a clip."""
         for i in range(len(self.paths)):
@@ -336,8 +336,9 @@ class DROIDDataset(torch.utils.data.Dataset):
     def _load(self, i: int, rng: np.random.Generator, probe: bool = False) -> TensorDict:
         v = int(rng.integers(len(self.camera_views)))
         ep = open_episode(Path(self.paths[i]), self.camera_views[v])
-        step = None if self.frame_steps is None else self.frame_steps[int(rng.integers(len(self.frame_steps)))]
-        idx = clip_indices(ep.num_frames, ep.video_fps, self.fps, self.frames_per_clip, rng, step=step)
+        steps = self.clip_steps(ep.video_fps)
+        step = steps[int(rng.integers(len(steps)))] if self.frame_steps else steps[0]
+        idx = clip_indices(ep.num_frames, step, self.frames_per_clip, rng)
         features = None
         if self.feature_cache is not None and not probe:
             features = self.feature_cache.get(cache_key(self.paths[i], self.camera_views[v]), idx)

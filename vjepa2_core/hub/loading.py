@@ -69,6 +69,11 @@ def _is_name(value: Any) -> bool:
     return isinstance(value, str) and (value in MODELS or value in ALIASES)
 
 
+def copy_model_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain-dict copy of a model_config: its sections (encoder, predictor, conditioning) copied one level deep."""
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}
+
+
 def resolve_checkpoint(
     name_or_path: PathLike | None, checkpoint: PathLike | Mapping[str, Any] | None = None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], str]:
@@ -109,7 +114,7 @@ def resolve_checkpoint(
             f"{where} carries no model_config (keys: {', '.join(sorted(map(str, ckpt))[:10])}); pass a registered "
             f"model name as well, e.g. load_ac_model('vit_ac_giant', checkpoint=PATH)"
         )
-    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}, ckpt, where
+    return copy_model_config(config), ckpt, where
 
 
 def _predictor_kind(kwargs: Mapping[str, Any], state_dict: Mapping[str, Any] | None) -> str:
@@ -266,7 +271,7 @@ def save_ac_checkpoint(
         raise ValueError("model_config must be {'encoder': {...}, 'predictor': {...}} (reference kwargs)")
     parts: dict[str, Any] = {"encoder": encoder, "target_encoder": extra.pop("target_encoder", encoder)}
     parts["predictor"] = predictor
-    parts["model_config"] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in model_config.items()}
+    parts["model_config"] = copy_model_config(model_config)
     parts.update(extra)
     return save_checkpoint(path, parts)
 

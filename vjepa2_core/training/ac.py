@@ -7,7 +7,6 @@ frame" baseline and with itself fed all-zero actions.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vjepa2_core.hub import build_model, load_checkpoint, load_state_dict_strict
+from vjepa2_core.hub.loading import copy_model_config
 from vjepa2_core.models.conditioning import Conditioning
 from vjepa2_core.models.vision_transformer import ENCODER_SIZES
 
@@ -66,8 +66,7 @@ def fit_conditioning(dataset: Any) -> Conditioning:
                 ep = open_episode(path, view)
             except DROIDDataError:
                 continue  # the dataset skips unusable episodes too
-            steps = dataset.frame_steps or [max(1, math.ceil(ep.video_fps / dataset.fps))]
-            for step in steps:  # every step the dataset samples, so multi-step moves set the action scale too
+            for step in dataset.clip_steps(ep.video_fps):  # multi-step moves set the action scale too
                 idx = np.arange(0, ep.num_frames, step)
                 if len(idx) < 2:
                     continue
@@ -192,6 +191,6 @@ def checkpoint_state(
         "encoder": encoder.state_dict(),
         "target_encoder": encoder.state_dict(),
         "predictor": predictor.state_dict(),
-        "model_config": {k: dict(v) if isinstance(v, Mapping) else v for k, v in mcfg.items()},
+        "model_config": copy_model_config(mcfg),
         **extra,
     }
