@@ -15,6 +15,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -26,6 +27,10 @@ GRIPPER = 6
 AXIS_NAMES = {"x": 0, "y": 1, "z": 2, "roll": 3, "pitch": 4, "yaw": 5, "gripper": 6}
 # The reference planner samples 4 dims [x, y, z, gripper]; its integer `axis` keys index that vector.
 REFERENCE_AXIS_INDEX = {0: 0, 1: 1, 2: 2, 3: GRIPPER, -1: GRIPPER}
+
+
+class PlanCancelled(RuntimeError):
+    """The caller's `should_stop` fired (deadline, cancel, shutdown) before the search finished."""
 
 
 class RolloutModel(Protocol):
@@ -47,6 +52,7 @@ class RolloutModel(Protocol):
 class CEMConfig:
     """CEM hyper-parameters. Defaults are the reference world-model wrapper's (its effective planning settings)."""
 
+    planner: str = "cem"  # which search (vjepa2_core.planning.planners.PLANNERS); all share this config
     horizon: int = 2
     samples: int = 400
     topk: int = 10
@@ -101,7 +107,10 @@ class CEMConfig:
 
     def validate(self) -> None:
         """Raise ValueError with a readable message for inconsistent settings."""
+        from vjepa2_core.planning.planners import PLANNERS
+
         checks = [
+            (self.planner in PLANNERS, f"planner must be one of {sorted(PLANNERS)}"),
             (self.horizon >= 1, "horizon must be >= 1"),
             (self.iterations >= 1, "iterations must be >= 1"),
             (2 <= self.topk <= self.samples, "need 2 <= topk <= samples"),
@@ -194,11 +203,13 @@ class CEMPlanner:
         goal_rep: torch.Tensor,
         seed: int | None = None,
         warm_start: PlanResult | torch.Tensor | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> PlanResult:
         """Run CEM from a precomputed current representation [N,D] (or [1,N,D]) and state [7] toward `goal_rep`.
 
         `warm_start` is the previous plan (PlanResult or [H',7]); it is shifted by one executed step. With
-        `config.warm_start` the planner falls back to its own previous result.
+        `config.warm_start` the planner falls back to its own previous result. `should_stop` is polled once per
+        iteration: when it returns True the search ends with `PlanCancelled` (a deadline cancels the work it bounds).
         """
         cfg, device = self.config, self.world_model.device
         start = time.perf_counter()
@@ -219,7 +230,7 @@ class CEMPlanner:
         if warm_start is not None:
             prev = warm_start.actions if isinstance(warm_start, PlanResult) else warm_start
             prev = shift_plan(prev, cfg.horizon).to(device)
-        actions, history, evaluated = self.search(rep, state, goal, gen, prev)
+        actions, history, evaluated = self.search(rep, state, goal, gen, prev, should_stop)
         _sync(device)
         loop_end = time.perf_counter()
 
@@ -248,6 +259,7 @@ class CEMPlanner:
         goal: torch.Tensor,
         gen: torch.Generator,
         warm: torch.Tensor | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """The CEM loop on the device: rep [1,N,D], state [1,7], goal [1,N,D], optional initial mean [H,7].
 
@@ -265,6 +277,8 @@ class CEMPlanner:
         elites = elite_energy = None
         evaluated = 0
         for it in range(cfg.iterations):
+            if should_stop is not None and should_stop():
+                raise PlanCancelled(f"search cancelled after {it} of {cfg.iterations} iterations")
             n = cfg.population(it)
             cand = mean + std * torch.randn((n, cfg.horizon, ACTION_DIM), generator=gen, device=device)
             if it == 0 and warm is not None:
