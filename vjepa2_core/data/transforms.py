@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -100,3 +103,64 @@ def ac_train_transform(
     if horizontal_flip and rng.random() < 0.5:
         x = x.flip(-1)
     return x
+
+
+def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
+    """(new_h, new_w) with the short side = `short` and the long side truncated as the reference does."""
+    if height <= width:
+        return short, int(short * width / height)
+    return int(short * height / width), short
+
+
+def _resize_clip(frames: np.ndarray, short: int) -> np.ndarray:
+    """uint8 [T,H,W,3] -> short side `short`, bilinear per frame (cv2 INTER_LINEAR, the reference numpy path)."""
+    new_h, new_w = short_side_size(frames.shape[1], frames.shape[2], short)
+    if (new_h, new_w) == frames.shape[1:3]:
+        return frames
+    return np.stack([cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames])
+
+
+def _normalise_clip(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [T,H,W,3] -> float [3,T,H,W]: /255 then ImageNet mean/std."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 255.0
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+    return (x - mean) / std
+
+
+def _as_uint8_clip(frames: np.ndarray | torch.Tensor) -> np.ndarray:
+    clip = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    if clip.ndim == 3:
+        clip = clip[None]
+    if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8 or 0 in clip.shape:
+        raise ValueError(f"expected a uint8 RGB clip [T,H,W,3], got {clip.dtype} {tuple(clip.shape)}")
+    return clip
+
+
+def eval_video_transform(crop_size: int = 256, num_views: int = 1) -> Callable[[np.ndarray], list[torch.Tensor]]:
+    """The reference evaluation / inference video transform (`make_transforms(training=False)`, spec section 8).
+
+    Returns a callable: uint8 clip [T,H,W,3] -> list of `num_views` float tensors [3,T,crop,crop]. One view: short
+    side resized to int(crop*256/224), centre crop. Several views: short side resized to crop, crops slid along the
+    long side with step (long - crop) // (views - 1). The hub preprocessor is this with num_views=1.
+    """
+    if crop_size < 1 or num_views < 1:
+        raise ValueError(f"crop_size and num_views must be >= 1, got {crop_size}, {num_views}")
+
+    def transform(frames: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
+        clip = _as_uint8_clip(frames)
+        if num_views == 1:
+            clip = _resize_clip(clip, int(crop_size * 256 / 224))
+            h, w = clip.shape[1:3]
+            top, left = int(round((h - crop_size) / 2)), int(round((w - crop_size) / 2))
+            return [_normalise_clip(clip[:, top : top + crop_size, left : left + crop_size])]
+        clip = _resize_clip(clip, crop_size)
+        h, w = clip.shape[1:3]
+        step = (max(h, w) - crop_size) // (num_views - 1)
+        views = []
+        for i in range(num_views):
+            top, left = (i * step, 0) if h > w else (0, i * step)
+            views.append(_normalise_clip(clip[:, top : top + crop_size, left : left + crop_size]))
+        return views
+
+    return transform
