@@ -1,4 +1,4 @@
-"""Offline checkpoint loading for V-JEPA 2: registry of released models, safe file I/O, HF conversion."""
+"""V-JEPA 2 checkpoints: registry of released models, downloads, safe file I/O, Hugging Face conversion."""
 
 from .checkpoint import (
     CheckpointError,
@@ -8,18 +8,28 @@ from .checkpoint import (
     load_state_dict_strict,
     save_checkpoint,
 )
-from .hf import convert_hf_state_dict, hf_config_to_model_config, is_hf_directory, load_hf_directory
+from .download import checkpoint_search_dirs, download_file, file_sha256, find_checkpoint, is_offline
+from .hf import (
+    convert_hf_state_dict,
+    export_hf_directory,
+    hf_config_to_model_config,
+    is_hf_directory,
+    load_hf_directory,
+    model_config_to_hf_config,
+    to_hf_state_dict,
+)
 from .loading import (
+    build_encoder_and_predictor,
     build_model,
-    checkpoint_search_dirs,
-    find_checkpoint,
     load_ac_model,
     load_encoder,
     load_encoder_and_predictor,
     load_fixture_model,
+    load_video_classifier,
     make_random_checkpoint,
     resolve_checkpoint,
     save_ac_checkpoint,
+    with_overrides,
 )
 from .registry import ALIASES, BASE_URL, MODELS, ModelSpec, available_models, get_spec
 
@@ -30,15 +40,20 @@ __all__ = [
     "CheckpointError",
     "ModelSpec",
     "available_models",
+    "build_encoder_and_predictor",
     "build_model",
     "checkpoint_search_dirs",
     "check_state_dict",
     "clean_state_dict",
     "convert_hf_state_dict",
+    "download_file",
+    "export_hf_directory",
+    "file_sha256",
     "find_checkpoint",
     "get_spec",
     "hf_config_to_model_config",
     "is_hf_directory",
+    "is_offline",
     "load_ac_model",
     "load_checkpoint",
     "load_encoder",
@@ -46,8 +61,12 @@ __all__ = [
     "load_fixture_model",
     "load_hf_directory",
     "load_state_dict_strict",
+    "load_video_classifier",
     "make_random_checkpoint",
+    "model_config_to_hf_config",
     "resolve_checkpoint",
     "save_ac_checkpoint",
     "save_checkpoint",
+    "to_hf_state_dict",
+    "with_overrides",
 ]

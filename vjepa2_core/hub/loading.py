@@ -2,7 +2,8 @@
 
 A model is named either by a registry entry (``vit_ac_giant``; the weights file is then looked up locally) or by a
 checkpoint path: a ``.pt``/``.safetensors`` file written by this project (it carries ``model_config``) or a Hugging
-Face VJEPA2 directory. Nothing is ever downloaded: a missing file error names the file and the URL to fetch by hand.
+Face VJEPA2 directory. Nothing is downloaded unless ``download=True`` (the torch.hub entries in ``hubconf.py`` pass
+it): a missing file error names the file and the URL to fetch.
 """
 
 from __future__ import annotations
@@ -23,46 +24,25 @@ from .checkpoint import (
     load_state_dict_strict,
     save_checkpoint,
 )
-from .registry import ALIASES, MODELS, ModelSpec, get_spec
+from .download import checkpoint_search_dirs, find_checkpoint
+from .registry import ALIASES, MODELS, get_spec
 
 __all__ = [
     "checkpoint_search_dirs",
     "find_checkpoint",
     "resolve_checkpoint",
     "build_model",
+    "build_encoder_and_predictor",
     "load_encoder",
     "load_encoder_and_predictor",
     "load_ac_model",
+    "load_video_classifier",
     "load_fixture_model",
     "save_ac_checkpoint",
     "make_random_checkpoint",
 ]
 
 PathLike = str | os.PathLike
-
-
-def checkpoint_search_dirs() -> list[Path]:
-    """Where released weights are looked for: ``$VJEPA2_CHECKPOINT_DIR``, then torch hub's checkpoint cache."""
-    dirs = [Path(p).expanduser() for p in os.environ.get("VJEPA2_CHECKPOINT_DIR", "").split(os.pathsep) if p]
-    return dirs + [Path(torch.hub.get_dir()) / "checkpoints"]
-
-
-def find_checkpoint(spec: ModelSpec) -> Path:
-    """Local path of a released checkpoint, or a ``CheckpointError`` telling how to fetch it by hand."""
-    if spec.file_name is None:
-        raise CheckpointError(
-            f"{spec.name!r} is a test architecture without released weights: pass checkpoint=PATH, e.g. one written "
-            f"by vjepa2_core.hub.make_random_checkpoint(PATH, {spec.name!r})"
-        )
-    dirs = checkpoint_search_dirs()
-    for folder in dirs:
-        if (folder / spec.file_name).is_file():
-            return folder / spec.file_name
-    raise CheckpointError(
-        f"weights for {spec.name!r} ({spec.file_name}) not found in {', '.join(map(str, dirs))}. Nothing is "
-        f"downloaded automatically: fetch {spec.url} by hand into one of these folders (or set "
-        f"VJEPA2_CHECKPOINT_DIR), or pass checkpoint=PATH"
-    )
 
 
 def _is_name(value: Any) -> bool:
@@ -74,13 +54,29 @@ def copy_model_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}
 
 
+def with_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``config`` with ``overrides`` (e.g. ``num_frames``) set in its encoder and predictor kwargs alike, as the
+    reference hub entries pass their keyword arguments to both constructors."""
+    config = copy_model_config(config)
+    for section in ("encoder", "predictor"):
+        if overrides and isinstance(config.get(section), dict):
+            config[section].update(overrides)
+    return config
+
+
 def resolve_checkpoint(
-    name_or_path: PathLike | None, checkpoint: PathLike | Mapping[str, Any] | None = None
+    name_or_path: PathLike | None,
+    checkpoint: PathLike | Mapping[str, Any] | None = None,
+    download: bool = False,
+    progress: bool = True,
+    overrides: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], str]:
     """Return ``(model_config, checkpoint dict, description)`` for a registry name and/or a checkpoint.
 
     A registry name fixes the architecture (its ``model_config`` wins over the one stored in the file); without a
-    name the checkpoint's own ``model_config`` is used. ``checkpoint`` may also be an already loaded dict.
+    name the checkpoint's own ``model_config`` is used. ``checkpoint`` may also be an already loaded dict. Without
+    a checkpoint the registry file is looked up (and fetched if ``download``); ``overrides`` change constructor
+    kwargs of both encoder and predictor (weights must still fit strictly).
     """
     spec = get_spec(name_or_path) if _is_name(name_or_path) else None
     if spec is None and name_or_path is not None:
@@ -95,7 +91,7 @@ def resolve_checkpoint(
     if checkpoint is None:
         if spec is None:
             raise CheckpointError("give a registered model name or checkpoint=PATH")
-        checkpoint = find_checkpoint(spec)
+        checkpoint = find_checkpoint(spec, download=download, progress=progress)
     if isinstance(checkpoint, Mapping):
         ckpt, where = dict(checkpoint), "checkpoint dict"
     else:
@@ -108,13 +104,14 @@ def resolve_checkpoint(
     config = ckpt.get("model_config")
     if spec is not None:  # the name fixes the architecture; the file's input normaliser (if any) still applies
         stored = config.get("conditioning") if isinstance(config, Mapping) else None
-        return {**spec.model_config, **({"conditioning": dict(stored)} if stored else {})}, ckpt, where
+        config = {**spec.model_config, **({"conditioning": dict(stored)} if stored else {})}
+        return with_overrides(config, overrides), ckpt, where
     if not isinstance(config, Mapping) or "encoder" not in config:
         raise CheckpointError(
             f"{where} carries no model_config (keys: {', '.join(sorted(map(str, ckpt))[:10])}); pass a registered "
             f"model name as well, e.g. load_ac_model('vit_ac_giant', checkpoint=PATH)"
         )
-    return copy_model_config(config), ckpt, where
+    return with_overrides(config, overrides), ckpt, where
 
 
 def _predictor_kind(kwargs: Mapping[str, Any], state_dict: Mapping[str, Any] | None) -> str:
@@ -207,6 +204,9 @@ def load_encoder(
     checkpoint: PathLike | Mapping[str, Any] | None = None,
     key: str = "encoder",
     device: str | torch.device = "cpu",
+    download: bool = False,
+    progress: bool = True,
+    overrides: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """The encoder of a checkpoint, strictly loaded, in eval mode.
 
@@ -215,7 +215,7 @@ def load_encoder(
     """
     if key not in ("encoder", "target_encoder"):
         raise ValueError(f"key must be 'encoder' or 'target_encoder', got {key!r}")
-    config, ckpt, where = resolve_checkpoint(name, checkpoint)
+    config, ckpt, where = resolve_checkpoint(name, checkpoint, download, progress, overrides)
     return _finish(_load_encoder_from(config, ckpt, where, key), device)
 
 
@@ -224,9 +224,12 @@ def load_encoder_and_predictor(
     checkpoint: PathLike | Mapping[str, Any] | None = None,
     key: str = "encoder",
     device: str | torch.device = "cpu",
+    download: bool = False,
+    progress: bool = True,
+    overrides: Mapping[str, Any] | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """``(encoder, predictor)``; the predictor is a mask predictor or an AC predictor, whichever the file holds."""
-    config, ckpt, where = resolve_checkpoint(name_or_path, checkpoint)
+    config, ckpt, where = resolve_checkpoint(name_or_path, checkpoint, download, progress, overrides)
     encoder = _load_encoder_from(config, ckpt, where, key)
     predictor, _ = _load_predictor_from(config, ckpt, where)
     return _finish(encoder, device), _finish(predictor, device)
@@ -237,14 +240,45 @@ def load_ac_model(
     checkpoint: PathLike | Mapping[str, Any] | None = None,
     key: str = "encoder",
     device: str | torch.device = "cpu",
+    download: bool = False,
+    progress: bool = True,
+    overrides: Mapping[str, Any] | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """``(encoder, ac_predictor)`` for planning; refuses a checkpoint whose predictor is not action-conditioned."""
-    config, ckpt, where = resolve_checkpoint(name_or_path, checkpoint)
+    config, ckpt, where = resolve_checkpoint(name_or_path, checkpoint, download, progress, overrides)
     predictor, kind = _load_predictor_from(config, ckpt, where)
     if kind != "ac_predictor":
         raise CheckpointError(f"{where} holds a mask-feature predictor, not an action-conditioned one")
     encoder = _load_encoder_from(config, ckpt, where, key)
     return _finish(encoder, device), _finish(predictor, device)
+
+
+def load_video_classifier(
+    path: PathLike | Mapping[str, Any], key: str = "encoder", device: str | torch.device = "cpu"
+) -> tuple[nn.Module, nn.Module]:
+    """``(encoder, AttentiveClassifier)`` of a checkpoint with a ``classifier`` part, e.g. a Hugging Face
+    ``VJEPA2ForVideoClassification`` directory; the class names (if stored) are set as ``classifier.labels``."""
+    config, ckpt, where = resolve_checkpoint(None, path)
+    if "classifier" not in config:
+        raise CheckpointError(f"{where} holds no video classifier (model_config has no 'classifier' entry)")
+    classifier = _build_and_load("attentive_classifier", config["classifier"], _part(ckpt, "classifier", where), where)
+    classifier.labels = list(ckpt.get("labels") or [])
+    return _finish(_load_encoder_from(config, ckpt, where, key), device), _finish(classifier, device)
+
+
+def build_encoder_and_predictor(
+    name: str, overrides: Mapping[str, Any] | None = None, seed: int | None = None
+) -> tuple[nn.Module, nn.Module]:
+    """Randomly initialised ``(encoder, predictor)`` of registry model ``name`` (``pretrained=False`` of the hub
+    entries); build under ``torch.device("meta")`` to inspect a giant architecture without allocating it."""
+    spec = get_spec(name)
+    config = with_overrides(spec.model_config, overrides)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        encoder = build_model("encoder", config["encoder"])
+        predictor = build_model(spec.predictor_kind, config["predictor"])
+    return encoder.eval(), predictor.eval()
 
 
 def load_fixture_model(path: PathLike, kind: str) -> nn.Module:
@@ -279,8 +313,5 @@ def save_ac_checkpoint(
 def make_random_checkpoint(path: PathLike, name: str = "vit_ac_tiny", seed: int = 0) -> Path:
     """Write randomly initialised weights of registry model ``name`` (default the tiny AC model) for tests/demos."""
     spec = get_spec(name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        encoder = build_model("encoder", spec.encoder)
-        predictor = build_model(spec.predictor_kind, spec.predictor)
+    encoder, predictor = build_encoder_and_predictor(name, seed=seed)
     return save_ac_checkpoint(path, encoder, predictor, spec.model_config, source=f"random:{spec.name}:{seed}")

@@ -1,7 +1,10 @@
 """Registry of the released V-JEPA 2 checkpoints and of tiny test architectures.
 
 Each entry holds the reference constructor kwargs of the encoder and of its predictor, so a checkpoint can be
-rebuilt and loaded strictly without guessing. Names follow the reference ``hubconf.py`` entry points.
+rebuilt and loaded strictly without guessing, and where its file comes from. ``MODELS`` is a plain dict read at
+call time: a mirror (or a test) swaps an entry with ``dataclasses.replace(spec, download_url=..., sha256=...)``.
+The released files publish no hash, so their entries carry none; downloads are then checked against the length
+the server announces.
 """
 
 from __future__ import annotations
@@ -32,9 +35,14 @@ class ModelSpec:
     file_name: str | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    download_url: str | None = None  # overrides BASE_URL/file_name (a mirror, or a file:// URL in tests)
+    sha256: str | None = None  # checked after a download when known
+    size: int | None = None  # bytes; checked after a download and on the local file when known
 
     @property
     def url(self) -> str | None:
+        if self.download_url:
+            return self.download_url
         return f"{BASE_URL}/{self.file_name}" if self.file_name else None
 
     @property
