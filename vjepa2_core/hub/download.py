@@ -71,11 +71,14 @@ def download_file(
                 total = int(announced) if announced else size
                 bar_kw = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "disable": not progress}
                 with tqdm(total=total, desc=dest.name, **bar_kw) as bar:
-                    while chunk := response.read(_CHUNK):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        done += len(chunk)
-                        bar.update(len(chunk))
+                    try:
+                        while chunk := response.read(_CHUNK):
+                            out.write(chunk)
+                            digest.update(chunk)
+                            done += len(chunk)
+                            bar.update(len(chunk))
+                    except OSError as exc:  # dropped connection, timeout
+                        raise CheckpointError(f"download of {url} interrupted after {done} bytes: {exc}") from exc
             out.flush()
             os.fsync(out.fileno())
         for expected, what in ((total, "announced"), (size, "registered")):
