@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import array
+import struct
+import time
+import zlib
 
+import cv2
 import numpy as np
 import pytest
 
 from vjepa2_core.data.images import (
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
+    compressed_size,
     decode_compressed,
     decode_image,
     encode_compressed,
@@ -116,3 +121,62 @@ def test_encode_rejects_non_rgb():
         encode_image(np.zeros((4, 4), np.uint8))
     with pytest.raises(ImageDecodeError, match="cannot encode"):
         encode_image(np.zeros((4, 4, 3), np.uint8), "yuv422")
+
+
+def png_bomb(width: int = 20000, height: int = 2500) -> bytes:
+    """A valid RGB PNG of zeros, compressed row by row (no full-size array): 146 KB that decodes to 150 MB."""
+    row = b"\0" * (1 + 3 * width)  # filter byte + pixels
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_png_bomb_is_refused_from_its_header_before_decoding():
+    bomb = png_bomb()
+    assert len(bomb) < 200_000
+    assert compressed_size(bomb) == (2500, 20000)
+    start = time.perf_counter()
+    with pytest.raises(ImageDecodeError, match="2500x20000 pixels, more than the limit"):
+        decode_compressed("png", bomb)
+    assert time.perf_counter() - start < 0.05, "the header check must not decode"
+    # the same stream under the limit decodes: the check reads the real header, not a guess
+    small = png_bomb(64, 8)
+    assert decode_compressed("png", small).shape == (8, 64, 3)
+
+
+def test_large_jpeg_is_refused_and_its_size_read_past_exif(frame):
+    big = cv2.imencode(".jpg", np.zeros((4200, 4100), np.uint8))[1].tobytes()
+    assert compressed_size(big) == (4200, 4100)
+    with pytest.raises(ImageDecodeError, match="4200x4100 pixels"):
+        decode_compressed("jpeg", big)
+    # an APP1 (EXIF-like) segment of 60 KB before the frame header
+    jpeg = encode_compressed(frame, "jpeg")
+    app1 = b"\xff\xe1" + struct.pack(">H", 60002) + b"\0" * 60000
+    padded = jpeg[:2] + app1 + jpeg[2:]
+    assert compressed_size(padded) == frame.shape[:2]
+    assert decode_compressed("jpeg", padded).shape == frame.shape
+    assert decode_compressed("jpeg", jpeg, max_pixels=frame.shape[0] * frame.shape[1]).shape == frame.shape
+    with pytest.raises(ImageDecodeError, match="limit"):
+        decode_compressed("jpeg", jpeg, max_pixels=frame.shape[0] * frame.shape[1] - 1)
+
+
+def test_content_not_format_string_decides_the_decoder(frame):
+    bmp = cv2.imencode(".bmp", frame)[1].tobytes()
+    with pytest.raises(ImageDecodeError, match="not a PNG or JPEG"):
+        decode_compressed("png", bmp)
+
+
+@pytest.mark.parametrize("encoding, channels", [("rgb8", 3), ("bgr8", 3), ("mono8", 1), ("rgba8", 4)])
+def test_single_row_view_gets_the_packed_row_step(encoding, channels):
+    wide = np.arange(256 * 3 * 4, dtype=np.uint32).astype(np.uint8).reshape(4, 256, 3)
+    view = wide[1:2, :10]  # (1, 10, 3), strides[0] of the parent (768)
+    assert view.strides[0] == 768
+    h, w, step, data = encode_image(view, encoding)
+    assert (h, w, step) == (1, 10, 10 * channels) and len(data) == step
+    if encoding != "mono8":
+        np.testing.assert_array_equal(decode_image(encoding, h, w, step, data), view)

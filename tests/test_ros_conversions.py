@@ -97,17 +97,21 @@ def values(**overrides):
 
 def test_default_parameters_with_a_checkpoint_are_valid():
     s = PlannerSettings.from_values(values())
-    assert s.cem["samples"] == 400 and s.topics["camera"] == "camera/image_raw"
+    assert s.planning.cem.samples == 400 and s.topics["camera"] == "camera/image_raw"
     assert s.limits.max_translation == 0.05 and s.limits.workspace_max == (1.0, 1.0, 1.5)
+    assert s.planning.cem.workspace == ((-1.0, -1.0, 0.0), (1.0, 1.0, 1.5)), "plans search the safety box"
 
 
 @pytest.mark.parametrize(
     "overrides, match",
     [
         ({"model.checkpoint": ""}, "model.checkpoint"),
-        ({"cem.samples": 0}, "cem.samples' must be > 0"),
-        ({"cem.topk": 500}, "topk <= cem.samples"),
-        ({"cem.momentum_std": 1.0}, "momentum_std' must be in"),
+        ({"cem.samples": 0}, "topk <= samples"),
+        ({"cem.topk": 500}, "topk <= samples"),
+        ({"cem.momentum_std": 1.0}, "momentum_std.* must be in"),
+        ({"cem.planner": "telepathy"}, "planner must be one of"),
+        ({"cem.axis": "gripper"}, "cem.axis entries"),
+        ({"max_steps": 0}, "max_steps >= 1"),
         ({"model.image_size": 100}, "multiple of 16"),
         ({"model.num_threads": -1}, "num_threads' must be >= 0"),
         ({"model.device": "gpu7"}, "not a torch device"),
@@ -151,31 +155,16 @@ def test_debug_view_puts_current_and_goal_side_by_side(traj):
     assert debug_view(traj[0][0], None, "no goal", height=64).shape == (64 + 28, 64, 3)
 
 
-def test_hold_rule_of_the_goal_planner(traj, tmp_path):
-    """`hold_margin` wiring: a huge margin always holds, a hugely negative one never does (same plan)."""
+def test_axis_parameter_pins_the_gripper(traj, tmp_path):
     from vjepa2_core.hub import make_random_checkpoint
-    from vjepa2_ros.planner_node import GoalPlanner
-
-    ckpt = make_random_checkpoint(tmp_path / "tiny.pt", "vit_ac_tiny")
-    v = values()
-    v.update({"model.checkpoint": str(ckpt), "cem.samples": 16, "cem.iterations": 2, "hold_margin": 0.0})
-    planner = GoalPlanner(PlannerSettings.from_values(v))
-    images, states = traj
-    plan = planner.plan(images[0], states[0], images[1], seed=1)
-    assert planner.should_hold(images[0], states[0], images[1], plan, margin=1e6)
-    assert not planner.should_hold(images[0], states[0], images[1], plan, margin=-1e6)
-
-
-def test_pin_gripper_plans_no_gripper_actions(traj, tmp_path):
-    from vjepa2_core.hub import make_random_checkpoint
-    from vjepa2_ros.planner_node import GoalPlanner
+    from vjepa2_ros.planner_node import load_controller
 
     free = PlannerSettings.from_values(values())
-    assert "axis" not in free.cem and "pin_gripper" not in free.cem
+    assert free.planning.cem.axis == {}
     ckpt = make_random_checkpoint(tmp_path / "tiny.pt", "vit_ac_tiny")
-    v = values(**{"model.checkpoint": str(ckpt), "cem.samples": 16, "cem.iterations": 2, "cem.pin_gripper": True})
+    v = values(**{"model.checkpoint": str(ckpt), "cem.samples": 16, "cem.iterations": 2, "cem.axis": "gripper=0"})
     settings = PlannerSettings.from_values(v)
-    assert settings.cem["axis"] == {"gripper": 0.0}
+    assert settings.planning.cem.axis == {"gripper": 0.0}
     images, states = traj
-    plan = GoalPlanner(settings).plan(images[0], states[0], images[1], seed=3)
+    plan = load_controller(settings).plan(images[0], states[0], images[1], seed=3)
     assert plan.actions[:, 6].abs().max() == 0 and plan.actions[:, :3].abs().max() > 0

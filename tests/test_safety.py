@@ -54,30 +54,63 @@ def test_gripper_target_stays_in_unit_interval():
     assert pose[6] + out[6] == pytest.approx(1.0)
 
 
-def test_outside_box_moves_back_by_at_most_one_step():
+def test_just_outside_box_moves_back_into_it_by_at_most_one_step():
     pose = POSE.copy()
-    pose[0] = 1.5  # far outside x max 0.8
-    out, notes = safety.limit_action(pose, [0.02, 0, 0, 0, 0, 0, 0], LIMITS)
-    assert out[0] == pytest.approx(-0.05)  # toward the box, one step
-    assert np.linalg.norm(out[:3]) <= LIMITS.max_translation + 1e-12
-    assert safety.CLAMPED_WORKSPACE in notes
+    pose[0] = 0.83  # 3 cm beyond x max 0.8 (noise at the wall)
+    out, notes = safety.limit_action(pose, [0.02, 0, 0, 0, 0, 0, 0], LIMITS)  # the plan pushes further out
+    assert pose[0] + out[0] <= 0.8 + 1e-12 and np.linalg.norm(out[:3]) <= LIMITS.max_translation + 1e-12
+    assert notes == [safety.CLAMPED_WORKSPACE]
+    out, _ = safety.limit_action(pose, [-0.04, 0.04, 0, 0, 0, 0, 0], LIMITS)  # inward and sideways: as far as allowed
+    target = pose[:3] + out[:3]
+    assert np.linalg.norm(out[:3]) == pytest.approx(LIMITS.max_translation) and target[0] <= 0.8
 
 
-def test_random_actions_always_respect_limits():
+def test_far_outside_box_commands_nothing_and_blocks():
+    pose = POSE.copy()
+    pose[0] = 1.5  # a glitch: 0.7 m beyond x max 0.8
+    out, notes = safety.limit_action(pose, [0.02, 0, 0, 0.05, 0, 0, 0.1], LIMITS)
+    np.testing.assert_array_equal(out, np.zeros(7))
+    assert notes == [safety.OUTSIDE_WORKSPACE]
+    ok = dict(stopped=False, now=10.0, image_stamp=9.8, state_stamp=9.9, limits=LIMITS)
+    assert safety.blocking_reasons(state=pose, **ok) == [safety.OUTSIDE_WORKSPACE]
+    assert safety.blocking_reasons(state=POSE, **ok) == []
+    bad_gripper = POSE.copy()
+    bad_gripper[6] = 1.0 + LIMITS.max_gripper_step + 0.1
+    assert safety.blocking_reasons(state=bad_gripper, **ok) == [safety.OUTSIDE_WORKSPACE]
+
+
+def _random_pose(rng: np.random.Generator) -> np.ndarray:
+    """Poses in, near and far outside the box (up to 2 m out), grippers slightly and far outside [0, 1]."""
+    scale = rng.choice([0.0, 0.03, 0.3, 2.0])
+    xyz = rng.uniform(LIMITS.workspace_min, LIMITS.workspace_max) + rng.normal(0, scale, 3)
+    gripper = rng.uniform(0, 1) + rng.choice([0.0, 0.2, 3.0]) * rng.normal()
+    return np.concatenate([xyz, rng.uniform(-3, 3, 3), [gripper]])
+
+
+def test_no_command_target_leaves_the_box_for_any_pose():
     rng = np.random.default_rng(0)
-    for _ in range(500):
-        pose = np.concatenate(
-            [rng.uniform([0.1, -0.6, 0.0], [0.9, 0.6, 1.0]), rng.uniform(-3, 3, 3), [rng.uniform(0, 1)]]
-        )
-        out, _ = safety.limit_action(pose, rng.normal(0, 0.2, 7), LIMITS)
+    lo, hi = np.array(LIMITS.workspace_min), np.array(LIMITS.workspace_max)
+    moved = blocked = 0
+    for _ in range(10000):
+        pose = _random_pose(rng)
+        action = rng.normal(0, rng.choice([0.01, 0.2, 5.0]), 7)
+        out, notes = safety.limit_action(pose, action, LIMITS)
         assert np.linalg.norm(out[:3]) <= LIMITS.max_translation + 1e-9
         assert np.all(np.abs(out[3:6]) <= LIMITS.max_rotation + 1e-12)
-        assert 0.0 <= pose[6] + out[6] <= 1.0 + 1e-12
-        inside = np.all((pose[:3] >= LIMITS.workspace_min) & (pose[:3] <= LIMITS.workspace_max))
-        if inside:
-            target = pose[:3] + out[:3]
-            assert np.all(target >= np.array(LIMITS.workspace_min) - 1e-12)
-            assert np.all(target <= np.array(LIMITS.workspace_max) + 1e-12)
+        assert abs(out[6]) <= LIMITS.max_gripper_step + 1e-12
+        reasons = safety.blocking_reasons(
+            stopped=False, now=1.0, image_stamp=1.0, state_stamp=1.0, state=pose, limits=LIMITS
+        )
+        if safety.OUTSIDE_WORKSPACE in notes:
+            assert reasons == [safety.OUTSIDE_WORKSPACE] and not out.any()
+            blocked += 1
+            continue
+        assert reasons == []
+        target = pose + out
+        assert np.all(target[:3] >= lo - 1e-9) and np.all(target[:3] <= hi + 1e-9), (pose, action, out)
+        assert -1e-12 <= target[6] <= 1.0 + 1e-12
+        moved += not np.allclose(out, 0)
+    assert moved > 3000 and blocked > 3000, (moved, blocked)  # both branches well covered
 
 
 def test_bad_shapes_raise():

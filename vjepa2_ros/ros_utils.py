@@ -70,16 +70,25 @@ def declare_parameters(node: Node, spec: Mapping[str, Param]) -> dict[str, Any]:
 
 
 class PlanWorker:
-    """Runs submitted jobs one at a time on a daemon thread, so executor threads stay free and exit never waits."""
+    """Runs submitted jobs one at a time on a daemon thread, so executor threads stay free and exit never waits.
+
+    A job submitted with `stop=threading.Event()` is cancellable: it is skipped if the event is set before it
+    starts, and it is called with `should_stop=stop.is_set` (the planners poll it once per CEM iteration and raise
+    `PlanCancelled`), so a caller that gives up on a plan (deadline, goal cancel, shutdown) frees the worker
+    within one iteration instead of leaving it busy with work nobody waits for.
+    """
 
     def __init__(self, name: str = "plan-worker") -> None:
         self._jobs: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    def submit(self, fn: Callable[..., Any], *args: Any, stop: threading.Event | None = None, **kwargs: Any) -> Future:
+        """Queue `fn(*args, **kwargs)`; with `stop`, also `should_stop=stop.is_set` (set `stop` to abandon it)."""
         future: Future = Future()
-        self._jobs.put((future, fn, args, kwargs))
+        if stop is not None:
+            kwargs["should_stop"] = stop.is_set
+        self._jobs.put((future, fn, args, kwargs, stop))
         return future
 
     def close(self, timeout: float) -> bool:
@@ -90,8 +99,8 @@ class PlanWorker:
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
-            future, fn, args, kwargs = job
-            if not future.set_running_or_notify_cancel():
+            future, fn, args, kwargs, stop = job
+            if (stop is not None and stop.is_set() and future.cancel()) or not future.set_running_or_notify_cancel():
                 continue
             try:
                 future.set_result(fn(*args, **kwargs))
@@ -110,12 +119,25 @@ def diagnostics(
     return msg
 
 
-def debug_view(current: np.ndarray, goal: np.ndarray | None, text: str, height: int = 240) -> np.ndarray:
-    """current | goal side by side at `height` pixels with a text banner: what the planner sees and aims for."""
+def debug_view(
+    current: np.ndarray, goal: np.ndarray | None, text: str, height: int = 240, max_aspect: float = 4.0
+) -> np.ndarray:
+    """current | goal side by side at `height` pixels with a text banner: what the planner sees and aims for.
+
+    Each panel fits a `height` x `max_aspect * height` box (a 1 x 16384 frame would otherwise become a
+    240 x 3.9 M image, 2.6 GiB), so the view is at most 2 panels of that box whatever the input's shape.
+    """
+    max_width = max(1, round(max_aspect * height))
 
     def fit(img: np.ndarray) -> np.ndarray:
-        w = max(1, round(img.shape[1] * height / img.shape[0]))
-        return cv2.resize(img, (w, height), interpolation=cv2.INTER_AREA)
+        h, w = img.shape[:2]
+        scale = min(height / h, max_width / w)
+        size = (min(max_width, max(1, round(w * scale))), min(height, max(1, round(h * scale))))
+        small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        panel = np.zeros((height, size[0], 3), np.uint8)
+        top = (height - size[1]) // 2
+        panel[top : top + size[1]] = small
+        return panel
 
     panels = [fit(current)] + ([fit(goal)] if goal is not None else [])
     view = np.concatenate(panels, axis=1)

@@ -31,6 +31,12 @@ _RAW_ENCODINGS: dict[str, tuple[int, int, int | None]] = {
 }
 SUPPORTED_ENCODINGS = tuple(sorted(_RAW_ENCODINGS))
 MAX_SIDE = 16384  # larger than any camera; guards against absurd height/width fields
+# A compressed frame is refused before decoding when its header promises more pixels than this (a 146 KB PNG can
+# declare 20000 x 2500 = 50 M pixels): 4096 x 4096, above any camera the planner is fed from.
+MAX_COMPRESSED_PIXELS = 4096 * 4096
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless; not DHT C4, JPG C8, DAC CC)
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def _as_bytes(data: Any) -> np.ndarray:
@@ -100,22 +106,80 @@ def encode_image(rgb: np.ndarray, encoding: str = "rgb8") -> tuple[int, int, int
         raise ImageDecodeError(f"cannot encode to {encoding!r}; use one of {', '.join(sorted(to))}")
     out = rgb if to[enc] is None else cv2.cvtColor(rgb, to[enc])
     out = np.ascontiguousarray(out)
-    return out.shape[0], out.shape[1], out.strides[0], out.tobytes()
+    # The row step is the packed row length; strides[0] is not (numpy keeps any stride on a length-1 axis, so a
+    # single-row view of a wider image reports the parent's row stride).
+    step = out.shape[1] * (out.shape[2] if out.ndim == 3 else 1) * out.itemsize
+    return out.shape[0], out.shape[1], step, out.tobytes()
 
 
-def decode_compressed(format: str, data: Any) -> np.ndarray:  # noqa: A002 - the message field is named format
-    """Fields of a `sensor_msgs/CompressedImage` (jpeg/png, any image_transport format string) -> RGB uint8."""
+def _png_size(buf: bytes) -> tuple[int, int]:
+    """(height, width) from the IHDR chunk, which the PNG standard places first."""
+    if len(buf) < 24 or buf[12:16] != b"IHDR":
+        raise ImageDecodeError("could not decode PNG data: no IHDR header")
+    return int.from_bytes(buf[20:24], "big"), int.from_bytes(buf[16:20], "big")
+
+
+def _jpeg_size(buf: bytes) -> tuple[int, int]:
+    """(height, width) from the first start-of-frame segment, walking the marker segments before it."""
+    i = 2
+    while i + 4 <= len(buf):
+        if buf[i] != 0xFF:
+            raise ImageDecodeError(f"could not decode JPEG data: bad marker at byte {i}")
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # TEM, RSTn: no length
+            i += 2
+            continue
+        length = int.from_bytes(buf[i + 2 : i + 4], "big")
+        if marker in _JPEG_SOF:
+            if i + 9 > len(buf) or length < 8:
+                break
+            return int.from_bytes(buf[i + 5 : i + 7], "big"), int.from_bytes(buf[i + 7 : i + 9], "big")
+        if marker == 0xDA or length < 2:  # image data before any frame header
+            break
+        i += 2 + length
+    raise ImageDecodeError("could not decode JPEG data: no frame header (SOF) found")
+
+
+def compressed_size(data: Any) -> tuple[int, int]:
+    """(height, width) a PNG or JPEG stream declares in its header, read without decoding any pixels."""
+    buf = _as_bytes(data)
+    if buf[:8].tobytes() == _PNG_MAGIC:
+        return _png_size(buf[:24].tobytes())
+    if buf[:2].tobytes() == b"\xff\xd8":
+        return _jpeg_size(buf.tobytes())  # the frame header may follow long EXIF/ICC segments
+    raise ImageDecodeError(f"could not decode {buf.size} bytes of compressed data: not a PNG or JPEG stream")
+
+
+def decode_compressed(
+    format: str, data: Any, max_pixels: int = MAX_COMPRESSED_PIXELS  # noqa: A002 - the message field is named format
+) -> np.ndarray:
+    """Fields of a `sensor_msgs/CompressedImage` (jpeg/png, any image_transport format string) -> RGB uint8.
+
+    The size the header declares is checked against `max_pixels` before any pixel is decoded, so a small
+    message cannot make the decoder allocate gigabytes (a decompression bomb).
+    """
     fmt = (format or "").lower()
-    if fmt and not any(k in fmt for k in ("jpeg", "jpg", "png", "webp", "bmp", "tiff")):
+    if fmt and not any(k in fmt for k in ("jpeg", "jpg", "png")):
         raise ImageDecodeError(f"unsupported compressed format {format!r} (expected jpeg or png)")
     if "compresseddepth" in fmt.replace(" ", ""):
         raise ImageDecodeError(f"depth images are not camera images: {format!r}")
     buf = _as_bytes(data)
     if buf.size == 0:
         raise ImageDecodeError("compressed image data is empty")
+    height, width = compressed_size(buf)
+    if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE) or height * width > max_pixels:
+        raise ImageDecodeError(
+            f"compressed image declares {height}x{width} pixels, more than the limit of {max_pixels} "
+            f"(and {MAX_SIDE} per side); refused before decoding"
+        )
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageDecodeError(f"could not decode {buf.size} bytes of {format or 'compressed'} data")
+    if bgr.shape[:2] != (height, width):
+        raise ImageDecodeError(f"decoded size {bgr.shape[:2]} differs from the header's {height}x{width}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -3,6 +3,12 @@
 An action is a per-step end-effector delta [dx dy dz droll dpitch dyaw dgripper]; a pose/state is
 [x y z roll pitch yaw gripper]. The ROS node calls `blocking_reasons` before every command and `limit_action`
 on every action it sends, so the same rules hold for the service, the action server and any other caller.
+
+The workspace rule, for any reported pose: a command's target (pose + action) is inside the workspace box with
+the gripper in [0, 1], and the step obeys the per-step limits. A pose outside the box but within one step of it
+(noise at a wall) gets a bounded step back into the box. A pose farther out (a glitch, a spoofed reading, a robot
+moved by hand) cannot satisfy both, so no motion is commanded: `limit_action` returns a zero action noted
+OUTSIDE_WORKSPACE and `blocking_reasons` withholds the command until the pose is back.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ STALE_STATE = "stale_state"
 NON_FINITE_INPUT = "non_finite_input"
 NON_FINITE_PLAN = "non_finite_plan"
 DEADLINE_MISSED = "deadline_missed"
+OUTSIDE_WORKSPACE = "outside_workspace"  # the pose is more than one step outside the box (see module docstring)
 # Notes when an action was changed (the command is still sent).
 CLAMPED_STEP = "clamped_step"
 CLAMPED_WORKSPACE = "clamped_workspace"
@@ -92,29 +99,69 @@ def clamp_step(action: np.ndarray | Sequence[float], limits: SafetyLimits) -> np
     return a
 
 
+def _box_reach(pose: np.ndarray, limits: SafetyLimits) -> tuple[np.ndarray, float]:
+    """The box point nearest the pose's xyz, and the gripper value in [0, 1] nearest its gripper."""
+    return np.clip(pose[:3], limits.workspace_min, limits.workspace_max), float(np.clip(pose[6], 0.0, 1.0))
+
+
+def in_reach_of_workspace(pose: np.ndarray | Sequence[float], limits: SafetyLimits) -> bool:
+    """True when one step (translation and gripper limits) can bring the pose into the box and [0, 1]."""
+    p = _vec(pose, "pose")
+    if not np.isfinite(p).all():
+        return False
+    nearest, gripper = _box_reach(p, limits)
+    return bool(
+        np.linalg.norm(nearest - p[:3]) <= limits.max_translation and abs(gripper - p[6]) <= limits.max_gripper_step
+    )
+
+
+def _toward(p: np.ndarray, inside: np.ndarray, goal: np.ndarray, radius: float) -> np.ndarray:
+    """The point of segment inside -> goal (both in the box) farthest along it that lies within `radius` of p."""
+    d = goal - inside
+    a, b, c = float(d @ d), float(2 * d @ (inside - p)), float((inside - p) @ (inside - p) - radius * radius)
+    if a <= 0 or c > 0:
+        return inside
+    s = (-b + math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)  # the upper root: |x(s) - p| = radius
+    return inside + min(max(s, 0.0), 1.0) * d
+
+
 def clamp_to_workspace(
     pose: np.ndarray | Sequence[float], action: np.ndarray | Sequence[float], limits: SafetyLimits
 ) -> np.ndarray:
-    """Shorten the translation so the target stays in the workspace box and the gripper target in [0, 1].
+    """Shorten the translation so the target is in the workspace box and the gripper target in [0, 1].
 
-    A robot already outside the box is only allowed to move toward it (the target is the box point nearest to
-    the commanded one, re-limited to one step).
+    For a pose in the box this keeps the step no longer than given. For a pose outside it, the target is the box
+    point nearest the commanded one, pulled toward the pose's nearest box point until it is within one step
+    (max_translation) of the pose. A pose that is not `in_reach_of_workspace` gets a zero action.
     """
     p, a = _vec(pose, "pose"), _vec(action, "action").copy()
+    if not in_reach_of_workspace(p, limits):
+        return np.zeros_like(a)
+    nearest, gripper = _box_reach(p, limits)
     target = np.clip(p[:3] + a[:3], limits.workspace_min, limits.workspace_max)
+    if np.linalg.norm(target - p[:3]) > limits.max_translation:
+        target = _toward(p[:3], nearest, target, limits.max_translation)
     a[:3] = target - p[:3]
-    a[6] = float(np.clip(p[6] + a[6], 0.0, 1.0) - p[6])
+    g_target = float(np.clip(p[6] + a[6], 0.0, 1.0))
+    if abs(g_target - p[6]) > limits.max_gripper_step:
+        g_target = gripper
+    a[6] = g_target - p[6]
     return a
 
 
 def limit_action(
     pose: np.ndarray | Sequence[float], action: np.ndarray | Sequence[float], limits: SafetyLimits
 ) -> tuple[np.ndarray, list[str]]:
-    """Per-step clamp, then workspace box, then per-step again; returns the safe action and what was changed."""
+    """Per-step clamp, then the workspace rule (module docstring); returns the safe action and what was changed.
+
+    The target pose + action is in the box for every pose that is `in_reach_of_workspace`; for any other pose
+    the action is zero and the notes say OUTSIDE_WORKSPACE.
+    """
     raw = _vec(action, "action")
     stepped = clamp_step(raw, limits)
-    boxed = clamp_to_workspace(pose, stepped, limits)
-    safe = clamp_step(boxed, limits)
+    if not in_reach_of_workspace(pose, limits):
+        return np.zeros_like(stepped), [OUTSIDE_WORKSPACE]
+    safe = clamp_to_workspace(pose, stepped, limits)
     notes = []
     if not np.allclose(stepped, raw, rtol=0, atol=1e-12):
         notes.append(CLAMPED_STEP)
@@ -146,6 +193,8 @@ def blocking_reasons(
         reasons.append(STALE_STATE)
     if state is not None and not all_finite(state):
         reasons.append(NON_FINITE_INPUT)
+    elif state is not None and not in_reach_of_workspace(state, limits):
+        reasons.append(OUTSIDE_WORKSPACE)
     return reasons
 
 

@@ -1,0 +1,38 @@
+"""Check a torch device name before any model is built on it, so a wrong device is a configuration error.
+
+Without this, `device: cuda` on a CPU-only torch first fails deep inside `Module.to` with "Torch not compiled with
+CUDA enabled" (an AssertionError traceback); the node, the tools and the training scripts call `check_device`
+while they validate their settings and report the reason in one line instead.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class DeviceError(ValueError):
+    """The device name is not a torch device, or this machine's torch cannot use it."""
+
+
+def check_device(name: str | torch.device) -> torch.device:
+    """`name` as a torch.device that this process can allocate on; DeviceError saying why not otherwise."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise DeviceError(f"{name!r} is not a torch device ({exc}); use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise DeviceError(f"device {name!r}: this torch ({torch.__version__}) was built without CUDA; use cpu")
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise DeviceError(f"device {name!r}: torch has CUDA but no GPU is visible (CUDA_VISIBLE_DEVICES?)")
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f"device {name!r}: only {count} GPU(s) visible (cuda:0..cuda:{count - 1})")
+        return device
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceError(f"device {name!r}: MPS is not available on this machine; use cpu")
+        return device
+    raise DeviceError(f"device {name!r}: type {device.type!r} is not supported; use cpu, cuda, cuda:N or mps")
