@@ -120,12 +120,16 @@ def _resize_clip(frames: np.ndarray, short: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames])
 
 
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    """Float [3,T,H,W] in 0..255 -> /255 then ImageNet mean/std (the reference eval order)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1, 1)
+    return (x / 255.0 - mean) / std
+
+
 def _normalise_clip(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [T,H,W,3] -> float [3,T,H,W]: /255 then ImageNet mean/std."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 255.0
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
-    return (x - mean) / std
+    """uint8 [T,H,W,3] -> float [3,T,H,W], normalised."""
+    return _normalise(torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float())
 
 
 def _as_uint8_clip(frames: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -164,3 +168,171 @@ def eval_video_transform(crop_size: int = 256, num_views: int = 1) -> Callable[[
         return views
 
     return transform
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Probe training-time video transforms (reference `make_transforms(training=True)`): random-resized crop (optionally
+# drifting over the clip: motion shift), flip, RandAugment with one draw per clip, random erasing per frame.
+# ----------------------------------------------------------------------------------------------------------------
+def _affine(x: torch.Tensor, theta: list[list[float]]) -> torch.Tensor:
+    """Apply one 2x3 affine (normalised coords) to every frame of [3,T,H,W]; zeros enter from outside."""
+    frames = x.permute(1, 0, 2, 3)
+    grid = F.affine_grid(torch.tensor([theta], dtype=x.dtype).expand(len(frames), 2, 3), frames.shape, False)
+    return F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False).permute(1, 0, 2, 3)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    return (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
+
+
+def _blend(a: torch.Tensor, b: torch.Tensor, factor: float) -> torch.Tensor:
+    return (b + factor * (a - b)).clamp(0, 255)
+
+
+def _sharpen(x: torch.Tensor, factor: float) -> torch.Tensor:
+    kernel = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], dtype=x.dtype) / 13.0
+    frames = x.reshape(-1, 1, *x.shape[-2:])
+    smooth = F.conv2d(F.pad(frames, (1, 1, 1, 1), mode="replicate"), kernel.view(1, 1, 3, 3)).view_as(x)
+    return _blend(x, smooth, factor)
+
+
+def _autocontrast(x: torch.Tensor) -> torch.Tensor:
+    lo = x.amin(dim=(1, 2, 3), keepdim=True)
+    hi = x.amax(dim=(1, 2, 3), keepdim=True)
+    return torch.where(hi > lo, (x - lo) * 255.0 / (hi - lo).clamp(min=1e-6), x)
+
+
+def _rand_op(x: torch.Tensor, name: str, level: float, sign: float) -> torch.Tensor:
+    """One RandAugment op at `level` in [0, 1] on a float clip [3,T,H,W] in 0..255 (same for all frames)."""
+    if name == "rotate":
+        a = np.deg2rad(30.0 * level * sign)
+        return _affine(x, [[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0]])
+    if name in ("shear_x", "shear_y"):
+        s = 0.3 * level * sign
+        return _affine(x, [[1.0, s, 0.0], [0.0, 1.0, 0.0]] if name == "shear_x" else [[1.0, 0.0, 0.0], [s, 1.0, 0.0]])
+    if name in ("translate_x", "translate_y"):
+        d = 2 * 0.45 * level * sign
+        return _affine(
+            x, [[1.0, 0.0, d], [0.0, 1.0, 0.0]] if name == "translate_x" else [[1.0, 0.0, 0.0], [0.0, 1.0, d]]
+        )
+    factor = 1.0 + 0.9 * level * sign
+    if name == "brightness":
+        return _blend(x, torch.zeros_like(x), factor)
+    if name == "color":
+        return _blend(x, _grey(x).expand_as(x), factor)
+    if name == "contrast":
+        return _blend(x, _grey(x).mean().expand_as(x), factor)
+    if name == "sharpness":
+        return _sharpen(x, factor)
+    if name == "solarize":
+        thresh = 256.0 - 256.0 * level
+        return torch.where(x >= thresh, 255.0 - x, x)
+    if name == "posterize":
+        shift = int(round(4 * level))
+        return torch.floor(x / 2**shift) * 2**shift
+    if name == "autocontrast":
+        return _autocontrast(x)
+    return x  # identity
+
+
+RAND_AUGMENT_OPS = (
+    "identity",
+    "autocontrast",
+    "rotate",
+    "shear_x",
+    "shear_y",
+    "translate_x",
+    "translate_y",
+    "brightness",
+    "color",
+    "contrast",
+    "sharpness",
+    "solarize",
+    "posterize",
+)
+
+
+def rand_augment(
+    x: torch.Tensor, rng: np.random.Generator, num_ops: int = 4, magnitude: float = 7.0, magnitude_std: float = 0.5
+) -> torch.Tensor:
+    """RandAugment ('rand-m7-n4-mstd0.5'): `num_ops` random ops, magnitude ~ N(m, std) of 10, one draw per clip."""
+    for name in rng.choice(RAND_AUGMENT_OPS, size=num_ops):
+        level = float(np.clip(rng.normal(magnitude, magnitude_std), 0.0, 10.0)) / 10.0
+        x = _rand_op(x, str(name), level, 1.0 if rng.random() < 0.5 else -1.0)
+    return x
+
+
+def random_erase(x: torch.Tensor, rng: np.random.Generator, prob: float = 0.25) -> torch.Tensor:
+    """Per frame, with probability `prob`, replace a random box (2-33% of the area) by N(0,1) noise ('pixel' mode)."""
+    x = x.clone()
+    _, t, h, w = x.shape
+    for f in range(t):
+        if rng.random() >= prob:
+            continue
+        for _ in range(10):
+            area = h * w * rng.uniform(0.02, 1 / 3)
+            aspect = float(np.exp(rng.uniform(np.log(0.3), np.log(1 / 0.3))))
+            eh, ew = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
+            if 0 < eh < h and 0 < ew < w:
+                top, left = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
+                noise = torch.from_numpy(rng.standard_normal((3, eh, ew)).astype(np.float32))
+                x[:, f, top : top + eh, left : left + ew] = noise
+                break
+    return x
+
+
+def _crop_resize(x: torch.Tensor, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
+    top, left, h, w = box
+    crop = x[:, :, top : top + h, left : left + w]
+    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _shifted_crops(x: torch.Tensor, rng: np.random.Generator, scale, ratio, size: int) -> torch.Tensor:
+    """Motion shift: the crop box moves linearly from one random box to another over the clip."""
+    _, t, h, w = x.shape
+    a = np.asarray(random_resized_crop_box(h, w, scale, ratio, rng), dtype=np.float64)
+    b = np.asarray(random_resized_crop_box(h, w, scale, ratio, rng), dtype=np.float64)
+    frames = []
+    for i, s in enumerate(np.linspace(0.0, 1.0, t)):
+        top, left, bh, bw = np.round(a + s * (b - a)).astype(int)
+        frames.append(_crop_resize(x[:, i : i + 1], (top, left, bh, bw), size))
+    return torch.cat(frames, dim=1)
+
+
+class ProbeTrainTransform:
+    """uint8 clip [T,H,W,3] -> [one view [3,T,crop,crop]] with the reference probe-training augmentations.
+
+    Defaults are the reference video-probe values: scale (0.08, 1), aspect (0.75, 4/3), no flip, RandAugment on,
+    random erasing p 0.25, motion shift off. Every draw comes from the `rng` passed in (reproducible per sample).
+    """
+
+    def __init__(
+        self,
+        crop_size: int = 256,
+        random_resize_scale: tuple[float, float] = (0.08, 1.0),
+        random_resize_aspect_ratio: tuple[float, float] = (0.75, 4 / 3),
+        horizontal_flip: bool = False,
+        auto_augment: bool = True,
+        reprob: float = 0.25,
+        motion_shift: bool = False,
+    ) -> None:
+        self.crop_size = int(crop_size)
+        self.scale, self.ratio = tuple(random_resize_scale), tuple(random_resize_aspect_ratio)
+        self.horizontal_flip, self.auto_augment = horizontal_flip, auto_augment
+        self.reprob, self.motion_shift = float(reprob), motion_shift
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> list[torch.Tensor]:
+        x = frames_to_tensor(_as_uint8_clip(frames))
+        if self.motion_shift:
+            x = _shifted_crops(x, rng, self.scale, self.ratio, self.crop_size)
+        else:
+            box = random_resized_crop_box(x.shape[2], x.shape[3], self.scale, self.ratio, rng)
+            x = _crop_resize(x, box, self.crop_size)
+        if self.horizontal_flip and rng.random() < 0.5:
+            x = x.flip(-1)
+        if self.auto_augment:
+            x = rand_augment(x, rng)
+        x = _normalise(x)
+        if self.reprob > 0:
+            x = random_erase(x, rng, self.reprob)
+        return [x]
