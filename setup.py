@@ -80,6 +80,7 @@ setup(
             "vjepa2-sim-eval = vjepa2_ros.sim.evaluate:main",
             "vjepa2-energy-landscape = vjepa2_core.planning.landscape:main",
             "vjepa2-selfcheck = vjepa2_core.selfcheck:main",
+            "vjepa2-extract-embeddings = vjepa2_core.embeddings:main",
         ],
     },
 )

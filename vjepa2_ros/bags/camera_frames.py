@@ -1,0 +1,29 @@
+"""A bag's camera topic as a stream of (time s, RGB frame), for `vjepa2-extract-embeddings` rosbag inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from vjepa2_core.data.images import ImageDecodeError
+from vjepa2_core.data.video import VideoError
+from vjepa2_ros.bags.messages import IMAGE_TYPES, check_type, decode_image_msg
+from vjepa2_ros.bags.reader import BagError, BagReader
+
+
+def camera_frames(bag: str | Path, topic: str) -> Iterator[tuple[float, np.ndarray]]:
+    """Frames of `topic` in receive order; times are seconds since the topic's first message. Bag and decoding
+    failures become `VideoError` so the extractor skips and counts the bag like an unreadable video."""
+    try:
+        with BagReader(bag) as reader:
+            msgtype = reader.msgtype(topic)
+            check_type(topic, msgtype, IMAGE_TYPES)
+            start = None
+            for message in reader.messages([topic]):
+                start = message.timestamp if start is None else start
+                frame = decode_image_msg(reader.deserialize(message), msgtype)
+                yield (message.timestamp - start) * 1e-9, frame
+    except (BagError, ImageDecodeError) as err:
+        raise VideoError(f"{bag} {topic}: {err}") from err
