@@ -117,18 +117,15 @@ def test_arguments_cover_params_topics_device_and_namespace(description):
     assert args <= used, f"declared but unused launch arguments: {args - used}"
 
 
-def test_default_params_file_holds_only_known_parameters():
+@pytest.mark.parametrize("name", ["planner.yaml", "sim_planner.yaml"])
+def test_params_files_list_only_known_parameters_that_differ_from_the_defaults(name):
+    from vjepa2_core.planning.settings import flatten
     from vjepa2_ros.planner_node import PARAMETERS
 
-    def flatten(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    data = yaml.safe_load((REPO / "config" / "planner.yaml").read_text())
+    data = yaml.safe_load((REPO / "config" / name).read_text())
     values = flatten(data["/**"]["ros__parameters"])
-    assert set(values) == set(PARAMETERS), set(values) ^ set(PARAMETERS)
-    for name, value in values.items():
-        default = PARAMETERS[name].default
-        assert value == default, f"config/planner.yaml {name}={value!r} differs from the node default {default!r}"
+    unknown = set(values) - set(PARAMETERS)
+    assert not unknown, f"config/{name} names unknown parameters {sorted(unknown)}"
+    for key, value in values.items():
+        default = PARAMETERS[key].default
+        assert value != default, f"config/{name} {key}={value!r} repeats the default (defaults live in one place)"

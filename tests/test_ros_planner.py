@@ -312,7 +312,7 @@ def test_sigterm_ends_the_node_cleanly_within_5s(ros, planner):
 def test_invalid_parameters_are_rejected_at_startup(checkpoint, tmp_path):
     # one bad value, one bad type, one missing model (test_ros_conversions covers every validation rule)
     cases = {
-        "cem.samples": (-4, "cem.samples' must be > 0"),
+        "cem.samples": (-4, "samples=-4"),
         "model.checkpoint": (str(tmp_path / "missing.pt"), "missing.pt"),
         "control_rate": ("fast", "control_rate' must be of type float"),
     }

@@ -20,8 +20,9 @@ from vjepa2_ros.sim.evaluate import (
     evaluate,
     load_world_model,
     main,
-    scale_to_step,
 )
+
+TINY = {"cem.samples": 12, "cem.topk": 4, "cem.iterations": 2}
 
 
 @pytest.fixture(scope="module")
@@ -52,37 +53,47 @@ def test_baselines_bracket_the_task(sim, tmp_path):
 
 def test_planner_runs_closed_loop_and_stops_on_threshold(sim, random_model):
     wm = load_world_model(random_model)
-    cfg = EvalConfig(episodes=1, max_steps=2, samples=12, topk=4, iterations=2)
-    res = evaluate(sim, PlannerPolicy(wm, cfg), cfg, None, log=lambda _: None)
+    cfg = EvalConfig(episodes=1, max_steps=2, planner_overrides=TINY)
+    res = evaluate(sim, PlannerPolicy(wm, cfg.planning()), cfg, None, log=lambda _: None)
     ep = res["episodes"][0]
     assert ep["steps"] == 2 and ep["plan_s_per_step"] > 0
     assert res["summary"]["plan_s_per_step"] == pytest.approx(ep["plan_s_per_step"])
     # a threshold above any possible energy stops before the first move: the arm is left where it started
-    stop_cfg = EvalConfig(episodes=1, max_steps=3, samples=12, topk=4, iterations=2, energy_threshold=1e9)
-    res = evaluate(sim, PlannerPolicy(wm, stop_cfg), stop_cfg, None, log=lambda _: None)
+    stop_cfg = EvalConfig(episodes=1, max_steps=3, planner_overrides={**TINY, "energy_threshold": 1e9})
+    res = evaluate(sim, PlannerPolicy(wm, stop_cfg.planning()), stop_cfg, None, log=lambda _: None)
     ep = res["episodes"][0]
     assert ep["steps"] == 0 and ep["final_distance"] == pytest.approx(ep["start_distance"])
 
 
-def test_planned_moves_are_shrunk_to_one_step_keeping_direction(sim, random_model):
-    np.testing.assert_allclose(scale_to_step(np.array([0.15, -0.03, 0.0]), 0.05), [0.05, -0.01, 0.0])
-    np.testing.assert_array_equal(scale_to_step(np.array([0.02, -0.05, 0.01]), 0.05), [0.02, -0.05, 0.01])
+def test_planned_moves_become_one_safe_step_inside_the_box(sim, random_model):
     wm = load_world_model(random_model)
-    cfg = EvalConfig(samples=12, topk=4, iterations=2, maxnorm=0.15)
-    policy = PlannerPolicy(wm, cfg)
-    assert policy.planner.config.maxnorm == 0.15
+    cfg = EvalConfig(planner_overrides=TINY)
+    settings = cfg.planning()
+    assert settings.cem.maxnorm == 0.15 and settings.limits.max_translation == 0.05  # the sim params file
+    assert settings.cem.workspace == (settings.limits.workspace_min, settings.limits.workspace_max)
+    policy = PlannerPolicy(wm, settings)
     state = sim.reset(seed=5)
     policy.reset(sim)
+    lo, hi = np.array(settings.limits.workspace_min), np.array(settings.limits.workspace_max)
     for _ in range(3):
         action, info = policy.act(sim, sim.render(), state)
-        assert np.abs(action[:3]).max() <= sim.cfg.max_step + 1e-9
+        assert np.linalg.norm(action[:3]) <= settings.limits.max_translation + 1e-9
+        assert np.all(state[:3] + action[:3] >= lo - 1e-9) and np.all(state[:3] + action[:3] <= hi + 1e-9)
         state = sim.step(action)
+
+
+def test_eval_settings_are_the_node_params_file_plus_overrides(tmp_path):
+    cfg = EvalConfig(planner_overrides={"cem.samples": 50})
+    s = cfg.planning()
+    assert s.cem.samples == 50 and s.cem.horizon == 1 and s.rules.hold_margin == 0.0 and cfg.steps() == 20
+    with pytest.raises(ValueError, match="unknown planner setting"):
+        EvalConfig(planner_overrides={"cem.sampels": 50}).planning()
 
 
 def test_planner_holds_when_no_plan_beats_standing_still(sim, random_model):
     wm = load_world_model(random_model)
-    cfg = EvalConfig(samples=12, topk=4, iterations=2, hold_margin=1e9)  # nothing beats stillness by 1e9
-    policy = PlannerPolicy(wm, cfg)
+    cfg = EvalConfig(planner_overrides={**TINY, "hold_margin": 1e9})  # nothing beats stillness by 1e9
+    policy = PlannerPolicy(wm, cfg.planning())
     state = sim.reset(seed=7)
     policy.reset(sim)
     action, info = policy.act(sim, sim.render(), state)
@@ -100,11 +111,18 @@ def test_cli_json_and_errors(tmp_path):
     assert (tmp_path / "results.json").is_file() and (tmp_path / "filmstrip_oracle.png").is_file()
 
 
-def test_cli_errors_are_clear(tmp_path):
+def test_cli_errors_are_clear(tmp_path, capsys):
     args = ["--episodes", "1", "--out", str(tmp_path)]
-    with pytest.raises(SystemExit, match="not found"):
-        main(args + ["--model", str(tmp_path / "nope.safetensors")])
-    with pytest.raises(SystemExit, match="unknown policies"):
-        main(args + ["--policies", "telepathy"])
-    with pytest.raises(SystemExit, match="must be >= 1"):
+    for bad, match in [
+        (["--model", str(tmp_path / "nope.safetensors")], "not found"),
+        (["--policies", "telepathy"], "unknown policies"),
+        (["--policies", "oracle", "--set", "cem.samples"], "NAME=VALUE"),
+        (["--samples", "1"], "topk"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(args + bad)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "vjepa2-sim-eval: error:" in err and match in err, err
+    with pytest.raises(SystemExit) as exit_info:
         main(["--episodes", "0", "--policies", "oracle"])
+    assert exit_info.value.code == 2 and "must be >= 1" in capsys.readouterr().err

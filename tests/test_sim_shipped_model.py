@@ -35,10 +35,12 @@ def test_shipped_model_is_small_and_describes_itself():
 def test_short_closed_loop_run_reduces_the_distance_to_the_goal(tmp_path):
     torch.set_num_threads(1)
     wm = load_world_model(SHIPPED_MODEL)
-    cfg = EvalConfig(episodes=3, max_steps=10, seed=2000, samples=50, topk=8, iterations=3)
+    cfg = EvalConfig(episodes=3, max_steps=10, seed=2000, planner_overrides={"cem.samples": 50, "cem.topk": 8})
     sim = FetchSim(SimConfig(image_size=cfg.image_size), seed=cfg.seed)
     try:
-        res = evaluate(sim, PlannerPolicy(wm, cfg, seed=cfg.seed), cfg, tmp_path / "strip.png", log=lambda _: None)
+        res = evaluate(
+            sim, PlannerPolicy(wm, cfg.planning(), seed=cfg.seed), cfg, tmp_path / "strip.png", log=lambda _: None
+        )
     finally:
         sim.close()
     start = np.array([e["start_distance"] for e in res["episodes"]])

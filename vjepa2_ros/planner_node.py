@@ -4,9 +4,11 @@ Inputs: camera (Image or CompressedImage), end-effector pose (PoseStamped), grip
 Outputs: ~/ee_target, ~/ee_twist, ~/gripper_command, ~/planned_path, ~/debug_image, /diagnostics.
 Services: ~/plan_to_goal (plan once, no motion), ~/stop, ~/resume; action ~/reach_goal (closed loop).
 
+The node only handles messages: every decision of the closed loop (plan, hold, stop, one bounded step inside the
+workspace box) is `vjepa2_core.planning.controller.ClosedLoopController`, the one `vjepa2-sim-eval` measures.
+Its cem.*, safety.* and rule parameters are generated from the core dataclasses (vjepa2_core.planning.settings).
 Callbacks only store the latest inputs; plans run on one background worker (`PlanWorker`) so the executor keeps
-serving subscriptions, cancel and stop while a plan is computed. Every command goes through
-`vjepa2_core.planning.safety`.
+serving subscriptions, cancel and stop while a plan is computed; a missed deadline cancels the search.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 import threading
 import time
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -36,7 +38,9 @@ from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 
 from vjepa2_core.planning import safety
+from vjepa2_core.planning.controller import GOAL_REACHED, ClosedLoopController, ControllerConfig
 from vjepa2_core.planning.safety import SafetyLimits
+from vjepa2_core.planning.settings import PlanningSettings, parameter_table, planning_values, settings_from_values
 from vjepa2_ros import conversions as conv
 from vjepa2_ros.ros_utils import Param, ParameterError, PlanWorker, debug_view, declare_parameters, diagnostics
 
@@ -57,7 +61,7 @@ MAX_BUDGET = {"horizon": 31, "samples": 100_000, "iterations": 1_000}
 PLAN_SERVICE_SLOTS = 2
 EXECUTOR_THREADS = 3 + PLAN_SERVICE_SLOTS + 1
 
-PARAMETERS: dict[str, Param] = {
+NODE_PARAMETERS: dict[str, Param] = {  # the node's own settings; planner settings come from vjepa2_core below
     "model.checkpoint": Param("", "project checkpoint (.pt/.safetensors) for load_ac_model, or weights for hub_name"),
     "model.hub_name": Param("", "registry name (e.g. vit_ac_giant); empty = the checkpoint carries its config"),
     "model.device": Param("cpu", "torch device: cpu, cuda, cuda:0, ..."),
@@ -65,22 +69,7 @@ PARAMETERS: dict[str, Param] = {
         0, "torch CPU threads for planning; 0 = torch's default, at most 4 (small CPUs shared with other nodes: 1)"
     ),
     "model.image_size": Param(0, "crop size the encoder sees (pixels, multiple of 16); 0 = the model's img_size"),
-    "cem.horizon": Param(2, "planning horizon (steps)"),
-    "cem.samples": Param(400, "CEM samples per iteration"),
-    "cem.iterations": Param(10, "CEM iterations"),
-    "cem.topk": Param(10, "CEM elites"),
-    "cem.momentum_mean": Param(0.15, "CEM mean momentum (xyz)"),
-    "cem.momentum_std": Param(0.15, "CEM std momentum (xyz)"),
-    "cem.momentum_mean_gripper": Param(0.15, "CEM mean momentum (gripper)"),
-    "cem.momentum_std_gripper": Param(0.15, "CEM std momentum (gripper)"),
-    "cem.maxnorm": Param(0.05, "CEM per-axis bound of xyz deltas (metres)"),
-    "cem.pin_gripper": Param(False, "plan no gripper actions (reach-only tasks, arms without a gripper)"),
     "control_rate": Param(2.0, "closed-loop steps per second at most (Hz); also the period of ~/ee_twist"),
-    "max_steps": Param(50, "default ReachGoal step limit"),
-    "energy_threshold": Param(0.0, "default ReachGoal success energy (<= 0: run max_steps)"),
-    "hold_margin": Param(
-        -1.0, "ReachGoal holds still unless the plan is predicted to beat standing still by this energy; < 0 = off"
-    ),
     "frame_id": Param("", "frame of published poses; empty = the end-effector pose's frame"),
     "camera_transport": Param("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)"),
     "topics.camera": Param("camera/image_raw", "camera topic"),
@@ -90,54 +79,45 @@ PARAMETERS: dict[str, Param] = {
     "topics.ee_target": Param("~/ee_target", "commanded end-effector pose (PoseStamped)"),
     "topics.ee_twist": Param("~/ee_twist", "commanded end-effector velocity (TwistStamped)"),
     "topics.gripper_command": Param("~/gripper_command", "commanded gripper closedness (Float64)"),
-    "safety.max_translation": Param(0.05, "metres per step (norm)"),
-    "safety.max_rotation": Param(0.2, "radians per step per axis"),
-    "safety.max_gripper_step": Param(1.0, "gripper closedness change per step"),
-    "safety.workspace_min": Param([-1.0, -1.0, 0.0], "workspace box minimum x y z (metres)"),
-    "safety.workspace_max": Param([1.0, 1.0, 1.5], "workspace box maximum x y z (metres)"),
-    "safety.stale_timeout": Param(1.0, "seconds after which camera or state counts as stale"),
-    "safety.plan_deadline": Param(10.0, "seconds a plan may take before it is discarded"),
+}
+# cem.* (CEMConfig), safety.* (SafetyLimits) and the loop rules (ControllerConfig): generated, defaults written once.
+PARAMETERS: dict[str, Param] = {
+    **NODE_PARAMETERS,
+    **{name: Param(default, doc) for name, (default, doc) in parameter_table().items()},
 }
 
 
 @dataclass(frozen=True)
 class PlannerSettings:
-    """Validated node parameters."""
+    """Validated node parameters: the node's own plus the planner settings shared with vjepa2-sim-eval."""
 
     checkpoint: str
     hub_name: str
     device: str
     num_threads: int
     image_size: int
-    cem: dict[str, Any]
     control_rate: float
-    max_steps: int
-    energy_threshold: float
-    hold_margin: float
     frame_id: str
     camera_transport: str
     topics: dict[str, str]
-    limits: SafetyLimits = field(default_factory=SafetyLimits)
+    planning: PlanningSettings
+
+    @property
+    def limits(self) -> SafetyLimits:
+        return self.planning.limits
+
+    @property
+    def rules(self) -> ControllerConfig:
+        return self.planning.rules
 
     @classmethod
     def from_values(cls, v: dict[str, Any]) -> PlannerSettings:
-        def positive(name: str) -> None:
-            if not v[name] > 0:
-                raise ParameterError(f"parameter '{name}' must be > 0, got {v[name]!r}")
-
-        for name in ("cem.horizon", "cem.samples", "cem.iterations", "cem.maxnorm"):
-            positive(name)
-        positive("control_rate")
-        positive("max_steps")
+        if not v["control_rate"] > 0:
+            raise ParameterError(f"parameter 'control_rate' must be > 0, got {v['control_rate']!r}")
         if v["model.image_size"] < 0 or v["model.image_size"] % 16:
             raise ParameterError(
                 f"parameter 'model.image_size' must be 0 or a multiple of 16, got {v['model.image_size']}"
             )
-        if not 2 <= v["cem.topk"] <= v["cem.samples"]:
-            raise ParameterError(f"need 2 <= cem.topk <= cem.samples, got {v['cem.topk']} and {v['cem.samples']}")
-        for name in ("cem.momentum_mean", "cem.momentum_std", "cem.momentum_mean_gripper", "cem.momentum_std_gripper"):
-            if not 0.0 <= v[name] < 1.0:
-                raise ParameterError(f"parameter '{name}' must be in [0, 1), got {v[name]!r}")
         if v["camera_transport"] not in ("raw", "compressed"):
             raise ParameterError(
                 f"parameter 'camera_transport' must be raw or compressed, got {v['camera_transport']!r}"
@@ -156,96 +136,35 @@ class PlannerSettings:
             if not name and key != "gripper":
                 raise ParameterError(f"parameter 'topics.{key}' must not be empty")
         try:
-            limits = SafetyLimits(
-                max_translation=v["safety.max_translation"],
-                max_rotation=v["safety.max_rotation"],
-                max_gripper_step=v["safety.max_gripper_step"],
-                workspace_min=tuple(v["safety.workspace_min"]),
-                workspace_max=tuple(v["safety.workspace_max"]),
-                stale_timeout=v["safety.stale_timeout"],
-                plan_deadline=v["safety.plan_deadline"],
-            )
+            planning = settings_from_values(planning_values(v))
         except ValueError as exc:
-            raise ParameterError(str(exc)) from None
-        cem = {k.split(".", 1)[1]: val for k, val in v.items() if k.startswith("cem.")}
-        if cem.pop("pin_gripper"):
-            cem["axis"] = {"gripper": 0.0}
+            raise ParameterError(f"invalid planner parameters: {exc}") from None
         return cls(
             checkpoint=v["model.checkpoint"],
             hub_name=v["model.hub_name"],
             device=device,
             num_threads=v["model.num_threads"],
             image_size=v["model.image_size"],
-            cem=cem,
             control_rate=v["control_rate"],
-            max_steps=v["max_steps"],
-            energy_threshold=v["energy_threshold"],
-            hold_margin=v["hold_margin"],
             frame_id=v["frame_id"],
             camera_transport=v["camera_transport"],
             topics=topics,
-            limits=limits,
+            planning=planning,
         )
 
 
-class GoalPlanner:
-    """The one place that touches the model: load it, encode images, run CEM with a per-request budget."""
+def load_controller(settings: PlannerSettings) -> ClosedLoopController:
+    """Load the world model the settings name and wrap it in the closed-loop controller (the one model owner)."""
+    from vjepa2_core.planning.world_model import WorldModel
 
-    def __init__(self, settings: PlannerSettings) -> None:
-        from vjepa2_core.planning.cem import CEMConfig, CEMPlanner
-        from vjepa2_core.planning.world_model import WorldModel
-
-        self._planner_cls = CEMPlanner
-        source, weights = (
-            (settings.hub_name, settings.checkpoint or None) if settings.hub_name else (settings.checkpoint, None)
-        )
-        self.world_model = WorldModel.from_checkpoint(
-            source, checkpoint=weights, device=settings.device, crop_size=settings.image_size or None
-        )
-        self.config = CEMConfig(**settings.cem)
-        self._last_encoded: tuple[Any, torch.Tensor | None] = (None, None)  # (image, its encoding) of the last plan
-        self.config.validate()
-
-    def plan(
-        self,
-        image: np.ndarray,
-        state: np.ndarray,
-        goal: np.ndarray,
-        horizon: int = 0,
-        samples: int = 0,
-        iterations: int = 0,
-        seed: int | None = None,
-        warm_start: Any = None,
-    ):
-        """One CEM plan from the current image/state toward the goal image (0 = default budget)."""
-        cfg = self.config
-        samples = samples or cfg.samples
-        cfg = replace(
-            cfg,
-            horizon=horizon or cfg.horizon,
-            samples=samples,
-            iterations=iterations or cfg.iterations,
-            topk=max(2, min(cfg.topk, samples)),
-        )
-        planner = self._planner_cls(self.world_model, cfg)
-        with torch.inference_mode():
-            result = planner.plan_images(
-                image, torch.as_tensor(state, dtype=torch.float32), goal, seed=seed, warm_start=warm_start
-            )
-        self._last_encoded = (image, planner.last_current_rep)  # the hold rule reuses it instead of re-encoding
-        return result
-
-    def should_hold(self, image: np.ndarray, state: np.ndarray, goal: np.ndarray, plan, margin: float) -> bool:
-        """The hold rule (vjepa2_core.planning.hold): True when `plan` is not predicted to beat standing still."""
-        from vjepa2_core.planning.hold import decide_hold
-
-        wm = self.world_model
-        with torch.inference_mode():
-            last_image, last_rep = self._last_encoded
-            rep = last_rep if last_image is image else wm.encode(image)
-            goal_rep = wm.encode_goal(goal)
-            state_t = torch.as_tensor(state, dtype=torch.float32)
-            return decide_hold(wm, rep, state_t, goal_rep, plan, self.config, margin).hold
+    source, weights = (
+        (settings.hub_name, settings.checkpoint or None) if settings.hub_name else (settings.checkpoint, None)
+    )
+    world_model = WorldModel.from_checkpoint(
+        source, checkpoint=weights, device=settings.device, crop_size=settings.image_size or None
+    )
+    p = settings.planning
+    return ClosedLoopController(world_model, p.cem, p.limits, p.rules)
 
 
 @dataclass
@@ -266,7 +185,7 @@ class Observation:
 
 
 class PlannerNode(Node):
-    def __init__(self, planner_factory=GoalPlanner) -> None:
+    def __init__(self, controller_factory=load_controller) -> None:
         super().__init__(NODE_NAME)
         if _INTERFACES_ERROR:
             raise ParameterError(_INTERFACES_ERROR)
@@ -274,7 +193,7 @@ class PlannerNode(Node):
         s = self.settings
         if s.num_threads:
             torch.set_num_threads(s.num_threads)  # before the model loads: plans then use this many threads
-        self.planner = planner_factory(s)
+        self.controller = controller_factory(s)
         self.worker = PlanWorker()
         self._obs = Observation()
         self._lock = threading.Lock()
@@ -412,10 +331,15 @@ class PlannerNode(Node):
 
     # -- planning
 
-    def _run_plan(self, image, state, goal, cancelled=lambda: False, **budget):
-        """Plan on the worker and wait for it; returns (result | None, reasons, seconds)."""
+    def _on_worker(self, job, cancelled=lambda: False):
+        """Run `job(should_stop=...)` on the plan worker and wait; returns (result | None, reasons, seconds).
+
+        A missed deadline, a cancel or shutdown abandons the wait and makes `should_stop` fire, so the search itself
+        ends at its next iteration and the worker is free for the next request at once.
+        """
         start = time.monotonic()
-        future = self.worker.submit(self.planner.plan, image, state, goal, **budget)
+        abandoned = threading.Event()
+        future = self.worker.submit(job, stop=abandoned)
         deadline = self.settings.limits.plan_deadline
         while not future.done():
             reason = None
@@ -426,7 +350,8 @@ class PlannerNode(Node):
             elif time.monotonic() - start > deadline:
                 reason = safety.DEADLINE_MISSED
             if reason:
-                future.cancel()  # drops it if still queued; a running plan finishes and is ignored
+                abandoned.set()
+                future.cancel()  # drops it if still queued; a running search stops at its next iteration
                 return None, [reason], time.monotonic() - start
             wait_futures([future], timeout=0.02)
         elapsed = time.monotonic() - start
@@ -436,12 +361,12 @@ class PlannerNode(Node):
                 self._counts["plan_errors"] += 1
             self.get_logger().error(f"planning failed: {type(exc).__name__}: {exc}")
             return None, [f"plan_error: {exc}"], elapsed
-        result = future.result()
-        actions = result.actions.detach().cpu().double().numpy()
+        return future.result(), [], elapsed
+
+    def _record_plan(self, plan, elapsed: float) -> None:
         with self._lock:
             self._counts["plans"] += 1
-            self._last.update(energy=float(result.energy), plan_time=elapsed)
-        return result, safety.check_plan(actions, result.energy, elapsed, self.settings.limits), elapsed
+            self._last.update(energy=float(plan.energy), plan_time=elapsed)
 
     def _resolve_goal(self, msg: Image) -> np.ndarray:
         if not conv.is_empty_image(msg):
@@ -511,8 +436,14 @@ class PlannerNode(Node):
             resp.success, resp.message = False, str(exc)
             return resp
         seed = int(req.seed) if req.seed else None
-        result, reasons, elapsed = self._run_plan(image, state, goal, seed=seed, **budget)
+        result, reasons, elapsed = self._on_worker(
+            lambda should_stop: self.controller.plan(image, state, goal, budget, seed=seed, should_stop=should_stop)
+        )
         resp.planning_time = float(elapsed)
+        if result is not None:
+            self._record_plan(result, elapsed)
+            actions = result.actions.detach().cpu().double().numpy()
+            reasons = safety.check_plan(actions, result.energy, elapsed, self.settings.limits)
         if result is None or reasons:
             resp.success, resp.message = False, "planning failed: " + ", ".join(reasons)
             return resp
@@ -567,11 +498,15 @@ class PlannerNode(Node):
             goal = self._resolve_goal(req.goal_image)
         except ValueError as exc:
             return finish("abort", str(exc))
-        max_steps = req.max_steps if req.max_steps > 0 else s.max_steps
-        threshold = req.energy_threshold if req.energy_threshold > 0 else s.energy_threshold
+        rules = s.rules
+        max_steps = req.max_steps if req.max_steps > 0 else rules.max_steps
+        threshold = req.energy_threshold if req.energy_threshold > 0 else rules.energy_threshold
+        episode = replace(rules, energy_threshold=threshold)
+        _, reasons, _ = self._on_worker(lambda should_stop: self.controller.start(goal, rules=episode))
+        if reasons:
+            return finish("abort", "could not encode the goal image: " + ", ".join(reasons))
         period = 1.0 / s.control_rate
         last_command = -math.inf
-        warm = None
         while True:
             if goal_handle.is_cancel_requested:
                 return finish("canceled", "canceled")
@@ -588,40 +523,42 @@ class PlannerNode(Node):
                 self._feedback(goal_handle, result.steps, result.final_energy, reasons)
                 return finish("abort", self._safety_stop(reasons))
             state = obs.state()
-            plan, reasons, _ = self._run_plan(
-                obs.image, state, goal, cancelled=lambda: goal_handle.is_cancel_requested, warm_start=warm
+            decision, reasons, elapsed = self._on_worker(
+                lambda should_stop, image=obs.image, state=state: self.controller.step(
+                    image, state, should_stop=should_stop
+                ),
+                cancelled=lambda: goal_handle.is_cancel_requested,
             )
             if reasons == ["canceled"]:
                 return finish("canceled", "canceled")
-            if plan is None or reasons:
-                self._feedback(goal_handle, result.steps, result.final_energy, reasons)
+            if decision is None or decision.action is None:
+                done = decision is not None and decision.status == GOAL_REACHED
+                energy = result.final_energy if decision is None else decision.energy
+                reasons = reasons or decision.notes
+                self._feedback(goal_handle, result.steps, energy, reasons)
+                if done:
+                    result.final_energy = energy
+                    return finish("succeed", f"energy {energy:.4f} <= {threshold}", True)
                 return finish("abort", self._safety_stop(reasons))
-            warm = plan
-            result.final_energy = float(plan.energy)
-            actions = plan.actions.detach().cpu().double().numpy()
-            self._publish_plan_views(obs.image, goal, state, actions, plan.energy, obs.frame_id)
-            if threshold > 0 and plan.energy <= threshold:
-                self._feedback(goal_handle, result.steps, plan.energy, ["goal_reached"])
-                return finish("succeed", f"energy {plan.energy:.4f} <= {threshold}", True)
+            self._record_plan(decision.plan, elapsed)
+            result.final_energy = decision.energy
+            actions = decision.plan.actions.detach().cpu().double().numpy()
+            self._publish_plan_views(obs.image, goal, state, actions, decision.energy, obs.frame_id)
             _, reasons = self._snapshot()  # inputs may have gone stale or stop pressed while planning
             if reasons or goal_handle.is_cancel_requested:
                 if not reasons:
                     return finish("canceled", "canceled")
-                self._feedback(goal_handle, result.steps, plan.energy, reasons)
+                self._feedback(goal_handle, result.steps, decision.energy, reasons)
                 return finish("abort", self._safety_stop(reasons))
-            if s.hold_margin >= 0 and self.planner.should_hold(obs.image, state, goal, plan, s.hold_margin):
-                action, notes = np.zeros(7), ["hold"]  # nothing beats standing still: command the current pose
-            else:
-                action, notes = safety.limit_action(state, actions[0], s.limits)
             wait = last_command + period - time.monotonic()
             if wait > 0 and self._closing.wait(wait):
                 return finish("abort", "node shutting down")
-            self._send_command(state, action, obs.frame_id)
+            self._send_command(state, decision.action, obs.frame_id)
             last_command = time.monotonic()
             result.steps += 1
             with self._lock:
-                self._last["reasons"], self._last["notes"] = [], notes
-            self._feedback(goal_handle, result.steps, plan.energy, notes, action)
+                self._last["reasons"], self._last["notes"] = [], decision.notes
+            self._feedback(goal_handle, result.steps, decision.energy, decision.notes, decision.action)
 
     def _feedback(self, goal_handle, step: int, energy: float, notes: list[str], action=None) -> None:
         sent = [] if action is None else [float(a) for a in action]

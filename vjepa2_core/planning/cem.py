@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 import torch
@@ -113,7 +113,14 @@ class CEMConfig:
             (self.planner in PLANNERS, f"planner must be one of {sorted(PLANNERS)}"),
             (self.horizon >= 1, "horizon must be >= 1"),
             (self.iterations >= 1, "iterations must be >= 1"),
-            (2 <= self.topk <= self.samples, "need 2 <= topk <= samples"),
+            (
+                self.samples >= 2 and 2 <= self.topk <= self.samples,
+                f"need 2 <= topk <= samples, got topk={self.topk}, samples={self.samples}",
+            ),
+            (
+                all(0.0 <= m < 1.0 for m in self._momenta()),
+                "momentum_mean, momentum_std, momentum_mean_gripper, momentum_std_gripper must be in [0, 1)",
+            ),
             (self.maxnorm > 0 and self.rot_maxnorm > 0 and self.gripper_max >= 0, "bounds must be positive"),
             (0.0 <= self.elite_reuse <= 1.0, "elite_reuse is a fraction of topk in [0, 1]"),
             (0.0 < self.population_decay <= 1.0, "population_decay must be in (0, 1]"),
@@ -132,6 +139,9 @@ class CEMConfig:
                 raise ValueError(
                     f"invalid CEMConfig: workspace must be ((xmin,ymin,zmin),(xmax,ymax,zmax)), got {self.workspace}"
                 )
+
+    def _momenta(self) -> tuple[float, float, float, float]:
+        return (self.momentum_mean, self.momentum_std, self.momentum_mean_gripper, self.momentum_std_gripper)
 
     def population(self, iteration: int) -> int:
         """Number of fresh samples at `iteration` (iCEM-style decay, never below min(samples, 2*topk))."""

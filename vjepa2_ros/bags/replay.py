@@ -1,8 +1,8 @@
 """Offline replay of a robot bag through the world model and the planner.
 
 For each control step t of the aligned bag: roll the recorded actions out open-loop for k = 1..K and compare the
-predicted latents with the encoded future frames; then plan toward the frame at t + k and compare the planned
-first action with the recorded one. Writes replay_steps.csv, replay_summary.json and two PNG plots.
+predicted latents with the encoded future frames; then run one step of the planner node's closed-loop controller
+toward the frame at t + k and compare the command it would send with the recorded action. Writes replay_steps.csv, replay_summary.json and two PNG plots.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from vjepa2_core.hub import CheckpointError
-from vjepa2_core.planning.cem import GRIPPER, CEMPlanner
+from vjepa2_core.planning.cem import GRIPPER
+from vjepa2_core.planning.controller import ClosedLoopController
 from vjepa2_ros.bags import report
 from vjepa2_ros.bags.reader import BagError
 from vjepa2_ros.bags.replay_config import ModelConfig, ReplayConfig, load_config
@@ -77,7 +78,10 @@ class Replayer:
 
     def __init__(self, aligned: AlignedBag, model: ReplayModel, cfg: ReplayConfig):
         self.bag, self.model, self.cfg = aligned, model, cfg
-        self.planner = CEMPlanner(model.world_model, cfg.cem) if cfg.plan else None
+        self.controller = None
+        if cfg.plan:
+            p = cfg.planning()
+            self.controller = ClosedLoopController(model.world_model, p.cem, p.limits, p.rules)
         self.reach = max([cfg.horizon, *cfg.goal_offsets])
         self.reps: dict[int, torch.Tensor] = {}
         self.rows: list[dict[str, Any]] = []
@@ -138,7 +142,7 @@ class Replayer:
                 pred, _ = self.model.world_model.rollout(self.reps[t][None], state[None], acts)
             for k in range(1, kmax + 1):
                 row[f"rollout_l1_{k}"] = float((pred[0, k - 1] - self.reps[t + k]).abs().mean())
-        if self.planner is not None:
+        if self.controller is not None:
             for k in cfg.goal_offsets:
                 self._plan(t, k, state, recorded, row)
         return row
@@ -162,8 +166,12 @@ class Replayer:
         if t + k >= len(self.bag) or t + k not in self.reps:
             self.plan_skips["end_of_bag" if t + k >= len(self.bag) else "no_goal_frame"] += 1
             return
-        result = self.planner.plan(self.reps[t], state, self.reps[t + k], seed=self.cfg.seed + t)
-        first = result.first_action.numpy().astype(np.float64)
+        self.controller.start_reps([self.reps[t + k]])
+        decision = self.controller.step_rep(self.reps[t], state.numpy(), seed=self.cfg.seed + t)
+        if decision.plan is None or decision.action is None:
+            self.plan_skips[decision.status] += 1
+            return
+        result, first = decision.plan, decision.action  # the command the node would send
         cmp = compare_actions(first, recorded, float(state[GRIPPER]))
         if not np.isfinite(recorded).all():
             self.plan_skips["no_action"] += 1

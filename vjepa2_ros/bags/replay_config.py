@@ -10,6 +10,9 @@ from typing import Any
 import yaml
 
 from vjepa2_core.planning.cem import CEMConfig
+from vjepa2_core.planning.controller import ControllerConfig
+from vjepa2_core.planning.safety import SafetyLimits
+from vjepa2_core.planning.settings import PlanningSettings, planning_settings
 from vjepa2_ros.bags.writer import Topics
 
 
@@ -30,6 +33,8 @@ class ModelConfig:
 class ReplayConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     cem: CEMConfig = field(default_factory=CEMConfig)
+    safety: SafetyLimits = field(default_factory=SafetyLimits)  # the planned command is limited as the node does
+    rules: ControllerConfig = field(default_factory=ControllerConfig)
     topics: Topics = field(default_factory=Topics)
     rate: float = 4.0  # control rate of the model (Hz), the alignment grid
     tolerance: float = 0.05  # s, max distance of a sample from its grid time
@@ -53,7 +58,11 @@ class ReplayConfig:
             raise ValueError(f"goal_offsets must be a non-empty list of ints >= 1, got {self.goal_offsets}")
         if self.stamps not in ("receive", "header"):
             raise ValueError(f"stamps must be 'receive' or 'header', got {self.stamps!r}")
-        self.cem.validate()
+        self.planning()
+
+    def planning(self) -> PlanningSettings:
+        """The closed-loop controller's settings (the planner node's: CEM box = safety workspace)."""
+        return planning_settings(self.cem, self.safety, self.rules)
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -85,7 +94,13 @@ def load_config(path: str | Path | None, **overrides: Any) -> ReplayConfig:
             continue
         section, _, name = key.rpartition(".")
         (raw.setdefault(section, {}) if section else raw)[name] = value
-    nested = {"model": ModelConfig, "cem": CEMConfig, "topics": Topics}
+    nested = {
+        "model": ModelConfig,
+        "cem": CEMConfig,
+        "safety": SafetyLimits,
+        "rules": ControllerConfig,
+        "topics": Topics,
+    }
     kwargs = {k: _build(nested[k], v, k) if k in nested else v for k, v in raw.items()}
     cfg = _build(ReplayConfig, kwargs, "config")
     cfg.validate()

@@ -1,10 +1,10 @@
-"""`vjepa2-sim-eval`: closed-loop goal-image planning in the simulator, in-process (no ROS), with baselines.
+"""`vjepa2-sim-eval`: closed-loop goal-image planning in the simulator, with baselines.
 
 Every policy sees the same random starts and goals (episode i uses seed `--seed + i`). Success = end effector
 within 3 cm of the goal position at the end of the step budget. Policies:
-  planner  CEM on the world model toward the encoded goal image, with a hold rule: if no planned action is
-           predicted to beat doing nothing (by `--hold-margin`), the arm holds still; optional early stop when
-           the current image's goal energy falls to `--energy-threshold`;
+  planner  the planner node's closed-loop controller (vjepa2_core.planning.controller) with the node's settings,
+           read from its params file (`--params`, default config/sim_planner.yaml) plus `--set NAME=VALUE`;
+           in-process by default, or through the real simulator and planner nodes over DDS with `--via-ros`;
   random   uniform random deltas (lower bound);
   oracle   scripted straight-line moves using the true goal position (upper bound for the step budget).
 """
@@ -15,12 +15,16 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
+from vjepa2_core.planning.cem import config_to_dict
+from vjepa2_core.planning.settings import PlanningSettings, planning_values, read_params_file, settings_from_values
 from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError
 from vjepa2_ros.sim.filmstrip import save_film_strip
 
@@ -28,35 +32,44 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "sim_reach.safe
 POLICIES = ("planner", "random", "oracle")
 
 
+SIM_PLANNER_PARAMS = Path(__file__).resolve().parents[2] / "config" / "sim_planner.yaml"
+
+
 @dataclass
 class EvalConfig:
-    """What is measured and how the planner is run (default CEM: the shipped model's measured setting, < 1 s/step)."""
+    """What is measured. How the planner runs comes from the planner node's params file (`planner_params`), with
+    `planner_overrides` (flat names such as `cem.samples`) on top: the evaluation runs the node's controller."""
 
     task: str = "reach"
     episodes: int = 20
-    max_steps: int = 20
+    max_steps: int | None = None  # None: the params file's max_steps (the node's ReachGoal default)
     seed: int = 1000
     image_size: int = 64
     success_m: float = 0.03
     near_m: float = 0.05
-    horizon: int = 1
-    samples: int = 100
-    topk: int = 10
-    iterations: int = 3
-    maxnorm: float = 0.15  # CEM per-axis bound (m): the shipped model predicts moves of up to 4 steps at once
-    momentum_std: float = 0.15  # CEM std momentum: the search narrows within 3 iterations (0.95, the reference
-    # cem() default, kept it ~15 cm wide, so near the goal no small move was sampled and the hold rule froze the arm)
-    hold_margin: float = 0.0
-    energy_threshold: float = 0.0
+    planner_params: str = str(SIM_PLANNER_PARAMS)
+    planner_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def planning(self) -> PlanningSettings:
+        """The controller settings the planner node would run with this params file and these overrides."""
+        values = planning_values(read_params_file(config_file(self.planner_params)))
+        return settings_from_values({**values, **self.planner_overrides})
+
+    def steps(self) -> int:
+        return self.max_steps if self.max_steps is not None else self.planning().rules.max_steps
+
+
+def config_file(path: str | Path) -> Path:
+    """A params file by path, else config/<name> from the source tree or the installed share directory."""
+    candidates = [Path(path), SIM_PLANNER_PARAMS.parent / Path(path).name]
+    candidates.append(Path(sys.prefix) / "share" / "vjepa2_ros" / "config" / Path(path).name)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise SimError(f"params file {path} not found")
 
 
 # ------------------------------------------------------------------------------------------------------- policies
-def scale_to_step(delta: np.ndarray, max_step: float) -> np.ndarray:
-    """Shrink a planned move (it may span several steps) to one step, keeping its direction (model-predictive)."""
-    peak = float(np.abs(delta).max())
-    return delta * (max_step / peak) if peak > max_step else delta
-
-
 class RandomPolicy:
     name = "random"
 
@@ -88,60 +101,40 @@ class OraclePolicy:
 
 
 class PlannerPolicy:
-    """Goal-image CEM on a V-JEPA 2-AC world model, plus the hold / stop rules."""
+    """Goal-image planning through the closed-loop controller the planner node runs (same settings, same rules)."""
 
     name = "planner"
 
-    def __init__(self, world_model, cfg: EvalConfig, seed: int = 0):
-        from vjepa2_core.planning import CEMConfig, CEMPlanner
+    def __init__(self, world_model, settings: PlanningSettings, seed: int = 0):
+        from vjepa2_core.planning.controller import ClosedLoopController
 
-        self.wm, self.cfg, self.seed = world_model, cfg, seed
-        cem = CEMConfig.reference_cem_defaults(
-            horizon=cfg.horizon,
-            samples=cfg.samples,
-            topk=cfg.topk,
-            iterations=cfg.iterations,
-            maxnorm=cfg.maxnorm,
-            momentum_std=cfg.momentum_std,
-            axis={"gripper": 0.0},  # reach/push keep the gripper blocked
-        )
-        self.planner = CEMPlanner(world_model, cem)
-        self.goal_rep: torch.Tensor | None = None
+        self.controller = ClosedLoopController(world_model, settings.cem, settings.limits, settings.rules)
+        self.seed = seed
         self.calls = 0
 
     def reset(self, sim: FetchSim) -> None:
-        self.goal_rep = self.wm.encode_goal(sim.goal_image())
+        self.controller.start(sim.goal_image())
 
     def act(self, sim: FetchSim, image: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, dict]:
-        from vjepa2_core.planning.hold import decide_hold
-
-        rep = self.wm.encode(image)
-        state_t = torch.as_tensor(state, dtype=torch.float32)
-        now = float((rep - self.goal_rep).abs().mean())
-        if self.cfg.energy_threshold > 0 and now <= self.cfg.energy_threshold:
-            return np.zeros(7), {"energy_now": now, "hold": True, "stop": True}
         self.calls += 1
-        plan = self.planner.plan(rep, state_t, self.goal_rep, seed=self.seed * 100_003 + self.calls)
-        d = decide_hold(self.wm, rep, state_t, self.goal_rep, plan, self.planner.config, self.cfg.hold_margin)
-        action = np.zeros(7) if d.hold else plan.first_action.numpy().astype(np.float64)
-        action[:3] = scale_to_step(action[:3], sim.cfg.max_step)
-        return action, {
-            "energy_now": now,
-            "energy_plan": d.plan_energy,
-            "energy_still": d.still_energy,
-            "hold": d.hold,
-        }
+        d = self.controller.step(image, state, seed=self.seed * 100_003 + self.calls)
+        info = {"energy_now": d.energy_now, "status": d.status, "hold": d.status != "move", "notes": d.notes}
+        if d.plan is not None:
+            info.update(energy_plan=float(d.plan.energy), energy_still=d.still_energy)
+        if d.action is None:  # goal reached, or the plan was refused (non-finite, too late)
+            return np.zeros(7), {**info, "stop": True}
+        return d.action, info
 
 
 # ------------------------------------------------------------------------------------------------------ episodes
 def run_episode(sim: FetchSim, policy, seed: int, cfg: EvalConfig, keep_frames: bool = False) -> dict:
     """One closed-loop episode from a seeded random start; returns distances, steps and timing."""
     state = sim.reset(seed=seed)
-    start = sim.distance_to_goal()
+    start, max_steps = sim.distance_to_goal(), cfg.steps()
     policy.reset(sim)
     frames = [sim.render()]
     distances, plan_s, moved, first_success = [start], [], 0, None
-    for t in range(cfg.max_steps):
+    for t in range(max_steps):
         t0 = time.perf_counter()
         action, info = policy.act(sim, frames[-1], state)
         plan_s.append(time.perf_counter() - t0)
@@ -223,7 +216,20 @@ def load_world_model(model: str | Path):
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+SHORTHANDS = {  # flag -> planner setting (any other setting: --set NAME=VALUE)
+    "planner": "cem.planner",
+    "horizon": "cem.horizon",
+    "samples": "cem.samples",
+    "topk": "cem.topk",
+    "iterations": "cem.iterations",
+    "maxnorm": "cem.maxnorm",
+    "momentum_std": "cem.momentum_std",
+    "hold_margin": "hold_margin",
+    "energy_threshold": "energy_threshold",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vjepa2-sim-eval", description=__doc__.split("\n")[0])
     d = EvalConfig()
     p.add_argument("--episodes", type=int, default=d.episodes)
@@ -231,20 +237,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.add_argument("--model", default=str(SHIPPED_MODEL), help="AC checkpoint (default: the shipped sim model)")
     p.add_argument("--policies", default=",".join(POLICIES), help=f"comma-separated subset of {POLICIES}")
-    p.add_argument("--max-steps", type=int, default=d.max_steps)
+    p.add_argument("--max-steps", type=int, default=None, help="steps per episode (default: the params file's)")
     p.add_argument("--seed", type=int, default=d.seed, help="episode i uses seed+i for its start and goal")
     p.add_argument("--image-size", type=int, default=d.image_size)
-    p.add_argument("--horizon", type=int, default=d.horizon)
-    p.add_argument("--samples", type=int, default=d.samples)
-    p.add_argument("--topk", type=int, default=d.topk)
-    p.add_argument("--iterations", type=int, default=d.iterations)
-    p.add_argument("--maxnorm", type=float, default=d.maxnorm, help="CEM per-axis bound of a planned move (m)")
-    p.add_argument("--momentum-std", type=float, default=d.momentum_std, help="CEM std momentum (0..1)")
-    p.add_argument("--hold-margin", type=float, default=d.hold_margin, help="hold unless the plan beats stillness")
-    p.add_argument("--energy-threshold", type=float, default=d.energy_threshold, help="stop at this goal energy")
+    p.add_argument("--params", default=d.planner_params, help="planner node params file (the node's settings)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="planner setting override")
+    for flag, name in SHORTHANDS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, help=f"= --set {name}=VALUE")
+    p.add_argument("--via-ros", action="store_true", help="run the planner policy through the ROS 2 nodes (DDS)")
     p.add_argument("--out", default="sim_eval", help="directory for results.json and the film strips")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """--set NAME=VALUE (YAML-typed values) and the shorthand flags -> flat planner settings."""
+    pairs = list(args.set) + [
+        f"{SHORTHANDS[k]}={getattr(args, k)}" for k in SHORTHANDS if getattr(args, k) is not None
+    ]
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set takes NAME=VALUE, got {pair!r}")
+        overrides[name.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    cfg = EvalConfig(
+        task=args.task,
+        episodes=args.episodes,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        image_size=args.image_size,
+        planner_params=args.params,
+        planner_overrides=parse_overrides(args),
+    )
+    if cfg.episodes < 1 or cfg.steps() < 1:
+        raise ValueError("--episodes and --max-steps must be >= 1")
+    return cfg
 
 
 def format_table(summaries: list[dict]) -> str:
@@ -257,34 +289,54 @@ def format_table(summaries: list[dict]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def run_policies(cfg: EvalConfig, names: list[str], model: str, out: Path, via_ros: bool, log) -> dict:
+    settings = cfg.planning()  # fails before anything is simulated
+    results: dict = {"config": config_to_json(cfg, settings), "model": model if "planner" in names else None}
+    results["policies"] = {}
+    world_model = load_world_model(model) if "planner" in names and not via_ros else None
+    if via_ros and "planner" in names:
+        from vjepa2_ros.sim.via_ros import evaluate_via_ros
+
+        results["policies"]["planner_ros"] = evaluate_via_ros(cfg, model, out, log=log)
+        names = [n for n in names if n != "planner"]
+    sim = FetchSim(SimConfig(task=cfg.task, image_size=cfg.image_size), seed=cfg.seed)
+    try:
+        for name in names:
+            if name == "planner":
+                policy = PlannerPolicy(world_model, settings, seed=cfg.seed)
+            else:
+                policy = RandomPolicy(cfg.seed) if name == "random" else OraclePolicy()
+            results["policies"][name] = evaluate(sim, policy, cfg, out / f"filmstrip_{name}.png", log=log)
+    finally:
+        sim.close()
+    return results
+
+
+def config_to_json(cfg: EvalConfig, settings: PlanningSettings) -> dict:
+    return {
+        **asdict(cfg),
+        "max_steps": cfg.steps(),
+        "cem": config_to_dict(settings.cem),
+        "safety": asdict(settings.limits),
+        "rules": asdict(settings.rules),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     unknown = sorted(set(names) - set(POLICIES))
     if unknown or not names:
-        sys.exit(f"vjepa2-sim-eval: unknown policies {unknown}; choose from {POLICIES}")
-    if args.episodes < 1 or args.max_steps < 1:
-        sys.exit("vjepa2-sim-eval: --episodes and --max-steps must be >= 1")
-    cfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in EvalConfig.__dataclass_fields__})
+        parser.error(f"unknown policies {unknown}; choose from {POLICIES}")
     out = Path(args.out)
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    results: dict = {"config": asdict(cfg), "model": args.model if "planner" in names else None, "policies": {}}
-    sim = None
     try:
-        world_model = load_world_model(args.model) if "planner" in names else None  # fail before simulating
-        sim = FetchSim(SimConfig(task=cfg.task, image_size=cfg.image_size), seed=cfg.seed)
-        for name in names:
-            if name == "planner":
-                policy = PlannerPolicy(world_model, cfg, seed=cfg.seed)
-            else:
-                policy = RandomPolicy(cfg.seed) if name == "random" else OraclePolicy()
-            results["policies"][name] = evaluate(sim, policy, cfg, out / f"filmstrip_{name}.png", log=log)
+        cfg = config_from_args(args)
+        results = run_policies(cfg, names, args.model, out, args.via_ros, log)
     except (SimError, ValueError) as exc:
-        sys.exit(f"vjepa2-sim-eval: {exc}")
-    finally:
-        if sim is not None:
-            sim.close()
+        parser.error(str(exc))
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     summaries = [r["summary"] for r in results["policies"].values()]
@@ -293,7 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(format_table(summaries))
         print(f"results: {out / 'results.json'}; film strips: {out}/filmstrip_*.png")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
