@@ -8,15 +8,18 @@ INSTALLED := $(VENV)/.installed
 INTERFACES := $(VENV)/.interfaces
 PYTEST_ARGS ?=
 
-.PHONY: install interfaces test lint format demo selfcheck bench clean
+.PHONY: install interfaces colcon test lint format demo selfcheck bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
+# ROS launch system and `ros2` CLI (not on PyPI): wheels in ../shared/ros/launch-tools (see ../shared/ros/NOTES.md).
+LAUNCH_TOOLS ?= $(CURDIR)/../shared/ros/launch-tools
 $(INSTALLED): $(PY) setup.py requirements-cpu.txt Makefile
 	$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q -r requirements-cpu.txt
 	$(PIP) install -q -e ".[test,ros,sim,slurm]"
+	$(LAUNCH_TOOLS)/install.sh $(VENV)
 	touch $@
 
 install: $(INSTALLED) $(INTERFACES)
@@ -28,8 +31,13 @@ $(INTERFACES): $(INSTALLED) $(shell find vjepa2_interfaces -type f 2>/dev/null)
 
 interfaces: $(INTERFACES)
 
-test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+# The README's colcon route: both ROS packages built with colcon into build/colcon_ws (the `ros2 launch` tests use it).
+COLCON_WS := $(CURDIR)/build/colcon_ws
+colcon: $(INSTALLED)
+	VENV=$(VENV) scripts/colcon_build.sh $(COLCON_WS) >/dev/null
+
+test: install colcon
+	VJEPA2_COLCON_WS=$(COLCON_WS) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/black --check .

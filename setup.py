@@ -31,6 +31,10 @@ ROS_WHEELS = [
     "psutil",
 ]
 
+# colcon builds the two ROS packages in `make test` (the README's route); its setup.py-based python build needs
+# setuptools<80 (../shared/ros/NOTES.md)
+COLCON = ["colcon-common-extensions", "setuptools<80"]
+
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -59,7 +63,7 @@ setup(
         "rosbags",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "transformers", "safetensors", "black", "isort", "ruff"],
+        "test": ["pytest", "pytest-timeout", "transformers", "safetensors", "black", "isort", "ruff", *COLCON],
         "ros": ROS_WHEELS,
         "sim": ["mujoco<3.12", "gymnasium", "gymnasium-robotics"],
         "slurm": ["submitit"],

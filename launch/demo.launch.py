@@ -1,12 +1,17 @@
 """Simulated-arm demo on a full ROS 2 install: `ros2 launch vjepa2_ros demo.launch.py [model:=CKPT] [seed:=3]`.
 
 Starts vjepa2_sim and vjepa2_planner (topics wired by config/sim_planner.yaml) and the demo client, which sends
-the sim's goal image as a ReachGoal, prints each step and saves the image strip. Without `ros2 launch`
-(pip-only installs) `make sim-demo` does the same with plain processes.
+the sim's goal image as a ReachGoal, prints each step and saves the image strip. With `client:=false` only the
+sim and the planner run, to be driven from the CLI or RViz (an empty goal image means the sim's goal image):
+    ros2 action send_goal /vjepa2_planner/reach_goal vjepa2_interfaces/action/ReachGoal "{max_steps: 10}" --feedback
+Without `ros2 launch` (pip-only installs) `make sim-demo` does the same with plain processes.
 """
+
+import sys
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, Shutdown
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -18,6 +23,7 @@ ARGUMENTS = {
     "task": ("reach", "reach | push"),
     "max_steps": ("20", "ReachGoal step budget"),
     "out": ("sim_demo", "directory for the image strip"),
+    "client": ("true", "start the demo client (false: only sim and planner, drive them with ros2 action/service)"),
 }
 
 
@@ -42,10 +48,11 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
     )
     client = ExecuteProcess(
-        cmd=["python3", "-m", "vjepa2_ros.sim.demo", "--no-spawn", "--max-steps", arg("max_steps")]
+        cmd=[sys.executable, "-m", "vjepa2_ros.sim.demo", "--no-spawn", "--max-steps", arg("max_steps")]
         + ["--out", arg("out")],
         output="screen",
         on_exit=Shutdown(reason="demo finished"),
+        condition=IfCondition(arg("client")),
     )
     return LaunchDescription([*declared, sim, planner, client])
 

@@ -1,0 +1,128 @@
+"""The README's colcon route and the real `ros2 launch` / `ros2` CLI, as a robotics user drives the packages.
+
+`scripts/colcon_build.sh` builds vjepa2_interfaces and vjepa2_ros with colcon into build/colcon_ws (what
+`make test` does first); every command here runs with that workspace's `install/setup.bash` sourced, so the
+nodes are the installed executables that `ros2 launch` finds through the ament index, not the source tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.ros_helpers import wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def ws_env() -> dict[str, str]:
+    """The colcon workspace's sourced environment; built here unless `make test` just built it (VJEPA2_COLCON_WS)."""
+    env = {**os.environ, "VENV": str(VENV_BIN.parent)}
+    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)  # children re-run the venv bootstrap with the new paths
+    ws = Path(os.environ.get("VJEPA2_COLCON_WS", REPO / "build" / "colcon_ws"))
+    if "VJEPA2_COLCON_WS" not in os.environ:
+        build = subprocess.run(
+            ["bash", str(REPO / "scripts/colcon_build.sh"), str(ws)], env=env, capture_output=True, text=True,
+            timeout=900,
+        )  # fmt: skip
+        assert build.returncode == 0, build.stderr[-4000:]
+        assert "ignoring unknown package" not in build.stderr, build.stderr
+        assert "Summary: 2 packages finished" in build.stderr, build.stderr[-2000:]
+    assert (ws / "install/setup.bash").is_file(), f"no colcon workspace at {ws}"
+    dump = subprocess.run(
+        ["bash", "-c", f"source {ws}/install/setup.bash && env -0"], env=env, capture_output=True, timeout=60
+    )
+    sourced = dict(item.split("=", 1) for item in dump.stdout.decode().split("\0") if "=" in item)
+    sourced["PATH"] = f"{VENV_BIN}:{sourced['PATH']}"  # `ros2` comes from the venv (launch-tools/install.sh)
+    sourced.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
+    for pkg in ("vjepa2_ros", "vjepa2_interfaces"):
+        assert f"{ws}/install/{pkg}" in sourced["AMENT_PREFIX_PATH"], sourced["AMENT_PREFIX_PATH"]
+    return sourced
+
+
+class Launch:
+    """`ros2 launch ...` in its own process group, so `ctrl_c` sends SIGINT to it and its nodes like a terminal."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.start = time.monotonic()
+        self.log = cwd / "launch.log"
+        self._out = self.log.open("w")
+        self.proc = subprocess.Popen(
+            ["ros2", "launch", *args], env=env, cwd=cwd, stdout=self._out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, pattern: str, timeout: float) -> float:
+        """Seconds from the launch to the first line matching `pattern` (fails with the log)."""
+        ok = wait_until(lambda: re.search(pattern, self.text()) or self.proc.poll() is not None, timeout, 0.1)
+        assert ok and re.search(pattern, self.text()), f"no {pattern!r} within {timeout} s:\n{self.text()[-4000:]}"
+        return time.monotonic() - self.start
+
+    def node_pid(self, executable: str) -> int:
+        kids = psutil.Process(self.proc.pid).children(recursive=True)
+        return next(p.pid for p in kids if any(executable in part for part in p.cmdline()))
+
+    def ctrl_c(self, timeout: float = 30.0) -> int:
+        """SIGINT to the whole group (what a terminal does; launch forwards a second one), then wait."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            raise AssertionError(
+                f"ros2 launch did not exit within {timeout} s of SIGINT:\n{self.text()[-4000:]}"
+            ) from None
+        finally:
+            self._out.close()
+
+
+def ros2(env: dict[str, str], *args: str, timeout: float = 60.0) -> str:
+    """Run one `ros2` CLI command; returns its stdout (fails with its output on a non-zero exit)."""
+    out = subprocess.run(["ros2", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    assert (
+        out.returncode == 0
+    ), f"ros2 {' '.join(args)} -> {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout
+
+
+def test_demo_launch_without_client_is_driven_from_the_cli(ws_env, tmp_path):
+    """sim + planner from `ros2 launch vjepa2_ros demo.launch.py client:=false`, then param/service/action CLI."""
+    launch = Launch(["vjepa2_ros", "demo.launch.py", "client:=false"], ws_env, tmp_path)
+    try:
+        ready = launch.wait_for(r"vjepa2_planner ready", 120)
+        launch.wait_for(r"\[vjepa2_sim\]: ready", 120)
+        print(f"ros2 launch -> planner ready: {ready:.1f} s")
+        started = re.findall(r"\[INFO\] \[([\w.-]+)\]: process started", launch.text())
+        assert sorted(n.rsplit("-", 1)[0] for n in started) == ["vjepa2_planner", "vjepa2_sim"], started
+        value = ros2(ws_env, "param", "get", "/vjepa2_planner", "cem.samples", "--no-daemon")
+        assert re.search(r"value is: 100\b", value), value
+        plan = ros2(
+            ws_env, "service", "call", "/vjepa2_planner/plan_to_goal", "vjepa2_interfaces/srv/PlanToGoal",
+            "{samples: 16, iterations: 1, seed: 3}",
+        )  # fmt: skip
+        assert "success=True" in plan and "horizon=1" in plan, plan
+        reach = ros2(
+            ws_env, "action", "send_goal", "/vjepa2_planner/reach_goal", "vjepa2_interfaces/action/ReachGoal",
+            "{max_steps: 2}", timeout=120,
+        )  # fmt: skip
+        assert "Goal finished with status: SUCCEEDED" in reach and "steps: 2" in reach, reach
+        rss = psutil.Process(launch.node_pid("vjepa2_planner")).memory_info().rss / 2**20
+        print(f"planner RSS after plan + 2-step reach: {rss:.0f} MiB")
+    finally:
+        code = launch.ctrl_c()
+    assert code == 0, launch.text()[-4000:]
