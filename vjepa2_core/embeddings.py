@@ -21,7 +21,7 @@ import json
 import math
 import sys
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from vjepa2_core.data.video_dataset import VIDEO_EXTS, read_list
 from vjepa2_core.hub import CheckpointError, file_sha256, find_checkpoint, get_spec, load_encoder, resolve_checkpoint
 
 PROG = "vjepa2-extract-embeddings"
-Frames = Iterator[tuple[float, np.ndarray]]  # (time in s, RGB uint8 [H,W,3])
+Frames = Iterator[tuple[float, Callable[[], np.ndarray]]]  # (time in s, getter of the RGB uint8 [H,W,3] frame)
 # the settings a resumed file must share with the run that started it
 SETTINGS = ("model", "checkpoint_sha256", "crop_size", "frames_per_clip", "frame_step", "clip_stride", "tokens")
 
@@ -77,7 +77,8 @@ class Source:
 
 
 def video_frames(path: Path, source: Source) -> Frames:
-    """Decode an MP4 (or any OpenCV-readable video) front to back; times are frame index / header fps."""
+    """Decode a video (MP4 or anything OpenCV reads) front to back; times are frame index / header fps. A frame is
+    converted to RGB only when its getter is called (before the next frame), so skipped frames cost a grab only."""
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -86,20 +87,25 @@ def video_frames(path: Path, source: Source) -> Frames:
         if not fps > 0:
             raise VideoError(f"video {path} reports {fps} fps")
         source.attrs.update(fps=fps, frames_reported=int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+
+        def retrieve() -> np.ndarray:
+            ok, frame = cap.retrieve()
+            if not ok or frame is None:
+                raise VideoError(f"{path}: could not retrieve frame {index}")
+            return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
         index = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            yield index / fps, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        while cap.grab():
+            yield index / fps, retrieve
             index += 1
         if index == 0:
             raise VideoError(f"no frame of {path} could be decoded")
+        source.attrs["frames_decoded"] = index
     finally:
         cap.release()
 
 
-def clips(frames: Iterable[tuple[float, np.ndarray]], spec: ClipSpec, transform: Callable) -> Iterator[tuple]:
+def clips(frames: Frames, spec: ClipSpec, transform: Callable) -> Iterator[tuple]:
     """(frame indices, times, clip [3,T,crop,crop]) in order, from a frame stream with bounded memory.
 
     Each frame is preprocessed on arrival (the eval transform acts frame by frame, so this equals transforming the
@@ -110,7 +116,7 @@ def clips(frames: Iterable[tuple[float, np.ndarray]], spec: ClipSpec, transform:
     first_open, last = 0, -1
     for index, (t, frame) in enumerate(frames):
         if spec.used(index, first_open):
-            kept[index] = (t, transform(frame[None])[0][:, 0])
+            kept[index] = (t, transform(frame()[None])[0][:, 0])
             last = index
         while first_open * spec.every + spec.span <= index:
             ids = [first_open * spec.every + j * spec.step for j in range(spec.frames)]

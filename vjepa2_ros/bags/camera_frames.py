@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ from vjepa2_ros.bags.messages import IMAGE_TYPES, check_type, decode_image_msg
 from vjepa2_ros.bags.reader import BagError, BagReader
 
 
-def camera_frames(bag: str | Path, topic: str) -> Iterator[tuple[float, np.ndarray]]:
-    """Frames of `topic` in receive order; times are seconds since the topic's first message. Bag and decoding
-    failures become `VideoError` so the extractor skips and counts the bag like an unreadable video."""
+def camera_frames(bag: str | Path, topic: str) -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
+    """(time, frame getter) of `topic` in receive order; times are seconds since the topic's first message and a
+    frame is decoded only when its getter is called. Bag and decoding failures become `VideoError`, so the
+    extractor skips and counts the bag like an unreadable video."""
     try:
         with BagReader(bag) as reader:
             msgtype = reader.msgtype(topic)
@@ -23,7 +25,13 @@ def camera_frames(bag: str | Path, topic: str) -> Iterator[tuple[float, np.ndarr
             start = None
             for message in reader.messages([topic]):
                 start = message.timestamp if start is None else start
-                frame = decode_image_msg(reader.deserialize(message), msgtype)
-                yield (message.timestamp - start) * 1e-9, frame
+                yield (message.timestamp - start) * 1e-9, partial(_decode, reader, message, msgtype)
     except (BagError, ImageDecodeError) as err:
         raise VideoError(f"{bag} {topic}: {err}") from err
+
+
+def _decode(reader: BagReader, message, msgtype: str) -> np.ndarray:
+    try:
+        return decode_image_msg(reader.deserialize(message), msgtype)
+    except (BagError, ImageDecodeError) as err:
+        raise VideoError(f"{reader.path} {message.topic} at t={message.timestamp}: {err}") from err
