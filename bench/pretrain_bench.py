@@ -71,7 +71,7 @@ def end_to_end(steps: int, batch: int, workers: int, threads: int, root: Path, d
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"pretrain.py failed:\n{proc.stderr[-3000:]}")
-    rows = read_csv(root / "run" / "log.csv")
+    rows = read_csv(root / "run" / "train.csv")
     (s0, t0), (s1, t1) = [(int(r["step"]), float(r["time_s"])) for r in (rows[0], rows[-1])]
     return batch * (s1 - s0) / (t1 - t0)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -84,7 +85,7 @@ def run(folder: Path, videos: Path, *sets: str, extra: tuple[str, ...] = (), tim
 
 
 def losses(folder: Path) -> list[float]:
-    return [float(r["loss"]) for r in read_csv(folder / "log.csv")]
+    return [float(r["loss"]) for r in read_csv(folder / "train.csv")]
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def trained(tmp_path_factory, videos) -> Path:
 
 @pytest.mark.slow
 def test_loss_falls_over_100_steps(trained):
-    rows = read_csv(trained / "log.csv")
+    rows = read_csv(trained / "train.csv")
     assert int(rows[-1]["step"]) == 100 and len(rows) == 20
     loss = losses(trained)
     first, last = sum(loss[:2]) / 2, sum(loss[-4:]) / 4
@@ -188,11 +189,14 @@ def test_exact_resume_after_kill(tmp_path, videos):
     sets = (
         "optimization.ipe=8",
         "optimization.epochs=3",
-        "meta.save_every_steps=3",
+        "meta.checkpoint_every_steps=3",
         "meta.log_every=1",
         f"data.datasets=[{videos},{videos}]",
         "data.dataset_fpcs=[8,4]",
         "data.datasets_weights=[0.5,0.5]",
+        f"data.val_datasets=[{videos}]",
+        "data.val_clips=4",
+        "meta.eval_freq=8",
     )
     run(tmp_path / "full", videos, *sets)
     proc = subprocess.Popen(
@@ -205,7 +209,8 @@ def test_exact_resume_after_kill(tmp_path, videos):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     cut = load_checkpoint(latest)
-    assert cut["epoch"] * 8 + cut["itr"] < 24, "the run finished before it could be killed"
+    assert cut["step"] == cut["epoch"] * 8 + cut["itr"] and cut["step"] % 3 == 0
+    assert cut["step"] < 24, "the run finished before it could be killed"
     run(tmp_path / "cut", videos, *sets, extra=("--resume",))
     a, b = load_checkpoint(tmp_path / "full" / "latest.pt"), load_checkpoint(latest)
     for key in ("encoder", "predictor", "target_encoder"):
@@ -214,6 +219,8 @@ def test_exact_resume_after_kill(tmp_path, videos):
     for pid, state in a["opt"]["state"].items():
         assert torch.equal(state["exp_avg"], b["opt"]["state"][pid]["exp_avg"])
     assert losses(tmp_path / "full") == losses(tmp_path / "cut")  # log rows past the checkpoint are redone
+    val = [[(r["step"], r["val_loss"]) for r in read_csv(tmp_path / f / "val.csv")] for f in ("full", "cut")]
+    assert [s for s, _ in val[0]] == ["8", "16", "24"] and val[0] == val[1]
 
 
 @pytest.mark.slow
@@ -228,7 +235,7 @@ def test_cooldown_from_checkpoint_uses_linear_decay(tmp_path, trained, videos):
     )
     run(tmp_path, videos, *sets, "meta.max_steps=2")  # interrupted cooldown ...
     run(tmp_path, videos, *sets, "optimization.resume_anneal=true")  # ... continued from its own latest.pt
-    rows = read_csv(tmp_path / "log.csv")
+    rows = read_csv(tmp_path / "train.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]  # epoch counter reset, then resumed at step 2
     for r in rows:
         assert float(r["lr"]) == pytest.approx(linear_decay(int(r["step"]), ref=1e-3, final=1e-6, t_max=4))
@@ -260,7 +267,7 @@ def test_two_process_gloo_run(tmp_path, videos):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = load_checkpoint(tmp_path / "latest.pt")
     assert ckpt["world_size"] == 2 and ckpt["epoch"] == 1
-    rows = read_csv(tmp_path / "log.csv")
+    rows = read_csv(tmp_path / "train.csv")
     assert len(rows) == 3 and all(float(r["loss"]) > 0 for r in rows)
     enc, _ = load_encoder_and_predictor(tmp_path / "latest.pt")
     assert all(torch.isfinite(p).all() for p in enc.parameters())
@@ -312,3 +319,43 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients():
     torch.testing.assert_close(results[0][0], results[1][0])
     for g0, g1 in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(g0, g1, rtol=1e-5, atol=1e-6)
+
+
+# Keys of a checkpoint written by pretrain.py before the unified resume state (recorded from one such file).
+OLD_PRETRAIN_KEYS = {"batch_size", "encoder", "epoch", "itr", "loss", "lr", "model_config", "opt", "predictor", "rng",
+                     "scaler", "target_encoder", "world_size"}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_an_old_checkpoint_and_old_config_keys_still_resume(tmp_path, videos):
+    """A checkpoint in the old layout (epoch + itr + one RNG state, no step/scheduler), named by the old key
+    `meta.read_checkpoint`, resumes into the same losses as an uninterrupted run."""
+    sets = ("optimization.ipe=4", "optimization.epochs=2", "meta.log_every=1", "data.batch_size=2")
+    run(tmp_path / "straight", videos, *sets, "meta.max_steps=6")
+    run(tmp_path / "old", videos, *sets, "meta.max_steps=3")
+    new = load_checkpoint(tmp_path / "old" / "latest.pt")
+    assert (new["step"], new["epoch"], new["itr"], new["scheduler"]) == (3, 0, 3, {"step": 3})
+    old = {k: v for k, v in new.items() if k in OLD_PRETRAIN_KEYS}
+    old["rng"] = new["rng"][0]
+    assert set(old) == OLD_PRETRAIN_KEYS
+    torch.save(old, tmp_path / "old.pt")
+    proc = run(tmp_path / "resumed", videos, *sets, "meta.max_steps=6", f"meta.read_checkpoint={tmp_path / 'old.pt'}",
+               "meta.save_every_steps=2")  # fmt: skip
+    assert "'meta.read_checkpoint' is deprecated: use 'meta.resume_checkpoint'" in proc.stderr
+    assert "'meta.save_every_steps' is deprecated: use 'meta.checkpoint_every_steps'" in proc.stderr
+    rows = read_csv(tmp_path / "resumed" / "train.csv")
+    assert [int(r["step"]) for r in rows] == [4, 5, 6]
+    assert [float(r["loss"]) for r in rows] == losses(tmp_path / "straight")[3:]
+    assert load_checkpoint(tmp_path / "resumed" / "latest.pt")["step"] == 6
+
+
+def test_non_finite_loss_stops_with_exit_4_and_writes_nothing(tmp_path, videos, capsys):
+    script = load_script()
+    argv = ["--config", str(TINY)]
+    for s in (f"folder={tmp_path}", f"data.datasets=[{videos}]", "data.batch_size=2", "optimization.ipe=4",
+              "optimization.lr=1.0e+30", "optimization.start_lr=1.0e+30", "optimization.final_lr=1.0e+30"):  # fmt: skip
+        argv += ["--set", s]
+    assert script.main(argv) == 4
+    assert re.search(r"pretrain.py: stopped: loss is (nan|inf|-inf) at step \d", capsys.readouterr().err)
+    rows = read_csv(tmp_path / "train.csv")
+    assert not (tmp_path / "latest.pt").exists() and len(rows) <= 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from vjepa2_core.hub import MODELS, load_ac_model
 from vjepa2_core.training import ac
 from vjepa2_core.training.checkpoint import load_training_checkpoint
 from vjepa2_core.training.config import ConfigError, load_config, validate
+from vjepa2_core.training.engine import NonFiniteLoss
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "train" / "ac_tiny_cpu.yaml"
@@ -94,7 +96,9 @@ def test_tiny_run_learns_and_writes_a_loadable_checkpoint(dataset_csv, tmp_path)
     ckpt = load_training_checkpoint(out / "latest.pt")
     assert {"encoder", "target_encoder", "predictor", "opt", "scaler", "epoch", "loss", "batch_size", "world_size",
             "lr", "model_config"} <= set(ckpt)  # fmt: skip
-    assert ckpt["epoch"] == 5 and (out / "e5.pt").is_file()
+    assert {"step", "itr", "scheduler", "rng", "skipped"} <= set(ckpt)  # the resume state pretraining writes too
+    assert (ckpt["step"], ckpt["epoch"], ckpt["itr"], ckpt["scheduler"]) == (50, 5, 0, {"step": 50})
+    assert (out / "e5.pt").is_file()
     encoder, predictor = load_ac_model(out / "latest.pt")
     assert torch.equal(predictor.state_dict()["predictor_proj.weight"], ckpt["predictor"]["predictor_proj.weight"])
     assert encoder.embed_dim == 96
@@ -235,3 +239,41 @@ def test_submitit_tasks_train_as_a_distributed_job(dataset_csv, tmp_path):
     results = job.results()
     assert [r["step"] for r in results] == [3, 3] and results[0]["loss"] == results[1]["loss"]
     assert load_training_checkpoint(out / "latest.pt")["world_size"] == 2
+
+
+# Keys of a checkpoint written by train_ac.py before the unified resume state (recorded from one such file).
+OLD_AC_KEYS = {"batch_size", "config", "encoder", "epoch", "loss", "lr", "model_config", "opt", "predictor", "rng",
+               "scaler", "scheduler", "skipped", "step", "target_encoder", "world_size"}  # fmt: skip
+
+
+def test_an_old_checkpoint_resumes_through_resume_checkpoint(dataset_csv, tmp_path):
+    """A checkpoint in the old AC layout (no `itr`), given as meta.resume_checkpoint, continues bit-identically."""
+    extra = ("meta.eval_freq=0", "data.batch_size=2", "optimization.ipe=4")
+    train_ac.train(tiny_cfg(dataset_csv, tmp_path / "straight", *extra, "meta.max_steps=6"))
+    train_ac.train(tiny_cfg(dataset_csv, tmp_path / "first", *extra, "meta.max_steps=3"))
+    new = load_training_checkpoint(tmp_path / "first" / "latest.pt")
+    old = {k: v for k, v in new.items() if k in OLD_AC_KEYS}
+    assert set(old) == OLD_AC_KEYS and set(new) - set(old) == {"itr"}
+    torch.save(old, tmp_path / "old.pt")
+    resumed = tmp_path / "resumed"
+    summary = train_ac.train(tiny_cfg(dataset_csv, resumed, *extra, "meta.max_steps=6",
+                                      f"meta.resume_checkpoint={tmp_path / 'old.pt'}"))  # fmt: skip
+    assert summary["step"] == 6
+    assert losses(resumed) == losses(tmp_path / "straight")[3:]
+    # a resume path that does not exist is an error (exit 3), not a silent fresh start
+    argv = ["--config", str(TINY)]
+    for o in overrides(dataset_csv, tmp_path / "x", f"meta.resume_checkpoint={tmp_path / 'missing.pt'}"):
+        argv += ["--set", o]
+    assert train_ac.main(argv) == 3
+
+
+def test_non_finite_loss_stops_with_exit_4_and_writes_nothing(dataset_csv, tmp_path, capsys):
+    argv = ["--config", str(TINY)]
+    sets = ("optimization.lr=1.0e+30", "optimization.start_lr=1.0e+30", "optimization.final_lr=1.0e+30", "meta.eval_freq=0")
+    for o in overrides(dataset_csv, tmp_path, *sets):
+        argv += ["--set", o]
+    assert train_ac.main(argv) == 4
+    assert re.search(r"train_ac.py: stopped: loss is (nan|inf|-inf) at step \d", capsys.readouterr().err)
+    assert not (tmp_path / "latest.pt").exists()
+    with pytest.raises(NonFiniteLoss):  # library callers get the exception
+        train_ac.train(tiny_cfg(dataset_csv, tmp_path / "lib", *sets))

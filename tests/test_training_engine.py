@@ -1,9 +1,13 @@
-"""The shared training engine: config validation, schedules, param groups, checkpoints, RNG, sampler, CSV."""
+"""The shared training engine: config validation and renamed keys, schedules, param groups, checkpoints, RNG,
+sampler, CSV, the run engine (resume state, cadence, stop rule) and `--slurm` for both stages."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,11 +21,37 @@ from vjepa2_core.training.checkpoint import (
     save_training_checkpoint,
     set_rng_state,
 )
-from vjepa2_core.training.config import REQUIRED, ConfigError, Field, apply_overrides, load_config, validate
+from vjepa2_core.training.config import (
+    REQUIRED,
+    ConfigError,
+    Field,
+    apply_overrides,
+    load_config,
+    load_yaml,
+    rename_keys,
+    validate,
+)
 from vjepa2_core.training.distributed import ResumableSampler, init_distributed
+from vjepa2_core.training.engine import (
+    EXIT_CHECKPOINT,
+    EXIT_NON_FINITE,
+    EXIT_OK,
+    EXIT_USAGE,
+    RENAMED_KEYS,
+    RUN_META_SCHEMA,
+    Engine,
+    NonFiniteLoss,
+    Run,
+    rank_rng,
+    resume_source,
+    resume_step,
+)
 from vjepa2_core.training.metrics import CSVLogger, read_csv
 from vjepa2_core.training.optim import build_adamw, make_grad_scaler, param_groups, resolve_dtype
 from vjepa2_core.training.schedules import build_scheduler, cosine_wd, linear_decay, warmup_cosine, wsd
+from vjepa2_core.training.slurm import executor_parameters, make_executor, time_minutes
+
+REPO = Path(__file__).resolve().parents[1]
 
 SCHEMA = {
     "app": Field(str),
@@ -208,3 +238,180 @@ def test_csv_logger_drops_rows_past_the_resume_step(tmp_path):
         again.log({"step": 5, "acc": 1.0})
     CSVLogger(tmp_path / "other.csv", ["step"], enabled=False).log({"step": 1})
     assert not (tmp_path / "other.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- the engine
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"_engine_{name}", REPO / "training" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_renamed_keys_still_load_with_a_warning_naming_the_new_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("meta:\n  read_checkpoint: /a.pt\n  save_every_steps: 5\n")
+    with pytest.warns(DeprecationWarning) as record:
+        cfg = rename_keys(load_yaml(path), RENAMED_KEYS)
+    assert [str(w.message) for w in record] == [
+        "config key 'meta.read_checkpoint' is deprecated: use 'meta.resume_checkpoint'",
+        "config key 'meta.save_every_steps' is deprecated: use 'meta.checkpoint_every_steps'",
+    ]
+    assert cfg["meta"] == {"resume_checkpoint": "/a.pt", "checkpoint_every_steps": 5}
+    with pytest.warns(DeprecationWarning, match="meta.save_every_steps"):
+        assert rename_keys({"meta": {"save_every_steps": None, "checkpoint_every_steps": 3}}, RENAMED_KEYS) == {
+            "meta": {"checkpoint_every_steps": 3}
+        }
+    with pytest.warns(DeprecationWarning), pytest.raises(ConfigError, match="both set: keep only 'meta.resume"):
+        rename_keys({"meta": {"read_checkpoint": "/a.pt", "resume_checkpoint": "/b.pt"}}, RENAMED_KEYS)
+    # both stages read the same keys: one schema entry each for cadence, resume path and the launcher
+    pre, ac = _script("pretrain"), _script("train_ac")
+    for key in ("checkpoint_every_steps", "resume_checkpoint", "load_checkpoint", "save_every_freq", "eval_freq"):
+        assert pre.SCHEMA["meta"][key] is ac.SCHEMA["meta"][key] is RUN_META_SCHEMA[key]
+    for key in ("nodes", "tasks_per_node", "cpus_per_task", "mem_per_gpu"):
+        assert pre.SCHEMA[key] is ac.SCHEMA[key]
+    assert not {"read_checkpoint", "save_every_steps"} & (set(pre.SCHEMA["meta"]) | set(ac.SCHEMA["meta"]))
+
+
+def test_resume_state_of_old_layouts():
+    assert resume_step({"step": 7, "epoch": 0}, ipe=4) == 7
+    assert resume_step({"epoch": 2, "itr": 3}, ipe=4) == 11  # pretraining before `step`
+    assert resume_step({"epoch": 2}, ipe=4) == 8
+    with pytest.raises(CheckpointError, match="neither 'step' nor 'epoch'"):
+        resume_step({"opt": {}}, ipe=4)
+    a, b = {"torch": 1}, {"torch": 2}
+    assert rank_rng([a, b], 1) is b and rank_rng([a], 3) is a  # more ranks now than when saved: rank 0's
+    assert rank_rng(a, 1) is a and rank_rng(None, 0) is None  # one state for all (old pretraining)
+
+
+def _engine(tmp_path, **meta) -> Engine:
+    meta = {**validate({}, RUN_META_SCHEMA), "device": "cpu", **meta}
+    cfg = {"folder": str(tmp_path), "meta": meta, "optimization": {"epochs": 3}}
+    run = Run(cfg, init_distributed("cpu"), torch.float32, tmp_path)
+    model = nn.Linear(2, 1)
+    opt = build_adamw([(model, 1.0)])
+    sched = build_scheduler(opt, dict(ipe=4, epochs=3, lr=1.0, final_lr=0.0, weight_decay=0.0, final_weight_decay=0.0),
+                            "warmup_cosine")  # fmt: skip
+    return Engine(run, opt, sched, make_grad_scaler(run.device, run.dtype), 4, 1, ["loss"], ["val_loss"])
+
+
+def test_engine_cadence_logs_and_checkpoints(tmp_path):
+    eng = _engine(tmp_path, checkpoint_every_steps=3, eval_freq=5, log_every=2, max_steps=10, save_every_freq=2)
+    saved, evaluated = [], []
+    for _ in eng.batches(lambda p, offset: range(offset, 4), per_pass=4):
+        eng.scheduler.step()
+        eng.check_finite(torch.tensor(0.5))
+        eng.step_done(1, {"loss": eng.loss})
+        if eng.eval_due():
+            eng.validate(lambda: {"val_loss": 0.25})
+            evaluated.append(eng.step)
+        if eng.checkpoint_due():
+            eng.save(lambda: {"w": torch.ones(1)})
+            saved.append(eng.step)
+    summary = eng.finish()
+    assert summary["step"] == 10 and saved == [3, 4, 6, 8, 9, 10] and evaluated == [5, 10]
+    rows = read_csv(tmp_path / "train.csv")
+    assert [(r["step"], r["epoch"], r["itr"]) for r in rows] == [
+        ("2", "0", "2"), ("4", "0", "4"), ("6", "1", "2"), ("8", "1", "4"), ("10", "2", "2")]  # fmt: skip
+    assert [r["step"] for r in read_csv(tmp_path / "val.csv")] == ["5", "10"]
+    ckpt = load_training_checkpoint(tmp_path / "latest.pt")
+    assert (ckpt["step"], ckpt["epoch"], ckpt["itr"], ckpt["scheduler"], len(ckpt["rng"])) == (
+        10,
+        2,
+        2,
+        {"step": 10},
+        1,
+    )
+    assert load_training_checkpoint(tmp_path / "e2.pt")["step"] == 8 and not (tmp_path / "e1.pt").exists()
+    # resume: the same step, schedule and place in the data
+    again = _engine(tmp_path, max_steps=12)
+    again.resume(tmp_path / "latest.pt", {"w": lambda w: None})
+    assert again.step == 10 and again.scheduler.k == 10
+    starts = []
+    for _ in again.batches(lambda p, offset: starts.append((p, offset)) or range(offset, 4), per_pass=4):
+        again.scheduler.step()
+        again.check_finite(torch.tensor(1.0))
+        again.step_done(1, {"loss": 1.0})
+    again.finish()
+    assert starts == [(2, 2)] and [r["step"] for r in read_csv(tmp_path / "train.csv")][-2:] == ["10", "12"]
+
+
+def test_non_finite_loss_raises_before_the_update(tmp_path):
+    eng = _engine(tmp_path)
+    assert eng.check_finite(torch.tensor(2.0), torch.tensor(3.0)) == [2.0, 3.0]
+    with pytest.raises(NonFiniteLoss, match="loss is nan at step 1; lower optimization.lr"):
+        eng.check_finite(torch.tensor(float("nan")))
+    assert issubclass(NonFiniteLoss, FloatingPointError)
+    assert (EXIT_OK, EXIT_USAGE, EXIT_CHECKPOINT, EXIT_NON_FINITE) == (0, 2, 3, 4)
+
+
+def test_resume_source_prefers_the_runs_own_latest(tmp_path):
+    eng = _engine(tmp_path / "run", resume_checkpoint=str(tmp_path / "start.pt"))
+    with pytest.raises(CheckpointError, match="meta.resume_checkpoint .* does not exist"):
+        resume_source(eng.run, resume=True)
+    save_training_checkpoint(tmp_path / "start.pt", {"step": 1})
+    assert resume_source(eng.run, resume=True) == tmp_path / "start.pt"
+    save_training_checkpoint(tmp_path / "run" / "latest.pt", {"step": 2})
+    assert resume_source(eng.run, resume=True) == tmp_path / "run" / "latest.pt"  # a requeued job continues itself
+    assert resume_source(eng.run, resume=False) == tmp_path / "start.pt"
+    assert resume_source(_engine(tmp_path / "fresh").run, resume=True) is None
+
+
+# ------------------------------------------------------------------------------------------------------- --slurm
+def test_slurm_time_limits():
+    assert [time_minutes(t) for t in ("90", "2:00:00", "1-00:00", "1-2", "30:30", "0:10:01")] == [90, 120, 1440, 1560,
+                                                                                                  31, 11]  # fmt: skip
+    for bad in ("0", "soon", "1:2:3:4"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            time_minutes(bad)
+
+
+@pytest.mark.parametrize(
+    "name,config",
+    [("pretrain", "pretrain_vitl16_256px_16f.yaml"), ("train_ac", "droid-256px-8f.yaml")],
+)
+def test_both_stages_submit_with_the_same_slurm_options(name, config, tmp_path, capsys):
+    script = _script(name)
+    argv = ["--config", str(REPO / "config" / "train" / config), "--set", f"folder={tmp_path / 'run'}", "--slurm"]
+    argv += ["--partition", "gpu", "--account", "vision", "--qos", "high", "--time", "1-00:00", "--nodes", "2"]
+    args = script.build_parser().parse_args(argv)
+    cfg = script.load(args.config, args.overrides)
+    params = executor_parameters(cfg, args)
+    gpus = cfg["tasks_per_node"]
+    assert params == {
+        "name": f"{cfg['app']}-run",
+        "nodes": 2,
+        "tasks_per_node": gpus,
+        "gpus_per_node": gpus,
+        "timeout_min": 1440,
+        "cpus_per_task": cfg["cpus_per_task"],
+        "mem_gb": int(cfg["mem_per_gpu"].rstrip("G")) * gpus,
+        "slurm_partition": "gpu",
+        "slurm_account": "vision",
+        "slurm_qos": "high",
+    }
+    executor = make_executor(cfg, args, cluster="debug")  # submitit accepts every parameter (no cluster needed)
+    assert executor._executor.parameters["timeout_min"] == 1440
+    assert script.main([*argv, "--dry-run"]) == 0
+    sbatch = capsys.readouterr().out
+    for line in ("--partition=gpu", "--account=vision", "--qos=high", "--time=1440", "--nodes=2",
+                 f"--ntasks-per-node={gpus}", f"--gpus-per-node={gpus}", f"--job-name={cfg['app']}-run"):  # fmt: skip
+        assert f"#SBATCH {line}\n" in sbatch, line
+
+
+@pytest.mark.parametrize("name", ["pretrain", "train_ac"])
+def test_both_stages_refuse_bad_launch_options(name, tmp_path, capsys):
+    script = _script(name)
+    config = str(REPO / "config" / "train" / ("pretrain_tiny_cpu.yaml" if name == "pretrain" else "ac_tiny_cpu.yaml"))
+    for argv, message in (
+        (["--config", config, "--partition", "gpu"], "--partition only apply with --slurm"),
+        (["--config", config, "--slurm", "--nodes", "0"], "--nodes must be at least 1"),
+        (["--config", config, "--slurm", "--time", "soon"], "argument --time: time must be minutes"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            script.main(argv)
+        assert exit_info.value.code == 2
+        assert f"{name}.py: error: {message}" in capsys.readouterr().err
+    assert script.main(["--config", config, "--set", "optimization.lrr=1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{name}.py: error: " in err and "unknown config key 'optimization.lrr'" in err

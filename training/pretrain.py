@@ -2,19 +2,20 @@
 
     python training/pretrain.py --config config/train/pretrain_tiny_cpu.yaml [--set optimization.epochs=2 ...]
     torchrun --nproc_per_node=8 training/pretrain.py --config config/train/pretrain_vitl16_256px_16f.yaml --resume
+    python training/pretrain.py --config ... --slurm --partition P [--account A --qos Q --time 3-00:00 --nodes N]
 
 An encoder sees only the context tokens of multi-block masked clips; a predictor fills in the features of the
 masked tokens; the target is the layer-normed output of an EMA copy of the encoder on the full clip; loss L1.
 Checkpoints (`folder/latest.pt`, `folder/e{epoch}.pt`) use the reference keys plus `model_config`, so
 `vjepa2_core.hub.load_encoder_and_predictor(path)` reads them back. A cooldown (`optimization.is_anneal`) starts
-from `optimization.anneal_ckpt` with the linear-decay schedule.
+from `optimization.anneal_ckpt` with the linear-decay schedule. Resume state, checkpoint cadence, train.csv /
+val.csv and exit codes are the engine's, the same as AC post-training (`vjepa2_core/training/engine.py`).
 """
 
 from __future__ import annotations
 
-import math
+import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,19 +25,11 @@ from torch.utils.data import DataLoader
 from vjepa2_core.data.video_dataset import VideoDataset, VideoTrainTransform
 from vjepa2_core.data.weighted_sampler import WeightedResumableSampler
 from vjepa2_core.masks import MaskConfig, MultiSeqMaskCollator
-from vjepa2_core.training.checkpoint import (
-    CheckpointError,
-    load_training_checkpoint,
-    rng_state,
-    save_training_checkpoint,
-    seed_everything,
-    set_rng_state,
-    unwrap,
-)
-from vjepa2_core.training.config import ConfigError, Field, dump_config, load_config, training_arg_parser
-from vjepa2_core.training.distributed import ResumableSampler, all_reduce_mean, cleanup, init_distributed
-from vjepa2_core.training.metrics import CSVLogger, Throughput
-from vjepa2_core.training.optim import autocast, build_adamw, make_grad_scaler, resolve_dtype
+from vjepa2_core.training import engine
+from vjepa2_core.training.checkpoint import CheckpointError, load_training_checkpoint, unwrap
+from vjepa2_core.training.config import ConfigError, Field, training_arg_parser
+from vjepa2_core.training.distributed import ResumableSampler
+from vjepa2_core.training.optim import autocast, build_adamw, make_grad_scaler
 from vjepa2_core.training.pretrain_step import (
     MaskedBatch,
     build_models,
@@ -48,9 +41,10 @@ from vjepa2_core.training.pretrain_step import (
     target_features,
 )
 from vjepa2_core.training.schedules import build_scheduler
+from vjepa2_core.training.slurm import add_launch_arguments
 
 # ---------------------------------------------------------------------------------------------------------------
-# Config: the reference pretrain/cooldown yaml layout (required keys) plus a few defaulted extension keys.
+# Config: the reference pretrain/cooldown yaml layout plus a few defaulted extension keys.
 # ---------------------------------------------------------------------------------------------------------------
 OPTIONAL = dict(default=None, nullable=True)
 MASK_SCHEMA = {  # one multi-block generator; omitted keys take the reference generator defaults
@@ -66,11 +60,8 @@ MASK_SCHEMA = {  # one multi-block generator; omitted keys take the reference ge
 }
 SCHEMA = {
     "app": Field(str, "vjepa"),
-    "folder": Field(str, doc="output folder for checkpoints and log.csv"),
-    "nodes": Field(int, 1),  # launcher fields (SLURM); unused by the loop
-    "tasks_per_node": Field(int, 1),
-    "cpus_per_task": Field(int, **OPTIONAL),
-    "mem_per_gpu": Field(str, **OPTIONAL),
+    "folder": Field(str, doc="output folder: latest.pt, e{epoch}.pt, train.csv, val.csv"),
+    **engine.LAUNCH_SCHEMA,
     "data": {
         "dataset_type": Field(str, "VideoDataset", choices=("VideoDataset", "videodataset")),
         "datasets": Field(list, doc="CSV lists ('path label' per line), video files or image folders"),
@@ -86,6 +77,8 @@ SCHEMA = {
         "num_workers": Field(int, 8),
         "persistent_workers": Field(bool, True),
         "pin_mem": Field(bool, True),
+        "val_datasets": Field(list, [], doc="held-out video lists for val.csv (none: no validation)"),
+        "val_clips": Field(int, 64, doc="held-out clips per validation"),
     },
     "data_aug": {
         "auto_augment": Field(bool, False),
@@ -97,19 +90,7 @@ SCHEMA = {
     },
     "loss": {"loss_exp": Field(float, 1.0)},
     "mask": Field(list, items=MASK_SCHEMA, doc="list of mask generator configs"),
-    "meta": {
-        "dtype": Field(str, "bfloat16", choices=("float32", "bfloat16", "float16")),
-        "eval_freq": Field(int, 100),
-        "load_checkpoint": Field(bool, False, doc="resume from folder/latest.pt (same as --resume)"),
-        "read_checkpoint": Field(str, **OPTIONAL),
-        "save_every_freq": Field(int, 50, doc="keep e{epoch}.pt every this many epochs"),
-        "seed": Field(int, 234),
-        "use_sdpa": Field(bool, True),
-        "device": Field(str, "auto", choices=("auto", "cpu", "cuda")),
-        "save_every_steps": Field(int, 0, doc="also write latest.pt every N steps (0: only at epoch ends)"),
-        "log_every": Field(int, 10),
-        "max_steps": Field(int, **OPTIONAL),
-    },
+    "meta": {**engine.RUN_META_SCHEMA},
     "model": {
         "model_name": Field(str, "vit_large"),
         "embed_dim": Field(int, **OPTIONAL),
@@ -144,7 +125,8 @@ SCHEMA = {
     },
 }
 STATE_KEYS = ("encoder", "predictor", "target_encoder")
-LOG_COLUMNS = ["step", "epoch", "itr", "loss", "lr", "wd", "momentum", "clips_per_s", "time_s", "skipped_videos"]
+TRAIN_COLUMNS = ["loss", "lr", "wd", "momentum", "clips_per_s", "time_s", "skipped_videos"]
+VAL_COLUMNS = ["val_loss"]
 
 
 def check_config(cfg: dict) -> None:
@@ -152,7 +134,7 @@ def check_config(cfg: dict) -> None:
     data, aug, opt = cfg["data"], cfg["data_aug"], cfg["optimization"]
     if aug["auto_augment"] or aug["motion_shift"] or aug["reprob"] > 0:
         raise ConfigError(
-            "data_aug: auto_augment, motion_shift and reprob are not supported (the V-JEPA 2 configs " "keep them off)"
+            "data_aug: auto_augment, motion_shift and reprob are not supported (the V-JEPA 2 configs keep them off)"
         )
     if len(data["datasets"]) != len(data["dataset_fpcs"]):
         raise ConfigError(f"data.dataset_fpcs needs one entry per dataset ({len(data['datasets'])})")
@@ -173,199 +155,190 @@ def check_config(cfg: dict) -> None:
             raise ConfigError(f"mask[{i}]: {exc}") from None
 
 
-def load_states(ckpt: dict, encoder, predictor, target) -> None:
-    for key, module in zip(STATE_KEYS, (encoder, predictor, target)):
-        unwrap(module).backbone.load_state_dict(ckpt[key])
+def load(path: str | Path, overrides: list[str] = ()) -> dict:
+    """The validated config of a run (old key names accepted with a warning)."""
+    cfg = engine.load_run_config(path, SCHEMA, overrides)
+    check_config(cfg)
+    return cfg
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = training_arg_parser("V-JEPA 2 pretraining / cooldown").parse_args(argv)
-    try:
-        cfg = load_config(args.config, SCHEMA, args.overrides)
-        check_config(cfg)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    data, meta, opt = cfg["data"], cfg["meta"], cfg["optimization"]
-    dist = init_distributed(meta["device"])
-    device = dist.device
-    folder = Path(cfg["folder"])
-    latest = folder / "latest.pt"
-    if dist.is_main:
-        folder.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, folder / "config.yaml")
-    seed_everything(meta["seed"])
-    dtype = resolve_dtype(meta["dtype"], device)
-
-    # -- data: every random draw is keyed by (seed, epoch, index) or by the step, so resume replays it exactly
+# ---------------------------------------------------------------------------------------------------------------
+# Data and models: every random draw is keyed by (seed, epoch, index) or by the step, so resume replays it exactly
+# ---------------------------------------------------------------------------------------------------------------
+def make_dataset(cfg: dict, datasets: list[str], fpcs: list[int]) -> VideoDataset:
+    data, aug = cfg["data"], cfg["data_aug"]
     transform = VideoTrainTransform(
-        data["crop_size"],
-        cfg["data_aug"]["random_resize_scale"],
-        cfg["data_aug"]["random_resize_aspect_ratio"],
-        cfg["data_aug"]["horizontal_flip"],
+        data["crop_size"], aug["random_resize_scale"], aug["random_resize_aspect_ratio"], aug["horizontal_flip"]
     )
-    dataset = VideoDataset(
-        data["datasets"],
-        data["dataset_fpcs"],
+    return VideoDataset(
+        datasets,
+        fpcs,
         transform,
         fps=data["fps"],
         frame_step=data["frame_step"],
         num_clips=data["num_clips"],
         tubelet_size=data["tubelet_size"],
-        seed=meta["seed"],
+        seed=cfg["meta"]["seed"],
     )
-    collator = MultiSeqMaskCollator(
-        cfg["mask"], dataset.fpcs, data["crop_size"], data["patch_size"], data["tubelet_size"], rank=dist.rank
+
+
+def make_collator(cfg: dict, dataset: VideoDataset, rank: int = 0) -> MultiSeqMaskCollator:
+    data = cfg["data"]
+    return MultiSeqMaskCollator(
+        cfg["mask"], dataset.fpcs, data["crop_size"], data["patch_size"], data["tubelet_size"], rank=rank
     )
-    batch_size, ipe = data["batch_size"], opt["ipe"]
+
+
+def make_sampler(cfg: dict, dataset: VideoDataset, run: engine.Run):
+    """At least ipe batches per rank per epoch; weighted by dataset when `data.datasets_weights` is set."""
+    data, seed, (rank, world) = cfg["data"], cfg["meta"]["seed"], (run.dist.rank, run.dist.world_size)
+    per_rank = cfg["optimization"]["ipe"] * data["batch_size"]
     if data["datasets_weights"]:
         weights = dataset.sample_weights(data["datasets_weights"])
-        sampler = WeightedResumableSampler(weights, ipe * batch_size, dist.rank, dist.world_size, seed=meta["seed"])
-    else:
-        sampler = ResumableSampler(
-            len(dataset), dist.rank, dist.world_size, shuffle=True, seed=meta["seed"], min_per_rank=ipe * batch_size
-        )
+        return WeightedResumableSampler(weights, per_rank, rank, world, seed=seed)
+    return ResumableSampler(len(dataset), rank, world, shuffle=True, seed=seed, min_per_rank=per_rank)
 
-    # -- models, optimizer, schedules (num_mask_tokens = mask configs x clip lengths, as in the reference)
-    model_config = model_configs(
-        cfg["model"],
-        data["crop_size"],
-        max(dataset.fpcs),
-        len(cfg["mask"]) * max(len(data["dataset_fpcs"]), len(dataset.fpcs)),
-        data["patch_size"],
-        data["tubelet_size"],
-    )
-    encoder, predictor, target = (m.to(device) for m in build_models(model_config))
-    optimizer = build_adamw([(encoder, 1.0), (predictor, 1.0)])
-    scheduler = build_scheduler(
-        optimizer, opt, "linear_decay" if opt["is_anneal"] else "warmup_cosine", ipe_scale=opt["ipe_scale"]
-    )
-    scaler = make_grad_scaler(device, dtype)
-    total_steps = int(ipe * opt["epochs"] * opt["ipe_scale"])
 
-    start_epoch = start_itr = 0
-    resuming = args.resume or meta["load_checkpoint"] or (opt["is_anneal"] and opt["resume_anneal"])
-    resume_from = latest if resuming and latest.is_file() else None
-    if resume_from is None and meta["read_checkpoint"]:
-        resume_from = Path(meta["read_checkpoint"])
-    try:
-        if resume_from is not None:
-            ckpt = load_training_checkpoint(resume_from, required=(*STATE_KEYS, "opt", "epoch"))
-            load_states(ckpt, encoder, predictor, target)
-            optimizer.load_state_dict(ckpt["opt"])
-            if ckpt.get("scaler") is not None:
-                scaler.load_state_dict(ckpt["scaler"])
-            start_epoch, start_itr = int(ckpt["epoch"]), int(ckpt.get("itr", 0))
-            scheduler.load_state_dict({"step": start_epoch * ipe + start_itr})
-            if ckpt.get("rng") is not None:
-                set_rng_state(ckpt["rng"])
-        elif opt["is_anneal"]:
-            ckpt = load_training_checkpoint(opt["anneal_ckpt"], required=STATE_KEYS)
-            load_states(ckpt, encoder, predictor, target)
-            if ckpt.get("opt") is not None:
-                optimizer.load_state_dict(ckpt["opt"])  # epoch and schedule start again at 0
-    except (CheckpointError, KeyError, RuntimeError, ValueError) as exc:
-        print(f"cannot start from checkpoint: {exc}", file=sys.stderr)
-        return 3
-    if dist.distributed:
-        ddp = dict(device_ids=[device.index]) if device.type == "cuda" else {}
-        encoder = DistributedDataParallel(encoder, **ddp)
-        # mask tokens of clip lengths absent from a batch get no gradient
-        predictor = DistributedDataParallel(predictor, find_unused_parameters=True, **ddp)
+def loader_factory(cfg: dict, run: engine.Run, dataset: VideoDataset, collator: MultiSeqMaskCollator, sampler):
+    """`make(epoch, itr)`: the loader over the rest of that epoch (one data pass per epoch)."""
+    data, ipe = cfg["data"], cfg["optimization"]["ipe"]
 
-    def save(epoch: int, itr: int, loss: float) -> None:
-        if not dist.is_main:
-            return
-        state = {
-            "encoder": unwrap(encoder).backbone,
-            "predictor": unwrap(predictor).backbone,
-            "target_encoder": target.backbone,
-            "opt": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "epoch": epoch,
-            "itr": itr,
-            "loss": loss,
-            "batch_size": batch_size,
-            "world_size": dist.world_size,
-            "lr": scheduler.lr,
-            "model_config": model_config,
-            "rng": rng_state(),
-        }
-        every = meta["save_every_freq"]
-        snapshot = folder / f"e{epoch}.pt" if itr == 0 and every > 0 and epoch % every == 0 else None
-        save_training_checkpoint(latest, state, snapshot=snapshot)
-
-    logger = CSVLogger(
-        folder / "log.csv",
-        LOG_COLUMNS,
-        enabled=dist.is_main,
-        resume_step=start_epoch * ipe + start_itr if resume_from is not None else None,
-    )
-    meter, t0 = Throughput(), time.perf_counter()
-    step, loss_value = start_epoch * ipe + start_itr, math.nan
-    encoder.train()
-    predictor.train()
-
-    # -- the loop: `ipe` iterations per epoch, EMA after every optimizer step
-    for epoch in range(start_epoch, opt["epochs"]):
+    def make(epoch: int, itr: int) -> DataLoader:
         dataset.set_epoch(epoch)
-        sampler.set_epoch(epoch, start_sample=start_itr * batch_size)
-        collator.set_step(epoch * ipe + start_itr)
-        loader = DataLoader(
+        sampler.set_epoch(epoch, start_sample=itr * data["batch_size"])
+        collator.set_step(epoch * ipe + itr)
+        return DataLoader(
             dataset,
-            batch_size=batch_size,
+            batch_size=data["batch_size"],
             sampler=sampler,
             collate_fn=collator,
             drop_last=True,
             num_workers=data["num_workers"],
-            pin_memory=data["pin_mem"] and device.type == "cuda",
+            pin_memory=data["pin_mem"] and run.device.type == "cuda",
         )
-        for itr, groups in zip(range(start_itr, ipe), loader):
-            batch = MaskedBatch.from_collator(groups, device)
-            lr, wd = scheduler.step()
-            with autocast(device, dtype):
-                h = target_features(target, batch.clips)
-                z = predict_targets(encoder, predictor, batch)
-                loss = jepa_loss(z, h, batch.masks_pred, cfg["loss"]["loss_exp"])
-            if not torch.isfinite(loss):
-                print(f"non-finite loss {loss.item()} at step {step}; stopping", file=sys.stderr)
-                return 4
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            momentum = ema_momentum(step, opt["ema"], total_steps)
-            ema_update(target.backbone, unwrap(encoder).backbone, momentum)
-            step += 1
-            meter.update(batch.size * dist.world_size)
-            if step % meta["log_every"] == 0 or itr == ipe - 1:
-                loss_value = float(all_reduce_mean(loss.detach()))
-                logger.log(
-                    dict(
-                        step=step,
-                        epoch=epoch,
-                        itr=itr + 1,
-                        loss=loss_value,
-                        lr=lr,
-                        wd=wd,
-                        momentum=momentum,
-                        clips_per_s=meter.rate(),
-                        time_s=time.perf_counter() - t0,
-                        skipped_videos=sum(dataset.skipped.values()),  # unreadable + too short, so far
-                    )
-                )
-            if meta["save_every_steps"] and step % meta["save_every_steps"] == 0 and itr + 1 < ipe:
-                save(epoch, itr + 1, loss_value)
-            if meta["max_steps"] is not None and step >= meta["max_steps"]:
-                save(epoch, itr + 1, loss_value) if itr + 1 < ipe else save(epoch + 1, 0, loss_value)
-                logger.close()
-                cleanup()
-                return 0
-        start_itr = 0
-        save(epoch + 1, 0, loss_value)
-    logger.close()
-    cleanup()
-    return 0
+
+    return make
+
+
+def model_config_of(cfg: dict, dataset: VideoDataset) -> dict:
+    """num_mask_tokens = mask configs x clip lengths, as in the reference."""
+    data = cfg["data"]
+    tokens = len(cfg["mask"]) * max(len(data["dataset_fpcs"]), len(dataset.fpcs))
+    return model_configs(
+        cfg["model"], data["crop_size"], max(dataset.fpcs), tokens, data["patch_size"], data["tubelet_size"]
+    )
+
+
+def start_weights(eng: engine.Engine, resume: bool, models: tuple) -> None:
+    """Resume (latest.pt or meta.resume_checkpoint), or start a cooldown from `optimization.anneal_ckpt`."""
+    opt = eng.run.cfg["optimization"]
+    loaders = {key: unwrap(m).backbone.load_state_dict for key, m in zip(STATE_KEYS, models)}
+    source = engine.resume_source(eng.run, resume or (opt["is_anneal"] and opt["resume_anneal"]))
+    if source is not None:
+        eng.resume(source, loaders)
+    elif opt["is_anneal"]:  # weights and optimizer moments from the pretrained run; epoch and schedule restart
+        ckpt = load_training_checkpoint(opt["anneal_ckpt"], required=STATE_KEYS)
+        try:
+            for key, load_state in loaders.items():
+                load_state(ckpt[key])
+            if ckpt.get("opt") is not None:
+                eng.optimizer.load_state_dict(ckpt["opt"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"cannot cool down from {opt['anneal_ckpt']}: {exc}") from exc
+
+
+def wrap_ddp(run: engine.Run, encoder, predictor):
+    if not run.dist.distributed:
+        return encoder, predictor
+    ddp = dict(device_ids=[run.device.index]) if run.device.type == "cuda" else {}
+    # mask tokens of clip lengths absent from a batch get no gradient
+    return DistributedDataParallel(encoder, **ddp), DistributedDataParallel(
+        predictor, find_unused_parameters=True, **ddp
+    )
+
+
+@torch.no_grad()
+def evaluate(encoder, predictor, target, val: VideoDataset, collator, cfg: dict, run: engine.Run) -> dict[str, float]:
+    """Held-out JEPA loss on the same clips and masks every time (epoch 0 clips, collator step 0)."""
+    encoder, predictor = unwrap(encoder).eval(), unwrap(predictor).eval()
+    val.set_epoch(0)
+    collator.set_step(0)
+    n, bs, total = min(len(val), cfg["data"]["val_clips"]), cfg["data"]["batch_size"], 0.0
+    for start in range(0, n, bs):
+        batch = MaskedBatch.from_collator(collator([val[i] for i in range(start, min(n, start + bs))]), run.device)
+        with autocast(run.device, run.dtype):
+            loss = jepa_loss(
+                predict_targets(encoder, predictor, batch),
+                target_features(target, batch.clips),
+                batch.masks_pred,
+                cfg["loss"]["loss_exp"],
+            )
+        total += float(loss) * batch.size
+    encoder.train(), predictor.train()
+    return {"val_loss": total / n}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loop: `ipe` iterations per epoch, EMA after every optimizer step
+# ---------------------------------------------------------------------------------------------------------------
+def train(cfg: dict, resume: bool = False) -> dict:
+    """Pretrain (or cool down) as `cfg` says; returns the run summary (step, loss, skipped, folder)."""
+    run = engine.start_run(cfg)
+    data, opt, loss_exp = cfg["data"], cfg["optimization"], cfg["loss"]["loss_exp"]
+    dataset = make_dataset(cfg, data["datasets"], data["dataset_fpcs"])
+    collator, sampler = make_collator(cfg, dataset, run.dist.rank), make_sampler(cfg, dataset, run)
+    val = val_collator = None
+    if data["val_datasets"]:
+        val = make_dataset(cfg, data["val_datasets"], [max(dataset.fpcs)] * len(data["val_datasets"]))
+        val_collator = make_collator(cfg, val)
+    model_config = model_config_of(cfg, dataset)
+    encoder, predictor, target = (m.to(run.device) for m in build_models(model_config))
+    optimizer = build_adamw([(encoder, 1.0), (predictor, 1.0)])
+    kind = "linear_decay" if opt["is_anneal"] else "warmup_cosine"
+    schedule = build_scheduler(optimizer, opt, kind, ipe_scale=opt["ipe_scale"])
+    scaler = make_grad_scaler(run.device, run.dtype)
+    eng = engine.Engine(run, optimizer, schedule, scaler, opt["ipe"], data["batch_size"], TRAIN_COLUMNS, VAL_COLUMNS)
+    start_weights(eng, resume, (encoder, predictor, target))
+    encoder, predictor = wrap_ddp(run, encoder, predictor)
+    ema_steps, skipped_before = int(opt["ipe"] * opt["epochs"] * opt["ipe_scale"]), eng.skipped
+
+    def weights() -> dict:
+        modules = (unwrap(encoder).backbone, unwrap(predictor).backbone, target.backbone)
+        return {**dict(zip(STATE_KEYS, modules)), "model_config": model_config, "config": cfg}
+
+    encoder.train(), predictor.train()
+    for groups in eng.batches(loader_factory(cfg, run, dataset, collator, sampler), opt["ipe"]):
+        batch = MaskedBatch.from_collator(groups, run.device)
+        lr, wd = schedule.step()
+        with autocast(run.device, run.dtype):
+            h = target_features(target, batch.clips)
+            z = predict_targets(encoder, predictor, batch)
+            loss = jepa_loss(z, h, batch.masks_pred, loss_exp)
+        eng.check_finite(loss)  # mean over ranks; NonFiniteLoss (exit 4) before the update
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        momentum = ema_momentum(eng.step, opt["ema"], ema_steps)
+        ema_update(target.backbone, unwrap(encoder).backbone, momentum)
+        eng.skipped = skipped_before + sum(dataset.skipped.values())  # unreadable + too short, so far
+        row = dict(loss=eng.loss, lr=lr, wd=wd, momentum=momentum, time_s=eng.elapsed, skipped_videos=eng.skipped)
+        eng.step_done(batch.size, row)
+        if val_collator is not None and eng.eval_due():
+            eng.validate(lambda: evaluate(encoder, predictor, target, val, val_collator, cfg, run))
+        if eng.checkpoint_due():
+            eng.save(weights)
+    return eng.finish()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = add_launch_arguments(training_arg_parser("V-JEPA 2 pretraining / cooldown"))
+    parser.prog = "pretrain.py"
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return engine.console_main(build_parser(), argv, load, train)
 
 
 if __name__ == "__main__":

@@ -2,59 +2,42 @@
 
     python training/train_ac.py --config config/train/ac_tiny_cpu.yaml --set data.datasets=[my/trajectories.csv]
     torchrun --nproc-per-node 8 training/train_ac.py --config config/train/droid-256px-8f.yaml [--resume]
-    python training/train_ac.py --config ... --slurm        # submit with submitit (nodes x tasks_per_node)
+    python training/train_ac.py --config ... --slurm --partition P [--account A --qos Q --time 3-00:00 --nodes N]
 
 The config is a reference-layout YAML; SCHEMA below lists every key (reference keys are required, the extensions
 have defaults). One optimisation step = frozen encoder on each frame -> teacher-forcing + rollout L1 loss on the
-AC predictor -> AdamW with a warmup-stable-decay learning rate and cosine weight decay.
+AC predictor -> AdamW with a warmup-stable-decay learning rate and cosine weight decay. Resume state, checkpoint
+cadence, train.csv / val.csv and exit codes are the engine's, the same as pretraining
+(`vjepa2_core/training/engine.py`).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from vjepa2_core.data.droid import DROIDDataError, DROIDDataset, collate, read_index, split_episodes
 from vjepa2_core.data.feature_cache import FeatureCache
-from vjepa2_core.hub import CheckpointError
 from vjepa2_core.models.conditioning import Conditioning
-from vjepa2_core.training import ac
-from vjepa2_core.training.checkpoint import (
-    load_training_checkpoint,
-    rng_state,
-    save_training_checkpoint,
-    seed_everything,
-    set_rng_state,
-    unwrap,
-)
-from vjepa2_core.training.config import ConfigError, Field, dump_config, load_config, training_arg_parser
-from vjepa2_core.training.distributed import (
-    ResumableSampler,
-    all_reduce_mean,
-    all_reduce_sum,
-    barrier,
-    cleanup,
-    gather_objects,
-    init_distributed,
-)
-from vjepa2_core.training.metrics import CSVLogger, Throughput
-from vjepa2_core.training.optim import autocast, build_adamw, make_grad_scaler, resolve_dtype
+from vjepa2_core.training import ac, engine
+from vjepa2_core.training.checkpoint import unwrap
+from vjepa2_core.training.config import ConfigError, Field, training_arg_parser
+from vjepa2_core.training.distributed import ResumableSampler, all_reduce_sum
+from vjepa2_core.training.optim import autocast, build_adamw, make_grad_scaler
 from vjepa2_core.training.schedules import build_scheduler
+from vjepa2_core.training.slurm import add_launch_arguments
 
 # ----------------------------------------------------------------------------------------------------- config
 Num = (int, float)
 SCHEMA = {
     "app": Field(str, choices=("vjepa_droid",)),
     "folder": Field(str, doc="output folder: latest.pt, e<epoch>.pt, train.csv, val.csv"),
-    "nodes": Field(int, default=1),
-    "tasks_per_node": Field(int, default=1),
-    "cpus_per_task": Field(int, default=8),
-    "mem_per_gpu": Field(str, default="64G"),
+    **engine.LAUNCH_SCHEMA,
     "data": {
         "batch_size": Field(int),
         "camera_views": Field(list),
@@ -89,22 +72,11 @@ SCHEMA = {
     },
     "loss": {"auto_steps": Field(int), "loss_exp": Field(Num), "normalize_reps": Field(bool), "reg_coeff": Field(Num)},
     "meta": {
-        "dtype": Field(str, choices=("float32", "bfloat16", "float16")),
-        "eval_freq": Field(int, doc="steps between held-out diagnostics"),
-        "resume_checkpoint": Field(str, default=None),
+        **engine.RUN_META_SCHEMA,
         "load_predictor": Field(bool),
         "pretrain_checkpoint": Field(str, nullable=True, doc="frozen encoder weights; null: random (tests)"),
         "context_encoder_key": Field(str),
         "target_encoder_key": Field(str),
-        "save_every_freq": Field(int, doc="keep e<epoch>.pt every this many epochs"),
-        "seed": Field(int),
-        "use_sdpa": Field(bool),
-        # extensions
-        "device": Field(str, default="auto", choices=("auto", "cpu", "cuda")),
-        "num_threads": Field(int, default=None),
-        "checkpoint_every_steps": Field(int, default=0, doc="also write latest.pt every N steps (0: per epoch)"),
-        "log_every": Field(int, default=1),
-        "max_steps": Field(int, default=None, doc="stop after this many steps (the schedule is unchanged)"),
     },
     "model": {
         "model_name": Field(str),
@@ -144,8 +116,8 @@ UNSUPPORTED = {  # reference options this implementation refuses rather than ign
     "data_aug.auto_augment": True,
     "data_aug.motion_shift": True,
 }
-TRAIN_COLUMNS = ["step", "epoch", "loss", "jloss", "sloss", "lr", "wd", "clips_per_s", "skipped", "time"]
-VAL_COLUMNS = ["step", "epoch", "val_loss", "val_jloss", "val_copy_loss", "val_zero_action_loss"]
+TRAIN_COLUMNS = ["loss", "jloss", "sloss", "lr", "wd", "clips_per_s", "skipped", "time"]
+VAL_COLUMNS = ["val_loss", "val_jloss", "val_copy_loss", "val_zero_action_loss"]
 log = logging.getLogger("train_ac")
 
 
@@ -233,8 +205,9 @@ def targets(batch, encoder, cache: FeatureCache | None, ds: DROIDDataset, cfg: d
 def evaluate(
     predictor, encoder, val: DROIDDataset, cfg: dict, device, dtype, cond: Conditioning | None = None
 ) -> dict[str, float]:
-    """Held-out diagnostics on a fixed set of clips (the same every time)."""
-    cond = cond or Conditioning()
+    """Held-out diagnostics on a fixed set of clips (the same every time), the predictor in eval mode."""
+    cond, was_training = cond or Conditioning(), predictor.training
+    predictor.eval()
     val.set_epoch(0)
     n = min(len(val), cfg["data"]["val_clips"])
     sums: dict[str, float] = {}
@@ -256,189 +229,139 @@ def evaluate(
             )
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + v * len(batch)
+    predictor.train(was_training)
     return {k: v / n for k, v in sums.items()}
 
 
-# ------------------------------------------------------------------------------------------------------ train
-def train(cfg: dict, resume: bool = False) -> dict:
-    meta, opt_cfg, data_cfg, loss_cfg = cfg["meta"], cfg["optimization"], cfg["data"], cfg["loss"]
-    info = init_distributed(meta["device"])
-    device, is_main = info.device, info.is_main
-    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, format="%(asctime)s %(message)s")
-    if meta["num_threads"]:
-        torch.set_num_threads(meta["num_threads"])
-    seed_everything(meta["seed"])
-    folder = Path(cfg["folder"])
-    if is_main:
-        folder.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, folder / "config.yaml")
-    dtype = resolve_dtype(meta["dtype"], device)
+def make_cache(cfg: dict, mcfg: dict) -> FeatureCache | None:
+    """The frozen-encoder feature cache (`data.feature_cache`), keyed by everything the features depend on."""
+    d = cfg["data"]
+    if not d["feature_cache"]:
+        return None
+    key = {
+        "encoder": mcfg["encoder"],
+        "weights": cfg["meta"]["pretrain_checkpoint"],
+        "seed": cfg["meta"]["seed"],
+        "crop": d["crop_size"],
+        "aug": cfg["data_aug"],
+        "normalize": cfg["loss"]["normalize_reps"],
+    }
+    return FeatureCache(d["feature_cache"], key, d["feature_cache_dtype"])
 
-    # models: frozen encoder + trainable AC predictor
-    mcfg = ac.model_config(cfg)
-    encoder, predictor = ac.build_models(cfg, mcfg)
-    encoder, predictor = encoder.to(device), predictor.to(device)
-    g2 = (data_cfg["crop_size"] // data_cfg["patch_size"]) ** 2
-    model = predictor
-    if info.distributed:
-        model = torch.nn.parallel.DistributedDataParallel(
-            predictor, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True
-        )
-    optimizer = build_adamw([(predictor, 1.0)], betas=tuple(opt_cfg["betas"]), eps=opt_cfg["eps"])
-    scaler = make_grad_scaler(device, dtype)
-    scheduler = build_scheduler(optimizer, opt_cfg, "wsd")
 
-    # data: one clip per trajectory per pass; a pass is resumable at any batch
-    cache = None
-    if data_cfg["feature_cache"]:
-        cache = FeatureCache(
-            data_cfg["feature_cache"],
-            {
-                "encoder": mcfg["encoder"],
-                "weights": meta["pretrain_checkpoint"],
-                "seed": meta["seed"],
-                "crop": data_cfg["crop_size"],
-                "aug": cfg["data_aug"],
-                "normalize": loss_cfg["normalize_reps"],
-            },
-            data_cfg["feature_cache_dtype"],
-        )
+def make_data(cfg: dict, mcfg: dict):
+    """(train set, held-out set or None, feature cache, conditioning); a fitted normaliser goes into mcfg."""
+    d = cfg["data"]
+    cache = make_cache(cfg, mcfg)
+    g2 = (d["crop_size"] // d["patch_size"]) ** 2
     train_ds, val_ds = make_datasets(cfg, (g2, mcfg["encoder"]["embed_dim"]), cache)
     cond = Conditioning()
     if cfg["model"]["normalize_conditioning"]:  # stored in every checkpoint's model_config, used by the planner
         cond = ac.fit_conditioning(train_ds)
         mcfg["conditioning"] = cond.to_config()
         log.info("conditioning normaliser from %d training episodes: %s", len(train_ds), cond)
-    bs = data_cfg["batch_size"]
-    sampler = ResumableSampler(len(train_ds), info.rank, info.world_size, True, meta["seed"], min_per_rank=bs)
-    batches_per_pass = len(sampler) // bs
+    return train_ds, val_ds, cache, cond
 
-    # resume: model, optimiser, scaler, schedule step, sampler position (= step), RNG
-    step, skipped_total = 0, 0
-    ckpt_path = Path(meta["resume_checkpoint"]) if meta["resume_checkpoint"] else folder / "latest.pt"
-    if (resume or meta["resume_checkpoint"]) and ckpt_path.is_file():
-        ckpt = load_training_checkpoint(ckpt_path, required=("predictor", "opt", "step", "scheduler", "rng"))
-        predictor.load_state_dict(ckpt["predictor"])
-        optimizer.load_state_dict(ckpt["opt"])
-        if ckpt.get("scaler") is not None and scaler.is_enabled():
-            scaler.load_state_dict(ckpt["scaler"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        step, skipped_total = int(ckpt["step"]), int(ckpt.get("skipped", 0))
-        rngs = ckpt["rng"]
-        set_rng_state(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
-        log.info("resumed from %s at step %d (epoch %d)", ckpt_path, step, step // opt_cfg["ipe"])
-    elif resume:
-        log.info("no checkpoint at %s: starting from scratch", ckpt_path)
-    resumed_at = step if step else None
-    train_log = CSVLogger(folder / "train.csv", TRAIN_COLUMNS, is_main, resume_step=resumed_at or 0)
-    val_log = CSVLogger(folder / "val.csv", VAL_COLUMNS, is_main, resume_step=resumed_at or 0)
 
-    def save(snapshot: Path | None = None) -> None:
-        rngs = gather_objects(rng_state())
-        if is_main:
-            state = ac.checkpoint_state(
-                encoder, unwrap(model), mcfg,
-                opt=optimizer.state_dict(), scaler=scaler.state_dict() if scaler.is_enabled() else None,
-                epoch=step // opt_cfg["ipe"], loss=last_loss, batch_size=bs, world_size=info.world_size,
-                lr=scheduler.lr, step=step, scheduler=scheduler.state_dict(), rng=rngs, skipped=skipped_total,
-                config=cfg,
-            )  # fmt: skip
-            save_training_checkpoint(folder / "latest.pt", state, snapshot)
-        barrier()
+def loader_factory(cfg: dict, run: engine.Run, ds: DROIDDataset, sampler: ResumableSampler):
+    """`make(data_pass, offset)`: one clip per trajectory per pass, resumed at any batch."""
 
-    total = opt_cfg["epochs"] * opt_cfg["ipe"]
-    if meta["max_steps"] is not None:
-        total = min(total, meta["max_steps"])
+    def make(data_pass: int, offset: int) -> torch.utils.data.DataLoader:
+        sampler.set_epoch(data_pass, offset * cfg["data"]["batch_size"])
+        ds.set_epoch(data_pass)
+        return make_loader(ds, sampler, cfg, run.device, data_pass)
+
+    return make
+
+
+def wrap_ddp(run: engine.Run, predictor: torch.nn.Module) -> torch.nn.Module:
+    if not run.dist.distributed:
+        return predictor
+    ids = [run.device.index] if run.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(predictor, device_ids=ids, static_graph=True)
+
+
+# ------------------------------------------------------------------------------------------------------ train
+def train(cfg: dict, resume: bool = False) -> dict:
+    """AC post-training as `cfg` says; returns the run summary (step, loss, skipped, folder)."""
+    run = engine.start_run(cfg)
+    opt_cfg, loss_cfg, bs = cfg["optimization"], cfg["loss"], cfg["data"]["batch_size"]
+    mcfg = ac.model_config(cfg)
+    encoder, predictor = (m.to(run.device) for m in ac.build_models(cfg, mcfg))  # frozen encoder, trained predictor
+    model = wrap_ddp(run, predictor)
+    optimizer = build_adamw([(predictor, 1.0)], betas=tuple(opt_cfg["betas"]), eps=opt_cfg["eps"])
+    scaler = make_grad_scaler(run.device, run.dtype)
+    schedule = build_scheduler(optimizer, opt_cfg, "wsd")
+    train_ds, val_ds, cache, cond = make_data(cfg, mcfg)
+    sampler = ResumableSampler(len(train_ds), run.dist.rank, run.dist.world_size, True, cfg["meta"]["seed"], bs)
+    eng = engine.Engine(run, optimizer, schedule, scaler, opt_cfg["ipe"], bs, TRAIN_COLUMNS, VAL_COLUMNS)
+    source = engine.resume_source(run, resume)
+    if source is not None:
+        eng.resume(source, {"predictor": predictor.load_state_dict})
     log.info(
         "AC post-training: %d train / %d held-out episodes, batch %d x %d ranks, %d steps on %s (%s)",
-        len(train_ds), len(val_ds) if val_ds else 0, bs, info.world_size, total, device, dtype,
+        len(train_ds), len(val_ds) if val_ds else 0, bs, run.dist.world_size, eng.total, run.device, run.dtype,
     )  # fmt: skip
+
+    def weights() -> dict:
+        return ac.checkpoint_state(encoder, unwrap(model), mcfg, config=cfg)
+
     predictor.train()
-    last_loss, meter = float("nan"), Throughput()
-    bar = tqdm(total=total, initial=step, disable=not is_main, dynamic_ncols=True, mininterval=1.0)
-    while step < total:
-        data_pass, offset = divmod(step, batches_per_pass)
-        sampler.set_epoch(data_pass, offset * bs)
-        train_ds.set_epoch(data_pass)
-        for batch in make_loader(train_ds, sampler, cfg, device, data_pass):
-            lr, wd = scheduler.step()
-            with autocast(device, dtype):
-                h = targets(batch, encoder, cache, train_ds, cfg, device)
-                ext = batch["extrinsics"].to(device) if cfg["model"]["use_extrinsics"] else None
-                jloss, sloss = ac.ac_losses(
-                    model,
-                    h,
-                    cond.actions(batch["actions"].to(device)),
-                    cond.states(batch["states"].to(device)),
-                    ext,
-                    loss_cfg["auto_steps"],
-                    loss_cfg["loss_exp"],
-                    loss_cfg["normalize_reps"],
-                )
-                loss = jloss + sloss
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            meter.update(bs * info.world_size)
-            stats = all_reduce_mean(torch.stack([loss.detach(), jloss.detach(), sloss.detach()]).float().cpu())
-            skipped_total += int(all_reduce_sum(batch["skipped"].sum()))
-            last_loss = float(stats[0])
-            if not torch.isfinite(stats[0]):
-                raise FloatingPointError(f"loss is {last_loss} at step {step}; lower optimization.lr")
-            if step % meta["log_every"] == 0 or step == total:
-                rate = meter.rate()
-                train_log.log(
-                    {"step": step, "epoch": step // opt_cfg["ipe"], "loss": last_loss, "jloss": float(stats[1]),
-                     "sloss": float(stats[2]), "lr": lr, "wd": wd, "clips_per_s": rate, "skipped": skipped_total,
-                     "time": time.time()}
-                )  # fmt: skip
-                bar.set_postfix(loss=f"{last_loss:.4f}", clips_s=f"{rate:.1f}", lr=f"{lr:.2e}")
-            bar.update(1)
-            if val_ds is not None and meta["eval_freq"] > 0 and (step % meta["eval_freq"] == 0 or step == total):
-                if is_main:
-                    diag = evaluate(unwrap(model).eval(), encoder, val_ds, cfg, device, dtype, cond)
-                    unwrap(model).train()
-                    val_log.log({"step": step, "epoch": step // opt_cfg["ipe"], **diag})
-                    log.info("step %d held-out: %s", step, {k: round(v, 4) for k, v in diag.items()})
-                barrier()
-            epoch_end = step % opt_cfg["ipe"] == 0
-            if (
-                epoch_end
-                or step == total
-                or (meta["checkpoint_every_steps"] and step % meta["checkpoint_every_steps"] == 0)
-            ):
-                epoch = step // opt_cfg["ipe"]
-                keep = epoch_end and epoch % meta["save_every_freq"] == 0
-                save(folder / f"e{epoch}.pt" if keep else None)
-            if step >= total:
-                break
-    bar.close()
-    if device.type == "cuda":
-        log.info("peak GPU memory %.1f GiB", torch.cuda.max_memory_allocated(device) / 2**30)
-    train_log.close()
-    val_log.close()
-    cleanup()
-    return {"step": step, "loss": last_loss, "skipped": skipped_total, "folder": str(folder)}
+    for batch in eng.batches(loader_factory(cfg, run, train_ds, sampler), len(sampler) // bs):
+        lr, wd = schedule.step()
+        with autocast(run.device, run.dtype):
+            h = targets(batch, encoder, cache, train_ds, cfg, run.device)
+            ext = batch["extrinsics"].to(run.device) if cfg["model"]["use_extrinsics"] else None
+            actions, states = cond.actions(batch["actions"].to(run.device)), cond.states(
+                batch["states"].to(run.device)
+            )
+            jloss, sloss = ac.ac_losses(
+                model,
+                h,
+                actions,
+                states,
+                ext,
+                loss_cfg["auto_steps"],
+                loss_cfg["loss_exp"],
+                loss_cfg["normalize_reps"],
+            )
+            loss = jloss + sloss
+        _, j, s = eng.check_finite(loss, jloss, sloss)  # means over ranks; NonFiniteLoss (exit 4) before the update
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        eng.skipped += int(all_reduce_sum(batch["skipped"].sum().to(run.device)))
+        row = {
+            "loss": eng.loss,
+            "jloss": j,
+            "sloss": s,
+            "lr": lr,
+            "wd": wd,
+            "skipped": eng.skipped,
+            "time": time.time(),
+        }
+        eng.step_done(bs, row)
+        if val_ds is not None and eng.eval_due():
+            eng.validate(lambda: evaluate(unwrap(model), encoder, val_ds, cfg, run.device, run.dtype, cond))
+        if eng.checkpoint_due():
+            eng.save(weights)
+    return eng.finish()
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> dict:
+    """The validated config of a run (old key names accepted with a warning)."""
+    return check_config(engine.load_run_config(path, SCHEMA, overrides))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = add_launch_arguments(training_arg_parser(__doc__.splitlines()[0]))
+    parser.prog = "train_ac.py"
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = training_arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--slurm", action="store_true", help="submit to SLURM with submitit (nodes x tasks_per_node)")
-    args = parser.parse_args(argv)
-    try:
-        cfg = check_config(load_config(args.config, SCHEMA, args.overrides))
-        if args.slurm:
-            from vjepa2_core.training.slurm import submit
-
-            print(f"submitted SLURM job {submit(train, cfg, resume=True).job_id}")
-            return 0
-        train(cfg, resume=args.resume)
-    except (ConfigError, DROIDDataError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return engine.console_main(build_parser(), argv, load, train, usage_errors=(DROIDDataError,))
 
 
 if __name__ == "__main__":

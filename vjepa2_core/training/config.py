@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,13 @@ REQUIRED = object()
 
 class ConfigError(ValueError):
     """A config problem, always naming the key path."""
+
+
+class RenamedKeyWarning(DeprecationWarning):
+    """A config used a key's old name; it still works, under the new name."""
+
+
+warnings.filterwarnings("default", category=RenamedKeyWarning)  # shown even outside __main__, once per place
 
 
 @dataclass(frozen=True)
@@ -122,10 +130,38 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_config(path: str | Path, schema: Schema, overrides: Sequence[str] = ()) -> dict:
-    """Read YAML, apply overrides, validate. The result is a plain nested dict with every schema key present."""
+def rename_keys(cfg: Mapping, renamed: Mapping[str, str]) -> dict:
+    """Move old dotted keys to their new names (`{"meta.read_checkpoint": "meta.resume_checkpoint"}`), warning.
+
+    A null old value next to a set new one is dropped; two different set values are an error naming both keys.
+    """
+    cfg = copy.deepcopy(dict(cfg))
+    for old, new in renamed.items():
+        *old_parents, old_leaf = old.split(".")
+        node = cfg
+        for part in old_parents:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if not isinstance(node, dict) or old_leaf not in node:
+            continue
+        warnings.warn(f"config key {old!r} is deprecated: use {new!r}", RenamedKeyWarning, stacklevel=3)
+        value = node.pop(old_leaf)
+        *new_parents, new_leaf = new.split(".")
+        target = cfg
+        for part in new_parents:
+            target = target.setdefault(part, {})
+        if new_leaf in target and value is not None and target[new_leaf] not in (None, value):
+            raise ConfigError(f"{old!r} (deprecated) and {new!r} are both set: keep only {new!r}")
+        if value is not None or new_leaf not in target:
+            target[new_leaf] = value
+    return cfg
+
+
+def load_config(
+    path: str | Path, schema: Schema, overrides: Sequence[str] = (), renamed: Mapping[str, str] | None = None
+) -> dict:
+    """Read YAML, apply overrides, accept `renamed` old keys, validate. Every schema key is present in the result."""
     try:
-        return validate(apply_overrides(load_yaml(path), overrides), schema)
+        return validate(rename_keys(apply_overrides(load_yaml(path), overrides), renamed or {}), schema)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 
