@@ -167,3 +167,26 @@ def test_fixture_models_match_reference(fixtures_dir, file, kind):
             got = model(inp["x"], [inp["masks_x"]], [inp["masks_y"]], mask_index=int(inp["mask_index"]))
     torch.testing.assert_close(got, out["y"], atol=1e-4, rtol=0)
     assert math.isfinite(got.abs().max().item())
+
+
+def test_hub_modules_import_without_cycles():
+    """The hub's intra-package imports (module level and inside functions) form a DAG: files <- hf <- checkpoint."""
+    import ast
+    from pathlib import Path
+
+    import vjepa2_core.hub as hub
+
+    folder = Path(hub.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        graph[path.stem] = {
+            node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1
+        }
+    assert graph["files"] == set() and graph["hf"] == {"files"}, graph
+
+    def reaches(start, goal, seen=()):
+        return any(dep == goal or (dep not in seen and reaches(dep, goal, (*seen, dep))) for dep in graph[start])
+
+    cycles = [name for name in graph if name != "__init__" and reaches(name, name)]
+    assert not cycles, graph

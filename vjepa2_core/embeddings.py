@@ -35,7 +35,7 @@ from vjepa2_core.data.images import ImageDecodeError
 from vjepa2_core.data.transforms import eval_video_transform
 from vjepa2_core.data.video import VideoError
 from vjepa2_core.data.video_dataset import VIDEO_EXTS, read_list
-from vjepa2_core.hub import CheckpointError, file_sha256, find_checkpoint, get_spec, load_encoder, resolve_checkpoint
+from vjepa2_core.hub import CheckpointError, file_sha256, find_checkpoint, get_spec, load_encoder
 
 PROG = "vjepa2-extract-embeddings"
 Frames = Iterator[tuple[float, Callable[[], np.ndarray]]]  # (time in s, getter of the RGB uint8 [H,W,3] frame)
@@ -347,11 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sources = gather_sources(args.inputs, args.topic)
         encoder = load_encoder(args.model, args.checkpoint, key=args.key, device=args.device, download=args.download)
-        config = resolve_checkpoint(args.model, args.checkpoint)[0] if args.crop_size is None else None
         model, digest = _checkpoint_identity(args)
     except (ValueError, FileNotFoundError, CheckpointError, KeyError) as err:
         parser.error(str(err))
-    crop = args.crop_size or int(config["encoder"]["img_size"])
+    crop = args.crop_size or int(encoder.img_height)  # the resolution the model was trained at
     if args.frames_per_clip % encoder.tubelet_size:
         parser.error(f"--frames-per-clip must be a multiple of the tubelet size {encoder.tubelet_size}")
     spec = ClipSpec(args.frames_per_clip, args.frame_step, args.clip_stride)
