@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -95,7 +96,17 @@ SCHEMA = {
     },
     "meta": {"device": Field(str, "auto"), "seed": Field(int, 0), "log_every": Field(int, 10)},
 }
-LOG_COLUMNS = ("epoch", "train_loss", "val_score", "best_head", "verb_recall", "noun_recall", "clips_per_s", "time_s")
+LOG_COLUMNS = (
+    "step",
+    "epoch",
+    "train_loss",
+    "val_score",
+    "best_head",
+    "verb_recall",
+    "noun_recall",
+    "clips_per_s",
+    "time_s",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,9 +135,85 @@ def make_loader(dataset, batch_size: int, dist, training: bool, seed: int, worke
     return DataLoader(dataset, batch_size, sampler=sampler, num_workers=workers, drop_last=False), sampler
 
 
+class ProbeRun(SimpleNamespace):
+    """Everything one eval run holds: frozen model, loaders, heads with their optimizers and schedules."""
+
+
+def build_run(cfg: dict, val_only: bool, resume: bool, dist) -> ProbeRun:
+    """Models, data and heads; restores heads (and, when resuming, optimizers and epoch) from a probe file."""
+    exp, name = cfg["experiment"], cfg["eval_name"]
+    opt_cfg, seed = exp["optimization"], cfg["meta"]["seed"]
+    device = dist.device
+    run = ProbeRun(name=name, device=device, folder=Path(cfg["folder"]) / name / (cfg["tag"] or ""), start_epoch=0)
+    run.dtype = torch.bfloat16 if opt_cfg["use_bfloat16"] and device.type == "cuda" else torch.float32
+    run.latest = run.folder / "latest.pt"
+    run.model = build_feature_model(cfg).to(device)
+    run.train_set, run.val_set, classes = build_datasets(cfg, seed=seed)
+    run.class_sizes = (len(classes.verbs), len(classes.nouns), len(classes.actions)) if classes else None
+    probe_file = Path(cfg["probe_checkpoint"]) if val_only and cfg["probe_checkpoint"] else run.latest
+    stored = load_checkpoint(probe_file) if (val_only or resume) and probe_file.is_file() else None
+    if val_only and stored is None:
+        raise FileNotFoundError(f"--val-only needs a probe file: {probe_file} does not exist")
+    run.heads = opt_cfg["multihead_kwargs"]
+    if val_only:
+        run.heads = run.heads[:1] * len(stored["classifiers"])  # a released file holds one head
+    run.classifiers = [c.to(device) for c in build_classifiers(cfg, run.model.embed_dim, classes, len(run.heads))]
+    workers = exp["data"]["num_workers"] if exp["data"]["num_workers"] is not None else cfg["num_workers"]
+    run.batch_size = opt_cfg["batch_size"]
+    run.train_loader, run.train_sampler = make_loader(run.train_set, run.batch_size, dist, True, seed, workers)
+    run.val_loader, _ = make_loader(run.val_set, run.batch_size, dist, False, seed, workers)
+    run.ipe = len(run.train_loader)
+    run.optimizers, run.schedulers = build_head_optimizers(run.classifiers, run.heads, run.ipe, opt_cfg["num_epochs"])
+    run.scaler = make_grad_scaler(device, run.dtype)
+    if stored is not None:
+        load_probe_states(run.classifiers, stored["classifiers"], str(probe_file))
+        if not val_only:
+            for o, state in zip(run.optimizers, stored["opt"], strict=True):
+                o.load_state_dict(state)
+            run.start_epoch = int(stored["epoch"])
+            for sched in run.schedulers:
+                sched.load_state_dict({"step": run.start_epoch * run.ipe})
+    if dist.distributed:
+        ddp = dict(device_ids=[device.index]) if device.type == "cuda" else {}
+        run.classifiers = [DistributedDataParallel(c, static_graph=True, **ddp) for c in run.classifiers]
+    return run
+
+
+def save(run: ProbeRun, epoch: int, world_size: int) -> None:
+    """`latest.pt` in the reference layout (heads with the `module.` prefix, one optimizer state per head)."""
+    state = {
+        "classifiers": [probe_state(c) for c in run.classifiers],
+        "opt": [o.state_dict() for o in run.optimizers],
+        "scaler": [run.scaler.state_dict()] if run.scaler.is_enabled() else None,
+        "epoch": epoch,
+        "batch_size": run.batch_size,
+        "world_size": world_size,
+    }
+    save_training_checkpoint(run.latest, state)
+
+
+def report(run: ProbeRun, epoch: int, train_loss: float, rate: float, logger: CSVLogger, is_main: bool) -> dict:
+    """Validate every head; log and print the best one; write results.json."""
+    board = evaluate(run.model, run.classifiers, run.val_loader, run.name, run.device, run.dtype, run.class_sizes)
+    scores, all_scores = board.main_scores(), board.scores()
+    best = max(range(len(scores)), key=scores.__getitem__)
+    row = dict(
+        step=epoch, epoch=epoch, train_loss=train_loss, val_score=scores[best], best_head=best, clips_per_s=rate
+    )
+    if run.name == ANTICIPATION:
+        row.update(verb_recall=all_scores["verb"][best], noun_recall=all_scores["noun"][best])
+    logger.log({**row, "time_s": time.perf_counter() - run.t0})
+    metric = "action mean-class recall@5" if run.name == ANTICIPATION else "top-1"
+    lr, wd = run.heads[best]["lr"], run.heads[best]["weight_decay"]
+    print(f"[epoch {epoch}] val {metric} {scores[best]:.2f}% (best head {best}: lr {lr:g} wd {wd:g})", flush=True)
+    result = {"epoch": epoch, "best_head": best, "best": scores[best], **all_scores}
+    if is_main:
+        (run.folder / "results.json").write_text(json.dumps(result))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config, SCHEMA, args.overrides)
         check_config(cfg)
@@ -134,124 +221,52 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     val_only = args.val_only or cfg["val_only"]
-    exp, meta = cfg["experiment"], cfg["meta"]
-    opt_cfg, name = exp["optimization"], cfg["eval_name"]
-    dist = init_distributed(meta["device"])
-    device = dist.device
-    dtype = torch.bfloat16 if opt_cfg["use_bfloat16"] and device.type == "cuda" else torch.float32
-    folder = Path(cfg["folder"]) / name / (cfg["tag"] or "")
-    latest = folder / "latest.pt"
-    if dist.is_main:
-        folder.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, folder / "config.yaml")
-    seed_everything(meta["seed"])
-
-    # -- frozen features, data, heads
+    dist = init_distributed(cfg["meta"]["device"])
+    seed_everything(cfg["meta"]["seed"])
     try:
-        model = build_feature_model(cfg).to(device)
-        train_set, val_set, classes = build_datasets(cfg, seed=meta["seed"])
-    except (CheckpointError, OSError, ValueError) as exc:
+        run = build_run(cfg, val_only, args.resume or cfg["resume_checkpoint"], dist)
+    except (CheckpointError, OSError, ValueError, KeyError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    class_sizes = (len(classes.verbs), len(classes.nouns), len(classes.actions)) if classes else None
-    probe_file = Path(cfg["probe_checkpoint"]) if val_only and cfg["probe_checkpoint"] else latest
-    stored = (
-        load_checkpoint(probe_file)
-        if (val_only or args.resume or cfg["resume_checkpoint"]) and probe_file.is_file()
-        else None
-    )
-    if val_only and stored is None:
-        print(f"{PROG}: error: --val-only needs a probe file: {probe_file} does not exist", file=sys.stderr)
-        return 2
-    heads = opt_cfg["multihead_kwargs"]
+    if dist.is_main:
+        run.folder.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run.folder / "config.yaml")
+    log_name = "log_val_only.csv" if val_only else "log.csv"
+    resume_step = run.start_epoch if run.start_epoch and not val_only else None
+    logger = CSVLogger(run.folder / log_name, LOG_COLUMNS, enabled=dist.is_main, resume_step=resume_step)
+    run.t0, meter, name = time.perf_counter(), Throughput(), run.name
     if val_only:
-        heads = heads[:1] * len(stored["classifiers"])  # a released file holds one head
-    classifiers = [c.to(device) for c in build_classifiers(cfg, model.embed_dim, classes, len(heads))]
-    workers = exp["data"]["num_workers"] if exp["data"]["num_workers"] is not None else cfg["num_workers"]
-    bs = opt_cfg["batch_size"]
-    train_loader, train_sampler = make_loader(train_set, bs, dist, True, meta["seed"], workers)
-    val_loader, _ = make_loader(val_set, bs, dist, False, meta["seed"], workers)
-    ipe = len(train_loader)
-    optimizers, schedulers = build_head_optimizers(classifiers, heads, ipe, opt_cfg["num_epochs"])
-    scaler = make_grad_scaler(device, dtype)
-
-    start_epoch = 0
-    try:
-        if stored is not None:
-            load_probe_states(classifiers, stored["classifiers"], str(probe_file))
-            if not val_only:
-                for o, s in zip(optimizers, stored["opt"], strict=True):
-                    o.load_state_dict(s)
-                start_epoch = int(stored["epoch"])
-                for s in schedulers:
-                    s.load_state_dict({"step": start_epoch * ipe})
-    except (CheckpointError, KeyError, ValueError) as exc:
-        print(f"{PROG}: error: cannot start from {probe_file}: {exc}", file=sys.stderr)
-        return 3
-    if dist.distributed:
-        ddp = dict(device_ids=[device.index]) if device.type == "cuda" else {}
-        classifiers = [DistributedDataParallel(c, static_graph=True, **ddp) for c in classifiers]
-
-    def save(epoch: int) -> None:
-        if dist.is_main:
-            state = {
-                "classifiers": [probe_state(c) for c in classifiers],
-                "opt": [o.state_dict() for o in optimizers],
-                "scaler": [scaler.state_dict()] if scaler.is_enabled() else None,
-                "epoch": epoch,
-                "batch_size": bs,
-                "world_size": dist.world_size,
-            }
-            save_training_checkpoint(latest, state)
-
-    def report(epoch: int, train_loss: float, rate: float) -> list[float]:
-        board = evaluate(model, classifiers, val_loader, name, device, dtype, class_sizes)
-        scores, all_scores = board.main_scores(), board.scores()
-        best = max(range(len(scores)), key=scores.__getitem__)
-        row = dict(epoch=epoch, train_loss=train_loss, val_score=scores[best], best_head=best, clips_per_s=rate)
-        if name == ANTICIPATION:
-            row.update(verb_recall=all_scores["verb"][best], noun_recall=all_scores["noun"][best])
-        logger.log({**row, "time_s": time.perf_counter() - t0})
-        metric = "action mean-class recall@5" if name == ANTICIPATION else "top-1"
-        lr, wd = heads[best]["lr"], heads[best]["weight_decay"]
-        print(f"[epoch {epoch}] val {metric} {scores[best]:.2f}% (best head {best}: lr {lr:g} wd {wd:g})", flush=True)
-        if dist.is_main:
-            (folder / "results.json").write_text(json.dumps({"epoch": epoch, "best_head": best, **all_scores}))
-        return scores
-
-    logger = CSVLogger(folder / ("log_val_only.csv" if val_only else "log.csv"), LOG_COLUMNS, enabled=dist.is_main)
-    t0, meter = time.perf_counter(), Throughput()
-    if val_only:
-        report(start_epoch, float("nan"), 0.0)
+        report(run, run.start_epoch, float("nan"), 0.0, logger, dist.is_main)
         cleanup()
         return 0
 
     # -- the loop: frozen features once per batch, every head trained on them
-    for epoch in range(start_epoch, opt_cfg["num_epochs"]):
-        train_sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
-        for c in classifiers:
+    for epoch in range(run.start_epoch, cfg["experiment"]["optimization"]["num_epochs"]):
+        run.train_sampler.set_epoch(epoch)
+        run.train_set.set_epoch(epoch)
+        for c in run.classifiers:
             c.train()
         total_loss, n = 0.0, 0
-        for itr, batch in enumerate(train_loader):
-            for s in schedulers:
-                s.step()
-            inputs, indices, labels = move_batch(batch, name, device)
-            with autocast(device, dtype):
-                feats = frozen_features(model, inputs, indices, name)
-                losses = [head_loss(outs, labels, name) for outs in head_outputs(classifiers, feats)]
-            for o in optimizers:
+        for itr, batch in enumerate(run.train_loader):
+            for sched in run.schedulers:
+                sched.step()
+            inputs, indices, labels = move_batch(batch, name, run.device)
+            with autocast(run.device, run.dtype):
+                feats = frozen_features(run.model, inputs, indices, name)
+                losses = [head_loss(outs, labels, name) for outs in head_outputs(run.classifiers, feats)]
+            for o in run.optimizers:
                 o.zero_grad(set_to_none=True)
-            scaler.scale(sum(losses)).backward()  # heads share no parameters: one backward trains all
-            for o in optimizers:
-                scaler.step(o)
-            scaler.update()
-            total_loss, n = total_loss + float(sum(losses)) / len(losses), n + 1
+            run.scaler.scale(sum(losses)).backward()  # the heads share no parameters: one backward trains all
+            for o in run.optimizers:
+                run.scaler.step(o)
+            run.scaler.update()
+            total_loss, n = total_loss + float(sum(losses).detach()) / len(losses), n + 1
             meter.update(len(feats[0]) * dist.world_size)
-            if (itr + 1) % meta["log_every"] == 0:
-                print(f"[epoch {epoch} itr {itr + 1}/{ipe}] mean head loss {total_loss / n:.4f}", flush=True)
-        save(epoch + 1)
-        report(epoch + 1, total_loss / max(n, 1), meter.rate())
+            if (itr + 1) % cfg["meta"]["log_every"] == 0:
+                print(f"[epoch {epoch} itr {itr + 1}/{run.ipe}] mean head loss {total_loss / n:.4f}", flush=True)
+        if dist.is_main:
+            save(run, epoch + 1, dist.world_size)
+        report(run, epoch + 1, total_loss / max(n, 1), meter.rate(), logger, dist.is_main)
     logger.close()
     cleanup()
     return 0

@@ -1,0 +1,104 @@
+"""training/eval_probe.py end to end on generated videos: multihead training, the reference checkpoint layout,
+resume, --val-only (own file and a released-layout single-head file) and config errors."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vjepa2_core.data.motion_direction import write_direction_dataset
+from vjepa2_core.evals import probe_state
+from vjepa2_core.hub import make_random_checkpoint
+from vjepa2_core.models.attentive_pooler import AttentiveClassifier
+from vjepa2_core.training.metrics import read_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "config" / "eval" / "tiny_cpu" / "video_shapes.yaml"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("eval_probe", ROOT / "training" / "eval_probe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("probe")
+    train = write_direction_dataset(root / "train", 16, num_frames=8, seed=1)
+    val = write_direction_dataset(root / "val", 8, num_frames=8, seed=2)
+    ckpt = make_random_checkpoint(root / "enc.pt", "vit_pretrain_tiny")
+    base = [
+        f"model_kwargs.checkpoint={ckpt}",
+        f"experiment.data.dataset_train={train}",
+        f"experiment.data.dataset_val={val}",
+        f"folder={root / 'out'}",
+        "experiment.data.num_segments=1",
+        "experiment.optimization.batch_size=8",
+        "experiment.optimization.num_epochs=1",
+    ]
+    return _script(), root, base
+
+
+def _args(base, *extra):
+    out = ["--config", str(CONFIG)]
+    for item in [*base, *extra]:
+        out += ["--set", item]
+    return out
+
+
+def test_train_resume_and_val_only(setup, capsys):
+    script, root, base = setup
+    assert script.main(_args(base)) == 0
+    folder = root / "out" / "video_classification_frozen" / "shapes-direction-8f"
+    ckpt = torch.load(folder / "latest.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and len(ckpt["classifiers"]) == 4 and len(ckpt["opt"]) == 4
+    assert all(k.startswith("module.") for k in ckpt["classifiers"][0])
+    assert script.main(_args(base, "experiment.optimization.num_epochs=2") + ["--resume"]) == 0
+    ckpt2 = torch.load(folder / "latest.pt", weights_only=True)
+    assert ckpt2["epoch"] == 2 and [r["epoch"] for r in read_csv(folder / "log.csv")] == ["1", "2"]
+    assert not torch.equal(
+        ckpt["classifiers"][0]["module.linear.weight"], ckpt2["classifiers"][0]["module.linear.weight"]
+    )
+    capsys.readouterr()
+    assert script.main(_args(base) + ["--val-only"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((folder / "results.json").read_text())
+    assert "val top-1" in out and len(result["top1"]) == 4 and 0.0 <= result["best"] <= 100.0
+    # the probe of the last run is what --val-only scored: its numbers are reproduced exactly
+    assert script.main(_args(base) + ["--val-only"]) == 0
+    assert json.loads((folder / "results.json").read_text()) == result
+
+
+def test_val_only_reads_a_released_layout_probe(setup, capsys):
+    script, root, base = setup
+    probe = AttentiveClassifier(embed_dim=96, num_heads=2, depth=1, num_classes=8)
+    path = root / "released.pt"
+    torch.save({"classifiers": [probe_state(probe)]}, path)
+    assert script.main(_args(base, f"probe_checkpoint={path}", "tag=released") + ["--val-only"]) == 0
+    result = json.loads((root / "out" / "video_classification_frozen" / "released" / "results.json").read_text())
+    assert len(result["top1"]) == 1
+    wrong = AttentiveClassifier(embed_dim=96, num_heads=2, depth=1, num_classes=5)
+    torch.save({"classifiers": [probe_state(wrong)]}, path)
+    assert script.main(_args(base, f"probe_checkpoint={path}", "tag=released") + ["--val-only"]) == 2
+    assert "linear.weight: checkpoint (5, 96) vs model (8, 96)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["experiment.data.num_classes=null"], "num_classes: required"),
+        (["experiment.optimization.multihead_kwargs=[]"], "needs at least one head"),
+        (["experiment.data.frames_per_clipp=8"], "did you mean 'frames_per_clip'"),
+        (["tag=nothing-here"], "--val-only needs a probe file"),
+    ],
+)
+def test_bad_configs_exit_2_with_the_key(setup, capsys, extra, message):
+    script, _, base = setup
+    argv = _args(base, *extra) + (["--val-only"] if extra[0].startswith("tag=") else [])
+    assert script.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eval_probe.py: error:") and message in err
