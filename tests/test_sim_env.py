@@ -72,7 +72,7 @@ def test_push_task_goal_is_an_object_target():
     push = FetchSim(SimConfig(task="push", image_size=32), seed=0)
     try:
         push.reset(seed=4)
-        obj = push.object_position()
+        obj = push.block_position()
         assert abs(push.goal[2] - obj[2]) < 1e-6 and push.distance_to_goal() > 0.05
         snap_img = push.render()
         assert push.goal_image().shape == (32, 32, 3)

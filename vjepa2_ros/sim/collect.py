@@ -5,6 +5,9 @@ the whole action range (including "stay still", which the planner needs for hold
   waypoint: head for a random workspace point at a random speed (long, straight moves),
   jitter:   i.i.d. uniform deltas at a random scale (small and large, all directions),
   hold:     zero actions.
+Push adds a fourth kind, so that the block actually moves (random arm motion alone rarely touches it):
+  push:     the scripted pusher toward a random target (from a random side, not only toward the goal), with
+            Gaussian noise on every action.
 `videos.csv` lists the same MP4s for self-supervised pretraining of the encoder on simulator video.
 Videos are written at `fps = 4` so the DROID loader (fps 4) samples consecutive frames: one frame per action.
 They are re-encoded losslessly (FFV1 in the .mp4 container, which OpenCV/ffmpeg read): at 64 px the default mp4v
@@ -22,20 +25,28 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError
+from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError, scripted_push_action
 
 VIDEO_FPS = 4.0
 VIDEO_LIST = "videos.csv"
-SEGMENT_KINDS = ("waypoint", "jitter", "hold")
-SEGMENT_PROBS = (0.55, 0.35, 0.10)
+SEGMENT_KINDS = ("waypoint", "jitter", "hold", "push")
+SEGMENT_PROBS = {"reach": (0.55, 0.35, 0.10, 0.0), "push": (0.20, 0.15, 0.05, 0.60)}
+PUSH_NOISE = 0.15  # push segments: action noise, as a fraction of the largest step
+PUSH_TARGET_RANGE = (0.05, 0.15)  # push segments: how far the block is to be pushed (m)
 
 
 def exploration_actions(sim: FetchSim, rng: np.random.Generator):
     """Endless generator of 7-D actions from the segment mixture (reads the arm position as it goes)."""
     max_step = sim.cfg.max_step
+    probs = SEGMENT_PROBS.get(sim.cfg.task)
+    if probs is None:
+        raise SimError(f"no exploration mixture for task {sim.cfg.task!r}; choose one of {sorted(SEGMENT_PROBS)}")
     while True:
-        kind = SEGMENT_KINDS[rng.choice(len(SEGMENT_KINDS), p=SEGMENT_PROBS)]
+        kind = SEGMENT_KINDS[rng.choice(len(SEGMENT_KINDS), p=probs)]
         length = int(rng.integers(2, 9))
+        if kind == "push":
+            yield from push_segment(sim, rng)
+            continue
         if kind == "waypoint":
             goal = rng.uniform(sim.low, sim.high)
             speed = rng.uniform(0.2, 1.0) * max_step
@@ -51,22 +62,42 @@ def exploration_actions(sim: FetchSim, rng: np.random.Generator):
             yield np.clip(action, -max_step, max_step)
 
 
+def push_segment(sim: FetchSim, rng: np.random.Generator, max_len: int = 16):
+    """Noisy scripted pushes of the block toward a random target (a random side; sometimes its goal)."""
+    angle = rng.uniform(0.0, 2 * np.pi)
+    target = sim.block_position()[:2] + rng.uniform(*PUSH_TARGET_RANGE) * np.array([np.cos(angle), np.sin(angle)])
+    if rng.random() < 0.3 or not sim.on_table_xy(target):  # the goal, or when the target is off the goal range
+        target = sim.goal[:2]
+    for _ in range(int(rng.integers(6, max_len + 1))):
+        action = scripted_push_action(sim, target)
+        action[:3] += rng.normal(0.0, PUSH_NOISE * sim.cfg.max_step, 3)
+        yield np.clip(action, -sim.cfg.max_step, sim.cfg.max_step)
+
+
 def collect_episode(sim: FetchSim, steps: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """One episode from a random start: frames [T+1,H,W,3], cartesian [T+1,6], gripper [T+1], actions [T,7]."""
     sim.reset(seed=int(rng.integers(2**31)))
     policy = exploration_actions(sim, rng)
+    has_block = sim.block_half is not None
     frames, states, actions = [sim.render()], [sim.state()], []
+    blocks = [sim.block_position()] if has_block else []
     for _ in range(steps):
         actions.append(next(policy))
         states.append(sim.step(actions[-1]))
         frames.append(sim.render())
+        if has_block:
+            blocks.append(sim.block_position())
     states_arr = np.stack(states).astype(np.float64)
-    return {
+    episode = {
         "frames": np.stack(frames),
         "cartesian": states_arr[:, :6],
         "gripper": states_arr[:, 6],
         "actions": np.stack(actions),
     }
+    if has_block:
+        episode["block"] = np.stack(blocks)  # [T+1, 3] block centre per frame (for probes of frozen features)
+        episode["goal"] = sim.goal.copy()
+    return episode
 
 
 def rewrite_lossless(ep_dir: Path, frames: np.ndarray, fps: float = VIDEO_FPS) -> None:
@@ -106,11 +137,15 @@ def collect(
     cfg = config or SimConfig()
     sim = FetchSim(cfg, seed=seed)
     rng = np.random.default_rng(seed)
-    positions, moves, t0 = [], [], time.perf_counter()
+    positions, moves, block_moves, t0 = [], [], [], time.perf_counter()
     try:
         for i in range(episodes):
             ep = collect_episode(sim, steps, rng)
             meta = {"sim_task": cfg.task, "codec": "FFV1" if lossless else "mp4v"}
+            if "block" in ep:
+                meta["block_position"] = ep["block"].round(5).tolist()
+                meta["block_goal"] = ep["goal"].round(5).tolist()
+                block_moves.append(float(np.linalg.norm(ep["block"][-1, :2] - ep["block"][0, :2])))
             ep_dir = write_episode(out, ep["frames"], ep["cartesian"], ep["gripper"], fps=VIDEO_FPS, metadata=meta)
             if lossless:
                 rewrite_lossless(ep_dir, ep["frames"])
@@ -137,25 +172,30 @@ def collect(
                           "p90": round(float(np.percentile(mv, 90)), 4)},
         "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
+    if block_moves:
+        bm = np.array(block_moves)
+        summary["block_moved_2cm_fraction"] = round(float((bm > 0.02).mean()), 3)
+        summary["block_displacement_m"] = {"mean": round(float(bm.mean()), 4), "max": round(float(bm.max()), 4)}
     (out / "collection.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vjepa2-sim-collect", description=__doc__.split("\n")[0])
     p.add_argument("--episodes", type=int, required=True, help="number of episodes to write")
     p.add_argument("--out", required=True, help="output directory (DROID layout, index trajectories.csv)")
     p.add_argument("--steps", type=int, default=40, help="actions per episode (frames = steps + 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task", default="reach", help="reach | push")
-    p.add_argument("--image-size", type=int, default=64, help="square camera image size in pixels")
+    p.add_argument("--task", default=SimConfig.task, choices=sorted(SEGMENT_PROBS))
+    p.add_argument("--image-size", type=int, default=SimConfig.image_size, help="square camera image size (px)")
     p.add_argument("--lossy", action="store_true", help="keep the default mp4v videos instead of lossless FFV1")
     p.add_argument("--append", action="store_true", help="add episodes to an existing collection in --out")
-    return p.parse_args(argv)
+    return p
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         summary = collect(
             args.out,
@@ -167,9 +207,11 @@ def main(argv: list[str] | None = None) -> None:
             append=args.append,
         )
     except (SimError, ValueError) as exc:
-        sys.exit(f"vjepa2-sim-collect: {exc}")
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -34,12 +34,18 @@ class SimConfig:
 
     task: str = "reach"
     image_size: int = 64
-    # Steep view from the side opposite the robot's reach: a 3 cm move in any direction changes the 64 px image
-    # (the view ray is nearly vertical, and lowering the grip bends the arm visibly); the old oblique view
-    # (azimuth 160, elevation -30) hid moves along its ray (see the model card).
-    camera: dict = field(
-        default_factory=lambda: {"lookat": [1.26, 0.75, 0.52], "distance": 1.3, "azimuth": 270.0, "elevation": -75.0}
+    # The camera of each task (`camera` None = this table's entry for `task`). Reach: a steep view from the side
+    # opposite the robot's reach: a 3 cm move in any direction changes the 64 px image (the view ray is nearly
+    # vertical, and lowering the grip bends the arm visibly); the old oblique view (azimuth 160, elevation -30) hid
+    # moves along its ray (see the model card). Push: a tighter view of the table from its far edge, so that the
+    # block covers more than a few pixels at 64 px (vjepa2_ros/models/PUSH_SCENE.md).
+    task_cameras: dict = field(
+        default_factory=lambda: {
+            "reach": {"lookat": [1.26, 0.75, 0.52], "distance": 1.3, "azimuth": 270.0, "elevation": -75.0},
+            "push": {"lookat": [1.32, 0.75, 0.42], "distance": 0.8, "azimuth": 180.0, "elevation": -60.0},
+        }
     )
+    camera: dict | None = None
     # True: every move re-settles the arm from its home posture, so a grip position always shows the same arm
     # posture (what a Cartesian controller with a nullspace posture task does). False: the redundant joints drift
     # with the path, and the goal image cannot be matched exactly. None = True for reach, False for push (the
@@ -54,6 +60,10 @@ class SimConfig:
     physics_steps_per_action: int = 4  # env steps (0.04 s each) per action: the arm settles within ~0.3 mm
     settle_steps: int = 30  # env steps to settle after teleporting the mocap (lands within ~0.2 mm)
     object_goal_range: float = 0.12  # push: object goal offset range in x/y (m)
+    block_start_range: float = 0.10  # push: block start offset range in x/y around the initial grip position (m)
+    block_half_size: float | None = None  # push: half the block's edge (m); None = Fetch's own 0.025
+    push_clearance: float = 0.04  # push: grip site to block face, behind the block, before a push (m)
+    goal_clearance: float = 0.04  # push: the same in the goal image: where the grip rests after the push (m)
 
 
 def _rotation_from_matrix(mat: np.ndarray):
@@ -79,14 +89,21 @@ class FetchSim:
             raise SimError(f"the simulator needs the [sim] extra (pip install -e '.[sim]'): {exc}") from exc
         gym.register_envs(gymnasium_robotics)
         self._mj = mujoco
-        cam = dict(self.cfg.camera)
+        if self.cfg.camera is None and self.cfg.task not in self.cfg.task_cameras:
+            raise SimError(f"no camera for task {self.cfg.task!r}: set SimConfig.camera")
+        cam = dict(self.cfg.camera if self.cfg.camera is not None else self.cfg.task_cameras[self.cfg.task])
         cam["lookat"] = np.asarray(cam["lookat"], dtype=np.float64)
+        fovy = cam.pop("fovy", None)  # vertical field of view (deg); not a free-camera attribute, so set on the model
         size = self.cfg.image_size
         self._env = gym.make(
             TASKS[self.cfg.task], render_mode="rgb_array", width=size, height=size, default_camera_config=cam
         ).unwrapped
         self.model, self.data = self._env.model, self._env.data
+        if fovy is not None:
+            self.model.vis.global_.fovy = float(fovy)
         self._hide_markers()
+        self.block_half = None if self.cfg.task == "reach" else self._set_block_size(self.cfg.block_half_size)
+        self.table_top = self._table_top()
         self.rng = np.random.default_rng(seed)
         self._env.reset(seed=int(self.rng.integers(2**31)))
         self.home = self._grip_pos().copy()
@@ -101,6 +118,7 @@ class FetchSim:
         self._grip_cmd = self.gripper_closedness()
         self.goal: np.ndarray | None = None  # goal position (ee for reach, object for push)
         self.goal_ee: np.ndarray | None = None  # end-effector position shown in the goal image
+        self.push_dir: np.ndarray | None = None  # push: unit x/y direction from the block's start to its goal
 
     # ----------------------------------------------------------------------------------------------- scene set-up
     def _hide_markers(self) -> None:
@@ -112,6 +130,24 @@ class FetchSim:
         for g in range(self.model.ngeom):
             if self.model.geom_bodyid[g] in mocap_bodies:
                 self.model.geom_rgba[g, 3] = 0.0
+
+    def _set_block_size(self, half: float | None) -> float:
+        """Resize the push block (collision box and its bounding volumes); returns the half edge in metres."""
+        gid = self.model.geom("object0").id
+        if half is None:
+            return float(self.model.geom_size[gid, 0])
+        if not 0.01 <= half <= 0.06:
+            raise SimError(f"block_half_size must be in [0.01, 0.06] m, got {half}")
+        self.model.geom_size[gid] = half
+        self.model.geom_rbound[gid] = half * np.sqrt(3.0)
+        self.model.geom_aabb[gid] = [0.0, 0.0, 0.0, half, half, half]
+        return float(half)
+
+    def _table_top(self) -> float:
+        """Height of the table's top face (m): the top of the table body's box."""
+        table = self.model.body("table0")
+        gid = int(table.geomadr[0])
+        return float(table.pos[2] + self.model.geom_pos[gid][2] + self.model.geom_size[gid][2])
 
     @staticmethod
     def _is_arm_joint(name: str) -> bool:
@@ -149,10 +185,17 @@ class FetchSim:
         euler = Rotation.from_quat(self.orientation_quat()).as_euler("xyz")
         return np.concatenate([self._grip_pos(), euler, [self.gripper_closedness()]]).astype(np.float32)
 
-    def object_position(self) -> np.ndarray | None:
-        if self.cfg.task == "reach":
-            return None
+    def block_position(self) -> np.ndarray:
+        """Push: the block's centre (m, world)."""
+        if self.block_half is None:
+            raise SimError(f"the {self.cfg.task} task has no block")
         return self.data.joint("object0:joint").qpos[:3].copy()
+
+    def block_distance_to_goal(self) -> float:
+        """Push: block centre to its goal position (metres; Fetch counts < 5 cm as success)."""
+        if self.goal is None:
+            raise SimError("no goal set: call reset() or set_goal() first")
+        return float(np.linalg.norm(self.block_position() - self.goal))
 
     def render(self) -> np.ndarray:
         """RGB uint8 [H, W, 3] from the fixed third-person camera."""
@@ -162,8 +205,9 @@ class FetchSim:
         """Reach: end effector to goal; push: object to goal (metres)."""
         if self.goal is None:
             raise SimError("no goal set: call reset() or set_goal() first")
-        pos = self._grip_pos() if self.cfg.task == "reach" else self.object_position()
-        return float(np.linalg.norm(pos - self.goal))
+        if self.cfg.task != "reach":
+            return self.block_distance_to_goal()
+        return float(np.linalg.norm(self._grip_pos() - self.goal))
 
     # ----------------------------------------------------------------------------------------------------- control
     def step(self, action: np.ndarray) -> np.ndarray:
@@ -196,13 +240,17 @@ class FetchSim:
         """Move the end effector to a point and let it settle (start states and goal images)."""
         self._move_mocap(np.asarray(ee_xyz, dtype=np.float64), self.cfg.settle_steps)
 
+    def _home_posture(self) -> None:
+        """Put the arm joints back in their home posture, at rest (the grip then sits at `home`)."""
+        self.data.qpos[self._arm_qpos] = self._home_arm_qpos
+        self.data.qvel[self._arm_dof] = 0.0
+        self._mj.mj_forward(self.model, self.data)
+
     def _move_mocap(self, ee_xyz: np.ndarray, n_steps: int) -> None:
         """Place the mocap so the grip site is pulled to `ee_xyz` (clamped to the workspace), then simulate."""
         target = np.clip(ee_xyz, self.low, self.high)
         if self.posture_reset:
-            self.data.qpos[self._arm_qpos] = self._home_arm_qpos
-            self.data.qvel[self._arm_dof] = 0.0
-            self._mj.mj_forward(self.model, self.data)
+            self._home_posture()
             n_steps = max(n_steps, self.cfg.settle_steps)
         self._env._utils.reset_mocap2body_xpos(self.model, self.data)
         self.data.mocap_pos[0] += target - self._grip_pos()  # the mocap holds the gripper link, not the grip site
@@ -232,21 +280,62 @@ class FetchSim:
             self.rng = np.random.default_rng(seed)
         self._env.reset(seed=int(self.rng.integers(2**31)))
         self._grip_cmd = self.gripper_closedness()
+        if self.block_half is not None:
+            self._reset_push()
+            return self.state()
         self.teleport(self.sample_position())
-        if self.cfg.task == "reach":
-            for _ in range(1000):
-                goal = self.sample_position()
-                if np.linalg.norm(goal - self._grip_pos()) >= self.cfg.min_start_goal_distance:
-                    break
-            self.set_goal(goal)
-        else:
-            obj = self.object_position()
-            for _ in range(1000):
-                goal = obj + np.r_[self.rng.uniform(-1, 1, 2) * self.cfg.object_goal_range, 0.0]
-                if np.linalg.norm(goal - obj) >= self.cfg.min_start_goal_distance:
-                    break
-            self.set_goal(goal)
+        for _ in range(1000):
+            goal = self.sample_position()
+            if np.linalg.norm(goal - self._grip_pos()) >= self.cfg.min_start_goal_distance:
+                break
+        self.set_goal(goal)
         return self.state()
+
+    def _reset_push(self) -> None:
+        """Arm first (block parked off the table), then the block clear of it: the arm never sweeps into it.
+
+        The block starts within `block_start_range` of the initial grip position, its goal `min_start_goal_distance`
+        to `object_goal_range` away and inside `goal_low`..`goal_high` (x/y: well on the table), such that the pose
+        behind it (pre-push) and the goal pose are in the workspace.
+        """
+        self._park_block()
+        self.teleport(self.sample_position())
+        ee, h, r = self._grip_pos(), self.block_half, self.cfg.block_start_range
+        for _ in range(1000):
+            block = self.home[:2] + self.rng.uniform(-r, r, 2)
+            goal = block + self.rng.uniform(-1.0, 1.0, 2) * self.cfg.object_goal_range
+            offset = np.linalg.norm(goal - block)
+            if offset < self.cfg.min_start_goal_distance or not self.on_table_xy(goal):
+                continue
+            back = (goal - block) / offset * (h + self.cfg.push_clearance)
+            poses_ok = all(self._in_workspace_xy(p) for p in (block - back, goal - back))
+            arm_clear = np.linalg.norm(ee[:2] - block) > h + 0.08  # not over the block: it starts in view
+            if poses_ok and arm_clear:
+                break
+        else:
+            raise SimError("could not sample a push start: the workspace is too small for the block ranges")
+        self.place_block(np.r_[block, self.table_top + h])
+        self.set_goal(np.r_[goal, self.table_top + h])
+
+    def on_table_xy(self, xy: np.ndarray) -> bool:
+        """Push: is x/y inside the goal range (`goal_low`..`goal_high` around home), well inside the table?"""
+        rel = np.asarray(xy, dtype=np.float64)[:2] - self.home[:2]
+        return bool(
+            np.all(rel >= np.asarray(self.cfg.goal_low[:2])) and np.all(rel <= np.asarray(self.cfg.goal_high[:2]))
+        )
+
+    def _in_workspace_xy(self, xy: np.ndarray) -> bool:
+        return bool(np.all(xy >= self.low[:2]) and np.all(xy <= self.high[:2]))
+
+    def _park_block(self) -> None:
+        """Put the block on the floor far from the table and the camera (while the arm is being placed)."""
+        self.place_block(np.array([0.3, 2.5, self.block_half]))
+
+    def place_block(self, xyz: np.ndarray) -> None:
+        """Set the block's pose (upright) and stop it; no simulation step, so nothing else moves."""
+        joint = self.data.joint("object0:joint")
+        joint.qpos[:3], joint.qpos[3:7], joint.qvel[:] = xyz, [1.0, 0.0, 0.0, 0.0], 0.0
+        self._mj.mj_forward(self.model, self.data)
 
     def set_goal(self, goal_xyz: np.ndarray) -> None:
         goal = np.asarray(goal_xyz, dtype=np.float64).reshape(-1)
@@ -256,8 +345,22 @@ class FetchSim:
             raise SimError(f"goal {goal.round(3).tolist()} is outside the workspace {self.low.round(3)}..")
         self.goal = goal
         self._env.goal = goal.copy()
-        # push: the goal image shows the gripper resting just behind the pushed object
-        self.goal_ee = goal.copy() if self.cfg.task == "reach" else goal + np.array([0.0, 0.0, 0.05])
+        if self.block_half is None:
+            self.goal_ee = goal.copy()
+            return
+        # push: the goal image shows the grip resting behind the block (relative to the push), clear of it
+        to_goal = goal[:2] - self.block_position()[:2]
+        dist = np.linalg.norm(to_goal)
+        self.push_dir = to_goal / dist if dist > 1e-6 else np.array([1.0, 0.0])
+        self.goal_ee = self.behind_block(goal, clearance=self.cfg.goal_clearance)
+
+    def behind_block(self, block_xyz: np.ndarray, height: float = 0.0, clearance: float | None = None) -> np.ndarray:
+        """Push: the grip position `clearance` (default `push_clearance`) behind a block at `block_xyz` along the
+        push direction, `height` above the block's centre (the workspace floor keeps it above the table)."""
+        clearance = self.cfg.push_clearance if clearance is None else clearance
+        back = self.push_dir * (self.block_half + clearance)
+        pose = np.r_[block_xyz[:2] - back, self.table_top + self.block_half + height]
+        return np.clip(pose, self.low, self.high)
 
     def goal_state(self) -> np.ndarray:
         """The 7-D state the arm has in the goal image."""
@@ -267,19 +370,79 @@ class FetchSim:
         """Render the scene as it looks with the goal reached, then restore the current state exactly."""
         return self._with_goal_scene(self.render)
 
+    def scene_image(self, ee_xyz: np.ndarray, block_xyz: np.ndarray | None = None) -> np.ndarray:
+        """Render the scene with the grip at `ee_xyz` and (push) the block at `block_xyz` (default: where it is
+        now), then restore the current state exactly: the images of goals and sub-goals."""
+        return self._with_scene(np.asarray(ee_xyz, dtype=np.float64), block_xyz, self.render)
+
+    def subgoal_images(self) -> list[np.ndarray]:
+        """Images of the way to the goal, ending with the goal image. Push: the grip above the pose behind the
+        block, lowered there (the block where it is now), then the goal; reach: the goal image alone."""
+        if self.block_half is None:
+            return [self.goal_image()]
+        block = self.block_position()
+        lift = self.block_half + 0.05
+        poses = [self.behind_block(block, height=lift), self.behind_block(block)]
+        return [self.scene_image(p, block) for p in poses] + [self.goal_image()]
+
     def _with_goal_scene(self, fn):
         if self.goal is None:
             raise SimError("no goal set: call reset() or set_goal() first")
+        return self._with_scene(self.goal_ee, self.goal, fn)
+
+    def _with_scene(self, ee_xyz: np.ndarray, block_xyz: np.ndarray | None, fn):
+        """Set the scene, call fn, restore. The arm is settled first from its home posture (so the image does
+        not depend on the path) with the block out of its way; the block is set after it, so it is not pushed."""
         snap = self.get_snapshot()
         try:
-            if self.cfg.task == "push":
-                qpos = self.data.joint("object0:joint").qpos
-                qpos[:2] = self.goal[:2]
-                self._mj.mj_forward(self.model, self.data)
-            self.teleport(self.goal_ee)
+            if self.block_half is not None:
+                block = self.block_position() if block_xyz is None else np.asarray(block_xyz, dtype=np.float64)
+                self._park_block()
+            if not self.posture_reset:
+                self._home_posture()
+            self.teleport(ee_xyz)
+            if self.block_half is not None:
+                self.place_block(np.r_[block[:2], self.table_top + self.block_half])
             return fn()
         finally:
             self.set_snapshot(snap)
 
     def close(self) -> None:
         self._env.close()
+
+
+def scripted_push_action(sim: FetchSim, target_xy: np.ndarray | None = None) -> np.ndarray:
+    """The scripted pusher (an oracle on true positions): get behind the block relative to its target (default:
+    its goal), going over it when the block is in the way, lower the grip to the block's centre height, then push
+    toward the target, steering the grip back onto the block-target line. Returns a 7-D action."""
+    if sim.block_half is None or sim.goal is None:
+        raise SimError("the scripted pusher needs the push task after reset()")
+    h, step, action = sim.block_half, sim.cfg.max_step, np.zeros(ACTION_DIM)
+    ee, block = sim.ee_position(), sim.block_position()
+    to_goal = (sim.goal[:2] if target_xy is None else np.asarray(target_xy, dtype=np.float64)[:2]) - block[:2]
+    dist = float(np.linalg.norm(to_goal))
+    if dist < 0.005:
+        return action
+    d = to_goal / dist
+    rel = ee[:2] - block[:2]
+    along, perp = float(rel @ d), rel - float(rel @ d) * d
+    push_z, safe_z = max(sim.table_top + h, sim.low[2]), sim.table_top + 2 * h + 0.04
+    behind = block[:2] - d * (h + sim.cfg.push_clearance)
+    low = ee[2] < push_z + 0.02
+    if low and -(h + sim.cfg.push_clearance + 0.03) < along < -h and np.linalg.norm(perp) < 0.015:
+        action[:2] = d * min(step, dist) - perp  # push, correcting the sideways offset
+        action[2] = push_z - ee[2]
+    else:
+        gap = behind - ee[:2]
+        seg = np.clip(((block[:2] - ee[:2]) @ gap) / max(float(gap @ gap), 1e-9), 0.0, 1.0)
+        blocked = np.linalg.norm(ee[:2] + seg * gap - block[:2]) < h + 0.06
+        if ee[2] < safe_z - 0.01 and blocked:
+            action[2] = safe_z - ee[2]  # rise first: the way behind the block passes over it
+            if np.linalg.norm(rel) > h + 0.06:
+                action[:2] = gap
+        elif np.linalg.norm(gap) > 0.01:
+            action[:2] = gap
+        else:
+            action[2] = push_z - ee[2]  # behind the block: lower the grip
+    action[:3] = np.clip(action[:3], -step, step)
+    return action
