@@ -35,6 +35,8 @@ def data(tmp_path_factory):
     for seed, (name, n) in enumerate(LENGTHS.items()):
         write_mp4(videos / name, _frames(n, seed), FPS)
     (videos / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    whole = (videos / "long.mp4").read_bytes()
+    (videos / "truncated.mp4").write_bytes(whole[: len(whole) // 2])  # a copy cut off mid-transfer
     (videos / "notes.txt").write_text("not a video")
     ckpt = make_random_checkpoint(root / "tiny.pt", "vit_pretrain_tiny", seed=2)
     return root, videos, ckpt
@@ -59,13 +61,13 @@ def test_folder_to_hdf5_values_timing_and_bad_file(data, tmp_path, capsys):
     rc = main([str(videos), "--checkpoint", str(ckpt), "--out", str(out), "--tokens", *CLIP_ARGS])
     captured = capsys.readouterr()
     assert rc == 1, "a bad file is reported in the exit status"
-    assert "wrote 3 videos (7 clips)" in captured.out and "1 bad" in captured.out
-    assert "corrupt.mp4" in captured.err
+    assert "wrote 3 videos (7 clips)" in captured.out and "2 bad" in captured.out
+    assert "corrupt.mp4" in captured.err and "truncated.mp4" in captured.err
     encoder = load_encoder(ckpt)
     with h5py.File(out) as h5:
         assert h5.attrs["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
         assert h5.attrs["model"] == "tiny.pt" and h5.attrs["crop_size"] == 64 and h5.attrs["embed_dim"] == 96
-        assert "corrupt.mp4" in h5.attrs["bad_files"]
+        assert "corrupt.mp4" in h5.attrs["bad_files"] and "truncated.mp4" in h5.attrs["bad_files"]
         groups = {g.attrs["source"].rsplit("/", 1)[-1]: g for g in h5["videos"].values()}
         assert sorted(groups) == sorted(LENGTHS)
         for name, n_clips in (("long.mp4", 4), ("mid.mp4", 2), ("short.mp4", 1)):
@@ -93,8 +95,8 @@ def test_resume_skips_finished_and_redoes_interrupted(data, tmp_path, capsys):
         h5["videos"][names[0]].attrs["complete"] = False  # as if killed while writing this video
         del h5["videos"][names[1]]
     capsys.readouterr()
-    assert main(args) == 1  # the corrupt file is still bad
-    assert "wrote 2 videos (6 clips)" in (summary := capsys.readouterr().out) and "1 already done, 1 bad" in summary
+    assert main(args) == 1  # the corrupt files are still bad
+    assert "wrote 2 videos (6 clips)" in (summary := capsys.readouterr().out) and "1 already done, 2 bad" in summary
     with h5py.File(out) as h5:
         assert sorted(h5["videos"]) == names
         for n in names:

@@ -74,13 +74,13 @@ def test_preprocessor_is_the_spec_eval_transform():
     """Spec section 8 on a non-square generated clip: short side -> int(crop*256/224) (long side truncated),
     bilinear (cv2), centre crop at round((W-crop)/2), /255, ImageNet mean/std, [3,T,crop,crop] in a list."""
     rng = np.random.default_rng(0)
-    clip = rng.integers(0, 256, size=(3, 90, 160, 3), dtype=np.uint8)
-    for crop in (64, 256):
+    for crop, (h, w) in ((64, (90, 160)), (256, (90, 160)), (384, (500, 281))):
+        clip = rng.integers(0, 256, size=(3, h, w, 3), dtype=np.uint8)
         out = hub("vjepa2_preprocessor", crop_size=crop)(clip)
         short = int(crop * 256 / 224)
-        new_w = int(short * 160 / 90)
-        frames = np.stack([cv2.resize(f, (new_w, short), interpolation=cv2.INTER_LINEAR) for f in clip])
-        top, left = round((short - crop) / 2), round((new_w - crop) / 2)
+        new_h, new_w = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
+        frames = np.stack([cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in clip])
+        top, left = round((new_h - crop) / 2), round((new_w - crop) / 2)
         x = torch.from_numpy(frames[:, top : top + crop, left : left + crop]).permute(3, 0, 1, 2).float() / 255
         mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
         want = (x - mean.view(3, 1, 1, 1)) / std.view(3, 1, 1, 1)
@@ -122,6 +122,14 @@ def test_pretrained_loads_from_hub_checkpoint_folder(hub_dir, monkeypatch):
     encoder, _ = hub("vjepa2_ac_vit_tiny", pretrained=True, download=False, num_frames=8)
     with torch.no_grad():
         assert encoder(torch.zeros(1, 3, 8, 64, 64)).shape == (1, 4 * 16, 96)
+
+
+def test_pretrained_loading_stays_strict(tmp_path):
+    wrong = make_random_checkpoint(tmp_path / "ac.pt", "vit_ac_tiny")  # an AC file for the mask-predictor entry
+    with pytest.raises(
+        Exception, match=r"ac\.pt holds a predictor of kind 'ac_predictor', but 'vit_pretrain_tiny' needs 'predictor'"
+    ):
+        hub("vjepa2_vit_tiny", pretrained=True, checkpoint=str(wrong))
 
 
 def test_released_weights_without_download_name_file_and_url(hub_dir, monkeypatch):

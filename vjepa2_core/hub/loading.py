@@ -228,10 +228,14 @@ def load_encoder_and_predictor(
     progress: bool = True,
     overrides: Mapping[str, Any] | None = None,
 ) -> tuple[nn.Module, nn.Module]:
-    """``(encoder, predictor)``; the predictor is a mask predictor or an AC predictor, whichever the file holds."""
+    """``(encoder, predictor)``; the predictor is a mask predictor or an AC predictor, whichever the file holds
+    (with a registry name it must be the kind the name stands for)."""
     config, ckpt, where = resolve_checkpoint(name_or_path, checkpoint, download, progress, overrides)
     encoder = _load_encoder_from(config, ckpt, where, key)
-    predictor, _ = _load_predictor_from(config, ckpt, where)
+    predictor, kind = _load_predictor_from(config, ckpt, where)
+    expected = get_spec(name_or_path).predictor_kind if _is_name(name_or_path) else kind
+    if kind != expected:
+        raise CheckpointError(f"{where} holds a predictor of kind {kind!r}, but {name_or_path!r} needs {expected!r}")
     return _finish(encoder, device), _finish(predictor, device)
 
 
