@@ -352,10 +352,25 @@ def test_an_old_checkpoint_and_old_config_keys_still_resume(tmp_path, videos):
 def test_non_finite_loss_stops_with_exit_4_and_writes_nothing(tmp_path, videos, capsys):
     script = load_script()
     argv = ["--config", str(TINY)]
-    for s in (f"folder={tmp_path}", f"data.datasets=[{videos}]", "data.batch_size=2", "optimization.ipe=4",
-              "optimization.lr=1.0e+30", "optimization.start_lr=1.0e+30", "optimization.final_lr=1.0e+30"):  # fmt: skip
+    huge = ("optimization.lr=1.0e+30", "optimization.start_lr=1.0e+30", "optimization.final_lr=1.0e+30")
+    for s in (f"folder={tmp_path}", f"data.datasets=[{videos}]", "data.batch_size=2", "optimization.ipe=4", *huge):
         argv += ["--set", s]
     assert script.main(argv) == 4
     assert re.search(r"pretrain.py: stopped: loss is (nan|inf|-inf) at step \d", capsys.readouterr().err)
     rows = read_csv(tmp_path / "train.csv")
     assert not (tmp_path / "latest.pt").exists() and len(rows) <= 1
+
+
+@pytest.mark.slow
+def test_submitit_tasks_pretrain_as_a_distributed_job(tmp_path, videos):
+    """The `--slurm` code path (submitit tasks exporting the torch.distributed variables) run as local processes."""
+    from vjepa2_core.training.slurm import submit
+
+    script = load_script()
+    sets = [f"folder={tmp_path}", f"data.datasets=[{videos}]", "data.batch_size=2", "optimization.ipe=2",
+            "optimization.epochs=1", "tasks_per_node=2", "meta.log_every=1"]  # fmt: skip
+    job = submit(script.train, script.load(TINY, sets), timeout_min=5, cluster="local")
+    results = job.results()
+    assert [r["step"] for r in results] == [2, 2] and results[0]["loss"] == results[1]["loss"]
+    ckpt = load_checkpoint(tmp_path / "latest.pt")
+    assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2 and ckpt["step"] == 2
