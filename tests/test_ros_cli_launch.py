@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from tests.ros_helpers import wait_until
+import yaml
+from ros_helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -125,4 +125,46 @@ def test_demo_launch_without_client_is_driven_from_the_cli(ws_env, tmp_path):
         print(f"planner RSS after plan + 2-step reach: {rss:.0f} MiB")
     finally:
         code = launch.ctrl_c()
-    assert code == 0, launch.text()[-4000:]
+    assert code == 0 and "vjepa2_planner-2]: process has finished cleanly" in launch.text(), launch.text()[-4000:]
+
+
+@pytest.fixture(scope="module")
+def tiny_params(tmp_path_factory) -> Path:
+    from vjepa2_core.hub import make_random_checkpoint
+
+    tmp = tmp_path_factory.mktemp("launch_params")
+    ckpt = make_random_checkpoint(tmp / "vit_ac_tiny.pt", "vit_ac_tiny")
+    params = {"/**": {"ros__parameters": {"model": {"checkpoint": str(ckpt), "num_threads": 1}}}}
+    path = tmp / "planner.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_planner_launch_serves_the_cli_and_ctrl_c_exits_cleanly(ws_env, tiny_params, tmp_path):
+    launch = Launch(["vjepa2_ros", "planner.launch.py", f"params_file:={tiny_params}"], ws_env, tmp_path)
+    try:
+        ready = launch.wait_for(r"vjepa2_planner ready", 90)
+        print(f"ros2 launch planner.launch.py -> ready: {ready:.1f} s")
+        assert "String value is: cpu" in ros2(ws_env, "param", "get", "/vjepa2_planner", "model.device", "--no-daemon")
+        stop = ros2(ws_env, "service", "call", "/vjepa2_planner/stop", "std_srvs/srv/Trigger")
+        assert "success=True" in stop, stop
+    finally:
+        code = launch.ctrl_c()
+    log = launch.text()
+    assert code == 0 and re.search(r"vjepa2_planner-1\]: process has finished cleanly", log), log[-4000:]
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log and "process has died" not in log, log[-4000:]
+
+
+def test_unusable_device_is_a_configuration_error_not_a_traceback(ws_env, tiny_params, tmp_path):
+    import torch
+
+    count = torch.cuda.device_count() if torch.backends.cuda.is_built() else 0
+    device = f"cuda:{count}" if count else "cuda"  # this machine cannot use it either way
+    launch = Launch(
+        ["vjepa2_ros", "planner.launch.py", f"params_file:={tiny_params}", f"device:={device}"], ws_env, tmp_path
+    )
+    launch.wait_for(r"process has (died|finished)", 90)
+    assert launch.proc.wait(30) == 0  # ros2 launch itself always exits 0: the node's exit code is in the log
+    log = launch.text()
+    assert re.search(r"process has died \[pid \d+, exit code 2", log), log[-4000:]
+    assert "invalid configuration: parameter 'model.device'" in log and "Traceback" not in log, log[-4000:]

@@ -17,6 +17,7 @@ from ros_helpers import (
     load_traj,
     plan_request,
     status_name,
+    wait_until,
     write_params,
 )
 
@@ -66,6 +67,7 @@ def ros(franka_npz, tmp_path_factory):
     )
     client = RosClient("compressed_test_client")
     harness = Harness(client)
+    harness.planner_proc = planner
     try:
         harness.wait_diag(lambda d: d.get("blocking") == "none", timeout=30.0)
         yield harness
@@ -109,6 +111,37 @@ def test_missed_plan_deadline_sends_no_command(ros, traj):
     assert int(diag["commands"]) == 0
     resp = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1])), timeout=60.0)
     assert not resp.success and "deadline_missed" in resp.message and resp.planning_time >= DEADLINE
+    # the deadline cancelled that search: the worker is free, a small plan right after is served in time
+    quick = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1]), horizon=1, samples=10, iterations=1))
+    assert quick.success and quick.planning_time < DEADLINE, (quick.message, quick.planning_time)
+
+
+def test_png_bomb_on_the_camera_is_dropped_before_decoding(ros, traj):
+    """A 146 KB PNG that declares 20000 x 2500 pixels: counted as malformed, memory unchanged, node serving."""
+    import psutil
+    from sensor_msgs.msg import CompressedImage
+    from test_images import png_bomb
+
+    planner = ros.planner_proc
+    rss_before = psutil.Process(planner.proc.pid).memory_info().rss
+    start = int(ros.wait_diag(lambda d: True)["malformed_images"])
+    pub = ros.client.node.create_publisher(CompressedImage, CAMERA, 10)
+    assert wait_until(lambda: pub.get_subscription_count() >= 1, 20.0)
+    bomb = CompressedImage(format="png")
+    bomb.data = png_bomb()
+
+    def counted(d: dict) -> bool:
+        pub.publish(bomb)  # until seen: the robot's own frames share the depth-1 sensor-data history
+        return int(d["malformed_images"]) > start
+
+    ros.wait_diag(counted)
+    grown = (psutil.Process(planner.proc.pid).memory_info().rss - rss_before) / 2**20
+    assert grown < 100, f"planner RSS grew {grown:.0f} MiB"  # a decoded bomb alone is 143 MiB of BGR pixels
+    state = traj["states"][0].tolist()
+    resp = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1]), current_state=state, samples=10,
+                                                  iterations=1, horizon=1))  # fmt: skip
+    assert resp.success, resp.message
+    ros.client.node.destroy_publisher(pub)
 
 
 def test_services_answer_while_plans_are_computed(ros, traj):

@@ -301,6 +301,72 @@ def test_1000_malformed_images_leave_node_alive_and_serving(ros, traj, planner):
     print(f"malformed images counted: {int(diag['malformed_images']) - start} of 1000")
 
 
+def _rss_mib(planner) -> float:
+    import psutil
+
+    return psutil.Process(planner.proc.pid).memory_info().rss / 2**20
+
+
+RSS: dict[str, float] = {}  # planner memory before/after the attacks (printed, and bounded below)
+
+
+def test_flood_of_50_plan_requests_is_answered_in_full(ros, traj, planner):
+    """50 concurrent ~/plan_to_goal calls: every one gets an answer, a plan or "busy", none is dropped."""
+    from rclpy.qos import QoSProfile
+
+    from vjepa2_interfaces.srv import PlanToGoal
+
+    RSS["before"] = _rss_mib(planner)
+    flood = ros.client.node.create_client(PlanToGoal, f"{PLANNER}/plan_to_goal", qos_profile=QoSProfile(depth=100))
+    assert flood.wait_for_service(timeout_sec=20.0)
+    req = plan_request(image_msg(traj["frames"][1]), horizon=1, samples=8, iterations=1)
+    futures = [flood.call_async(req) for _ in range(50)]
+    assert wait_until(lambda: all(f.done() for f in futures), 60.0), f"{sum(f.done() for f in futures)}/50 answered"
+    messages = [f.result().message for f in futures]
+    planned = sum(m.startswith("planned") for m in messages)
+    busy = sum(m.startswith("busy") for m in messages)
+    assert planned + busy == 50 and planned >= 1, messages
+    assert planner.alive()
+    print(f"flood: 50/50 answered, {planned} planned, {busy} busy")
+    ros.client.node.destroy_client(flood)
+
+
+def test_costly_budgets_are_refused_at_once_with_a_reason(ros, traj):
+    goal = image_msg(traj["frames"][1])
+    assert ros.client.call(ros.plan, plan_request(goal, horizon=2, samples=32, iterations=2)).success  # timed
+    for budget, reason in [
+        (dict(horizon=31, samples=100_000, iterations=1000), "GiB per CEM iteration"),  # per-field caps allow it
+        (dict(horizon=4, samples=20_000, iterations=1000), "more than the plan deadline"),  # fits, takes hours
+    ]:
+        start = time.monotonic()
+        resp = ros.client.call(ros.plan, plan_request(goal, **budget))
+        answered = time.monotonic() - start
+        assert not resp.success and resp.message.startswith("refused") and reason in resp.message, resp.message
+        assert answered < 2.0, f"refusal took {answered:.2f} s"
+    diag = ros.wait_diag(lambda d: int(d["refused_budgets"]) >= 2)
+    assert diag["callback_errors"] == "0"
+    assert ros.client.call(ros.plan, plan_request(goal, horizon=1, samples=8, iterations=1)).success
+
+
+def test_extreme_image_leaves_node_alive_and_views_bounded(ros, traj, planner):
+    """A valid 1 x 16384 rgb8 frame in a request: answered, the debug view stays small, the node keeps serving."""
+    from vjepa2_ros.conversions import image_to_rgb
+
+    line = np.tile(traj["frames"][0][:1, :1], (1, 16384, 1))
+    ros.debug_image = None
+    resp = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1]), current_image=image_msg(line)))
+    assert resp.success, resp.message
+    assert wait_until(lambda: ros.debug_image is not None, 10.0)
+    view = image_to_rgb(ros.debug_image)
+    assert view.shape[0] == 240 + 28 and view.shape[1] <= 240 + 4 * 240, view.shape
+    tall = np.tile(traj["frames"][0][:1, :1], (16384, 1, 1))
+    assert ros.client.call(ros.plan, plan_request(image_msg(tall), current_image=image_msg(tall))).success
+    assert planner.alive() and ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1]))).success
+    RSS["after"] = _rss_mib(planner)
+    print(f"planner RSS before the attacks {RSS['before']:.0f} MiB, after {RSS['after']:.0f} MiB")
+    assert RSS["after"] - RSS["before"] < 300, RSS
+
+
 def test_sigterm_ends_the_node_cleanly_within_5s(ros, planner):
     assert planner.alive()
     code, seconds = planner.stop(timeout=5.0)

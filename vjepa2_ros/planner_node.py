@@ -13,8 +13,10 @@ serving subscriptions, cancel and stop while a plan is computed; a missed deadli
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -37,7 +39,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 
+from vjepa2_core.devices import DeviceError, check_device
 from vjepa2_core.planning import safety
+from vjepa2_core.planning.budget import available_bytes, budget_refusal, plan_cost
 from vjepa2_core.planning.controller import GOAL_REACHED, ClosedLoopController, ControllerConfig
 from vjepa2_core.planning.safety import SafetyLimits
 from vjepa2_core.planning.settings import PlanningSettings, parameter_table, planning_values, settings_from_values
@@ -56,10 +60,13 @@ else:
 NODE_NAME = "vjepa2_planner"
 # Per-request CEM budgets beyond these are refused (memory and time), not attempted; the AC model takes 32 frames.
 MAX_BUDGET = {"horizon": 31, "samples": 100_000, "iterations": 1_000}
-# Executor threads: sensors + timer, stop/resume/cancel, the action loop and PLAN_SERVICE_SLOTS waiting plan
-# requests; further plan requests are answered "busy" at once so they can never starve the others.
+# Executor threads: camera, pose/gripper + timer, stop/resume/cancel, the action loop and PLAN_SERVICE_SLOTS
+# waiting plan requests; further plan requests are answered "busy" at once so they can never starve the others.
 PLAN_SERVICE_SLOTS = 2
-EXECUTOR_THREADS = 3 + PLAN_SERVICE_SLOTS + 1
+EXECUTOR_THREADS = 4 + PLAN_SERVICE_SLOTS + 1
+# Request and response queues of the services: a burst of concurrent calls is queued and answered (a plan or
+# "busy"), never dropped by a full 10-deep default queue.
+SERVICE_QUEUE = 256
 
 NODE_PARAMETERS: dict[str, Param] = {  # the node's own settings; planner settings come from vjepa2_core below
     "model.checkpoint": Param("", "project checkpoint (.pt/.safetensors) for load_ac_model, or weights for hub_name"),
@@ -128,9 +135,9 @@ class PlannerSettings:
             raise ParameterError("set 'model.checkpoint' (a project checkpoint) and/or 'model.hub_name'")
         device = v["model.device"]
         try:
-            torch.device(device)
-        except RuntimeError as exc:
-            raise ParameterError(f"parameter 'model.device' is not a torch device: {device!r} ({exc})") from None
+            check_device(device)
+        except DeviceError as exc:
+            raise ParameterError(f"parameter 'model.device': {exc}") from None
         topics = {k.split(".", 1)[1]: val for k, val in v.items() if k.startswith("topics.")}
         for key, name in topics.items():
             if not name and key != "gripper":
@@ -184,6 +191,41 @@ class Observation:
         return None if self.pose is None else np.append(self.pose, self.gripper)
 
 
+def guarded(fallback):
+    """Decorate a callback so that no exception ends the node: it is logged and counted, and `fallback(self,
+    *args)` gives the callback's answer (a failed service response, an aborted goal result, or None)."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def run(self, *args):
+            try:
+                return method(self, *args)
+            except Exception as exc:  # noqa: BLE001 - any escaping exception would end the executor's spin
+                with self._lock:
+                    self._counts["callback_errors"] += 1
+                self.get_logger().error(f"{method.__name__} failed: {type(exc).__name__}: {exc}")
+                return fallback(self, exc, *args)
+
+        return run
+
+    return wrap
+
+
+def _failed_response(_node, exc, _req, resp):
+    resp.success, resp.message = False, f"internal error: {type(exc).__name__}: {exc}"
+    return resp
+
+
+def _aborted_goal(_node, exc, goal_handle):
+    if goal_handle.is_active:
+        goal_handle.abort()
+    return ReachGoal.Result(success=False, message=f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _nothing(*_args):
+    return None
+
+
 class PlannerNode(Node):
     def __init__(self, controller_factory=load_controller) -> None:
         super().__init__(NODE_NAME)
@@ -194,6 +236,10 @@ class PlannerNode(Node):
         if s.num_threads:
             torch.set_num_threads(s.num_threads)  # before the model loads: plans then use this many threads
         self.controller = controller_factory(s)
+        default = s.planning.cem
+        refusal = self._budget_refusal(default.horizon, default.samples, default.iterations, measured=False)
+        if refusal:
+            raise ParameterError(f"the cem.* budget does not fit: {refusal}")
         self.worker = PlanWorker()
         self._obs = Observation()
         self._lock = threading.Lock()
@@ -203,16 +249,20 @@ class PlannerNode(Node):
         self._goal_active = False
         self._plan_slots = threading.BoundedSemaphore(PLAN_SERVICE_SLOTS)
         self._counts = dict.fromkeys(
-            ["malformed_images", "malformed_states", "plans", "plan_errors", "commands", "safety_stops"], 0
+            ["malformed_images", "malformed_states", "plans", "plan_errors", "commands", "safety_stops"]
+            + ["refused_budgets", "busy_answers", "callback_errors"],
+            0,
         )
+        self._seconds_per_token_frame: float | None = None  # the fastest plan measured: the compute bound's speed
         self._last = {"reasons": [], "energy": float("nan"), "plan_time": float("nan"), "notes": []}
         self.context.on_shutdown(self.shutdown_waits)
 
         sensors, services = MutuallyExclusiveCallbackGroup(), ReentrantCallbackGroup()
+        camera_group = MutuallyExclusiveCallbackGroup()  # decoding a frame never delays pose and gripper
         t = s.topics
         camera_type = Image if s.camera_transport == "raw" else CompressedImage
         self.create_subscription(
-            camera_type, t["camera"], self.on_camera, qos_profile_sensor_data, callback_group=sensors
+            camera_type, t["camera"], self.on_camera, qos_profile_sensor_data, callback_group=camera_group
         )
         self.create_subscription(
             PoseStamped, t["ee_pose"], self.on_pose, qos_profile_sensor_data, callback_group=sensors
@@ -229,9 +279,12 @@ class PlannerNode(Node):
         self.pub_path = self.create_publisher(Path, "~/planned_path", 1)
         self.pub_debug = self.create_publisher(Image, "~/debug_image", 1)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
-        self.create_service(PlanToGoal, "~/plan_to_goal", self.on_plan_to_goal, callback_group=services)
-        self.create_service(Trigger, "~/stop", self.on_stop, callback_group=services)
-        self.create_service(Trigger, "~/resume", self.on_resume, callback_group=services)
+        queue = QoSProfile(depth=SERVICE_QUEUE)
+        self.create_service(
+            PlanToGoal, "~/plan_to_goal", self.on_plan_to_goal, qos_profile=queue, callback_group=services
+        )
+        self.create_service(Trigger, "~/stop", self.on_stop, qos_profile=queue, callback_group=services)
+        self.create_service(Trigger, "~/resume", self.on_resume, qos_profile=queue, callback_group=services)
         self._action = ActionServer(
             self,
             ReachGoal,
@@ -250,6 +303,7 @@ class PlannerNode(Node):
 
     # -- inputs: store the latest, count what is malformed, never raise
 
+    @guarded(_nothing)
     def on_camera(self, msg: Image | CompressedImage) -> None:
         try:
             rgb = conv.image_to_rgb(msg) if isinstance(msg, Image) else conv.compressed_to_rgb(msg)
@@ -260,6 +314,7 @@ class PlannerNode(Node):
             self._obs.image, self._obs.image_time = rgb, time.monotonic()
             self._new_obs.notify_all()
 
+    @guarded(_nothing)
     def on_pose(self, msg: PoseStamped) -> None:
         try:
             state = conv.pose_to_state(msg.pose, 0.0)
@@ -270,10 +325,12 @@ class PlannerNode(Node):
             self._obs.pose, self._obs.pose_time, self._obs.frame_id = state[:6], time.monotonic(), msg.header.frame_id
             self._new_obs.notify_all()
 
+    @guarded(_nothing)
     def on_gripper(self, msg: Float64) -> None:
         with self._lock:
             self._obs.gripper, self._obs.gripper_time = float(msg.data), time.monotonic()
 
+    @guarded(_nothing)
     def on_goal_image(self, msg: Image) -> None:
         try:
             rgb = conv.image_to_rgb(msg)
@@ -363,10 +420,24 @@ class PlannerNode(Node):
             return None, [f"plan_error: {exc}"], elapsed
         return future.result(), [], elapsed
 
-    def _record_plan(self, plan, elapsed: float) -> None:
+    def _record_plan(self, plan, elapsed: float, budget: dict[str, int] | None = None) -> None:
+        cem = self.settings.planning.cem
+        b = budget or {"horizon": cem.horizon, "samples": cem.samples, "iterations": cem.iterations}
+        cost = plan_cost(self.controller.world_model, **b)
+        speed = plan.timings.get("optimize_s", elapsed) / max(1, cost.token_frames)  # the search, not encoding
         with self._lock:
             self._counts["plans"] += 1
             self._last.update(energy=float(plan.energy), plan_time=elapsed)
+            if self._seconds_per_token_frame is None or speed < self._seconds_per_token_frame:
+                self._seconds_per_token_frame = speed
+
+    def _budget_refusal(self, horizon: int, samples: int, iterations: int, measured: bool = True) -> str | None:
+        """Why this budget must not be planned: more memory than this machine has free, or (once a plan was
+        timed) more time than the plan deadline at the fastest speed measured; None when it fits."""
+        world_model = self.controller.world_model
+        cost = plan_cost(world_model, horizon, samples, iterations)
+        speed = self._seconds_per_token_frame if measured else None
+        return budget_refusal(cost, available_bytes(world_model.device), speed, self.settings.limits.plan_deadline)
 
     def _resolve_goal(self, msg: Image) -> np.ndarray:
         if not conv.is_empty_image(msg):
@@ -406,8 +477,11 @@ class PlannerNode(Node):
 
     # -- services
 
+    @guarded(_failed_response)
     def on_plan_to_goal(self, req, resp):
         if not self._plan_slots.acquire(blocking=False):
+            with self._lock:
+                self._counts["busy_answers"] += 1
             resp.success = False
             resp.message = f"busy: {PLAN_SERVICE_SLOTS} plan requests are being served, retry later"
             return resp
@@ -432,6 +506,15 @@ class PlannerNode(Node):
             for name, value in budget.items():
                 if not 0 <= value <= MAX_BUDGET[name]:
                     raise ValueError(f"{name} must be in [0, {MAX_BUDGET[name]}] (0 = node default), got {value}")
+            cem = self.settings.planning.cem
+            effective = {name: value or getattr(cem, name) for name, value in budget.items()}
+            # memory always; time only for a budget other than the configured one (its deadline is the bound)
+            custom = any(effective[name] != getattr(cem, name) for name in effective)
+            refusal = self._budget_refusal(**effective, measured=custom)
+            if refusal:
+                with self._lock:
+                    self._counts["refused_budgets"] += 1
+                raise ValueError(f"refused: {refusal}")
         except ValueError as exc:  # ImageDecodeError is a ValueError
             resp.success, resp.message = False, str(exc)
             return resp
@@ -441,7 +524,7 @@ class PlannerNode(Node):
         )
         resp.planning_time = float(elapsed)
         if result is not None:
-            self._record_plan(result, elapsed)
+            self._record_plan(result, elapsed, effective)
             actions = result.actions.detach().cpu().double().numpy()
             reasons = safety.check_plan(actions, result.energy, elapsed, self.settings.limits)
         if result is None or reasons:
@@ -455,6 +538,7 @@ class PlannerNode(Node):
         self._publish_plan_views(image, goal, state, actions, result.energy, obs.frame_id)
         return resp
 
+    @guarded(_failed_response)
     def on_stop(self, _req, resp):
         with self._lock:
             self._stopped = True
@@ -463,6 +547,7 @@ class PlannerNode(Node):
         resp.success, resp.message = True, "stopped"
         return resp
 
+    @guarded(_failed_response)
     def on_resume(self, _req, resp):
         with self._lock:
             was, self._stopped = self._stopped, False
@@ -478,6 +563,7 @@ class PlannerNode(Node):
             self._goal_active = True
         return GoalResponse.ACCEPT
 
+    @guarded(_aborted_goal)
     def execute_reach(self, goal_handle):
         try:
             return self._reach(goal_handle)
@@ -568,6 +654,7 @@ class PlannerNode(Node):
 
     # -- diagnostics
 
+    @guarded(_nothing)
     def publish_diagnostics(self) -> None:
         obs, reasons = self._snapshot()
         now = time.monotonic()
@@ -605,7 +692,14 @@ def _diag_level(reasons: list[str]) -> tuple[bytes, str]:
     return DiagnosticStatus.ERROR, "commands blocked: " + ", ".join(reasons)
 
 
+def _after_rclpy_signal(_signum, _frame) -> None:
+    """Python-level SIGINT handler: rclpy's own handler (which runs first and chains to this one) shuts the
+    context down; raising KeyboardInterrupt as well would interrupt the clean-up wherever it is (ros2 launch
+    forwards the terminal's Ctrl-C, so SIGINT arrives twice)."""
+
+
 def main(args: list[str] | None = None) -> int:
+    signal.signal(signal.SIGINT, _after_rclpy_signal)  # before rclpy.init, so rclpy chains to it
     rclpy.init(args=args)
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     node = None
