@@ -251,10 +251,10 @@ def wrap_ddp(run: engine.Run, encoder, predictor):
     if not run.dist.distributed:
         return encoder, predictor
     ddp = dict(device_ids=[run.device.index]) if run.device.type == "cuda" else {}
+    encoder = DistributedDataParallel(encoder, **ddp)
     # mask tokens of clip lengths absent from a batch get no gradient
-    return DistributedDataParallel(encoder, **ddp), DistributedDataParallel(
-        predictor, find_unused_parameters=True, **ddp
-    )
+    predictor = DistributedDataParallel(predictor, find_unused_parameters=True, **ddp)
+    return encoder, predictor
 
 
 @torch.no_grad()

@@ -233,6 +233,17 @@ def evaluate(
     return {k: v / n for k, v in sums.items()}
 
 
+def batch_losses(model, encoder, batch, ds: DROIDDataset, cache: FeatureCache | None, cond: Conditioning, cfg, device):
+    """(teacher-forcing, rollout) losses of one batch: frozen-encoder targets, normalised actions and states."""
+    loss_cfg = cfg["loss"]
+    h = targets(batch, encoder, cache, ds, cfg, device)
+    ext = batch["extrinsics"].to(device) if cfg["model"]["use_extrinsics"] else None
+    actions, states = cond.actions(batch["actions"].to(device)), cond.states(batch["states"].to(device))
+    return ac.ac_losses(
+        model, h, actions, states, ext, loss_cfg["auto_steps"], loss_cfg["loss_exp"], loss_cfg["normalize_reps"]
+    )
+
+
 def make_cache(cfg: dict, mcfg: dict) -> FeatureCache | None:
     """The frozen-encoder feature cache (`data.feature_cache`), keyed by everything the features depend on."""
     d = cfg["data"]
@@ -285,7 +296,7 @@ def wrap_ddp(run: engine.Run, predictor: torch.nn.Module) -> torch.nn.Module:
 def train(cfg: dict, resume: bool = False) -> dict:
     """AC post-training as `cfg` says; returns the run summary (step, loss, skipped, folder)."""
     run = engine.start_run(cfg)
-    opt_cfg, loss_cfg, bs = cfg["optimization"], cfg["loss"], cfg["data"]["batch_size"]
+    opt_cfg, bs = cfg["optimization"], cfg["data"]["batch_size"]
     mcfg = ac.model_config(cfg)
     encoder, predictor = (m.to(run.device) for m in ac.build_models(cfg, mcfg))  # frozen encoder, trained predictor
     model = wrap_ddp(run, predictor)
@@ -310,21 +321,7 @@ def train(cfg: dict, resume: bool = False) -> dict:
     for batch in eng.batches(loader_factory(cfg, run, train_ds, sampler), len(sampler) // bs):
         lr, wd = schedule.step()
         with autocast(run.device, run.dtype):
-            h = targets(batch, encoder, cache, train_ds, cfg, run.device)
-            ext = batch["extrinsics"].to(run.device) if cfg["model"]["use_extrinsics"] else None
-            actions, states = cond.actions(batch["actions"].to(run.device)), cond.states(
-                batch["states"].to(run.device)
-            )
-            jloss, sloss = ac.ac_losses(
-                model,
-                h,
-                actions,
-                states,
-                ext,
-                loss_cfg["auto_steps"],
-                loss_cfg["loss_exp"],
-                loss_cfg["normalize_reps"],
-            )
+            jloss, sloss = batch_losses(model, encoder, batch, train_ds, cache, cond, cfg, run.device)
             loss = jloss + sloss
         _, j, s = eng.check_finite(loss, jloss, sloss)  # means over ranks; NonFiniteLoss (exit 4) before the update
         optimizer.zero_grad(set_to_none=True)
@@ -332,15 +329,7 @@ def train(cfg: dict, resume: bool = False) -> dict:
         scaler.step(optimizer)
         scaler.update()
         eng.skipped += int(all_reduce_sum(batch["skipped"].sum().to(run.device)))
-        row = {
-            "loss": eng.loss,
-            "jloss": j,
-            "sloss": s,
-            "lr": lr,
-            "wd": wd,
-            "skipped": eng.skipped,
-            "time": time.time(),
-        }
+        row = dict(loss=eng.loss, jloss=j, sloss=s, lr=lr, wd=wd, skipped=eng.skipped, time=time.time())
         eng.step_done(bs, row)
         if val_ds is not None and eng.eval_due():
             eng.validate(lambda: evaluate(unwrap(model), encoder, val_ds, cfg, run.device, run.dtype, cond))
