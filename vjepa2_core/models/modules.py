@@ -73,11 +73,21 @@ def rope_tables(pos: Tensor, head_dim: int, dtype: torch.dtype, rotate: Tensor |
 
 
 def apply_rope(x: Tensor, rope: Rope) -> Tensor:
-    """x * cos + rotate_half(x) * sin with the pair-interleaved partner (-x[2i+1], x[2i]) of the reference."""
+    """x * cos + rotate_half(x) * sin with the pair-interleaved partner (-x[2i+1], x[2i]) of the reference.
+
+    Computed as x * cos + swap_pairs(x) * (sin * [-1, 1, -1, ...]): three passes over x instead of five (the sign
+    goes on the small table, not on x), which matters in the planner's rollouts.
+    """
     cos, sin = rope
-    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
-    rotated = torch.stack((-x2, x1), dim=-1).flatten(-2)
-    return (x * cos + rotated * sin).to(x.dtype)
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    sin_even, sin_odd = sin.unflatten(-1, (-1, 2)).unbind(-1)
+    signed_sin = torch.stack((-sin_even, sin_odd), dim=-1).flatten(-2)
+    return torch.addcmul(x * cos, swapped, signed_sin).to(x.dtype)
+
+
+def token_major_rope(rope: Rope) -> Rope:
+    """Head-major tables ([N, hd] or [B, 1, N, hd]) as tables that broadcast against [B, N, 2, heads, hd]."""
+    return tuple(t.transpose(-3, -2).unsqueeze(-2) if t.ndim >= 3 else t[:, None, None] for t in rope)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -188,9 +198,9 @@ class Attention(nn.Module):
         self, x: Tensor, rope: Rope | None = None, attn_mask: Tensor | None = None, kv_hook: KVHook | None = None
     ) -> Tensor:
         B, N, C = x.shape
-        q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4).unbind(0)
-        if rope is not None:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim))  # [B, N, 3, heads, hd]
+        qk = qkv[:, :, :2] if rope is None else apply_rope(qkv[:, :, :2], token_major_rope(rope))  # one pass for q, k
+        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         if kv_hook is not None:
             k, v = kv_hook(k, v)
         drop = self.attn_drop if self.training else 0.0
