@@ -28,8 +28,8 @@ def _script():
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("probe")
-    train = write_direction_dataset(root / "train", 16, num_frames=8, seed=1)
-    val = write_direction_dataset(root / "val", 8, num_frames=8, seed=2)
+    train = write_direction_dataset(root / "train", 8, num_frames=8, seed=1)
+    val = write_direction_dataset(root / "val", 4, num_frames=8, seed=2)
     ckpt = make_random_checkpoint(root / "enc.pt", "vit_pretrain_tiny")
     base = [
         f"model_kwargs.checkpoint={ckpt}",
@@ -63,14 +63,13 @@ def test_train_resume_and_val_only(setup, capsys):
     assert not torch.equal(
         ckpt["classifiers"][0]["module.linear.weight"], ckpt2["classifiers"][0]["module.linear.weight"]
     )
+    trained = json.loads((folder / "results.json").read_text())
     capsys.readouterr()
     assert script.main(_args(base) + ["--val-only"]) == 0
-    out = capsys.readouterr().out
+    assert "val top-1" in capsys.readouterr().out
     result = json.loads((folder / "results.json").read_text())
-    assert "val top-1" in out and len(result["top1"]) == 4 and 0.0 <= result["best"] <= 100.0
-    # the probe of the last run is what --val-only scored: its numbers are reproduced exactly
-    assert script.main(_args(base) + ["--val-only"]) == 0
-    assert json.loads((folder / "results.json").read_text()) == result
+    # --val-only scores the stored heads: exactly the numbers the training run reported for them
+    assert len(result["top1"]) == 4 and result["top1"] == trained["top1"] and 0.0 <= result["best"] <= 100.0
 
 
 def test_val_only_reads_a_released_layout_probe(setup, capsys):
@@ -83,7 +82,7 @@ def test_val_only_reads_a_released_layout_probe(setup, capsys):
     assert len(result["top1"]) == 1
     wrong = AttentiveClassifier(embed_dim=96, num_heads=2, depth=1, num_classes=5)
     torch.save({"classifiers": [probe_state(wrong)]}, path)
-    assert script.main(_args(base, f"probe_checkpoint={path}", "tag=released") + ["--val-only"]) == 2
+    assert script.main(_args(base, f"probe_checkpoint={path}", "tag=released") + ["--val-only"]) == 3
     assert "linear.weight: checkpoint (5, 96) vs model (8, 96)" in capsys.readouterr().err
 
 

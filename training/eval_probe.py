@@ -225,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     seed_everything(cfg["meta"]["seed"])
     try:
         run = build_run(cfg, val_only, args.resume or cfg["resume_checkpoint"], dist)
-    except (CheckpointError, OSError, ValueError, KeyError) as exc:
+    except CheckpointError as exc:  # an encoder or probe file that does not fit
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 3
+    except (OSError, ValueError, KeyError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     if dist.is_main:
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     log_name = "log_val_only.csv" if val_only else "log.csv"
     resume_step = run.start_epoch if run.start_epoch and not val_only else None
     logger = CSVLogger(run.folder / log_name, LOG_COLUMNS, enabled=dist.is_main, resume_step=resume_step)
-    run.t0, meter, name = time.perf_counter(), Throughput(), run.name
+    run.t0, name = time.perf_counter(), run.name
     if val_only:
         report(run, run.start_epoch, float("nan"), 0.0, logger, dist.is_main)
         cleanup()
@@ -246,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         run.train_set.set_epoch(epoch)
         for c in run.classifiers:
             c.train()
-        total_loss, n = 0.0, 0
+        total_loss, n, meter = 0.0, 0, Throughput()  # clips/s of this epoch's training alone
         for itr, batch in enumerate(run.train_loader):
             for sched in run.schedulers:
                 sched.step()
