@@ -209,15 +209,14 @@ class Engine:
     step: int = 0
     skipped: int = 0
     loss: float = math.nan
-    total: int = field(init=False)
     resumed_from: Path | None = field(default=None, init=False)
+    train_log: CSVLogger | None = field(default=None, init=False)  # opened when the loop starts (after a resume)
+    val_log: CSVLogger | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        meta, opt = self.run.cfg["meta"], self.run.cfg["optimization"]
-        self.meta = meta
-        self.total = (
-            opt["epochs"] * self.ipe if meta["max_steps"] is None else min(opt["epochs"] * self.ipe, meta["max_steps"])
-        )
+        self.meta = self.run.cfg["meta"]
+        epochs_end, max_steps = self.run.cfg["optimization"]["epochs"] * self.ipe, self.meta["max_steps"]
+        self.total = epochs_end if max_steps is None else min(epochs_end, max_steps)
 
     # -- resume ---------------------------------------------------------------------------------------------------
     def resume(self, path: Path, weights: Mapping[str, Callable[[Mapping], Any]]) -> dict:
@@ -339,7 +338,7 @@ class Engine:
         return {"step": self.step, "loss": self.loss, "skipped": self.skipped, "folder": str(self.run.folder)}
 
     def _open_logs(self) -> None:
-        if hasattr(self, "train_log"):
+        if self.train_log is not None:
             return
         folder, main = self.run.folder, self.run.dist.is_main
         resumed = self.step if self.resumed_from is not None else None
