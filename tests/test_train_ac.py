@@ -269,7 +269,8 @@ def test_an_old_checkpoint_resumes_through_resume_checkpoint(dataset_csv, tmp_pa
 
 def test_non_finite_loss_stops_with_exit_4_and_writes_nothing(dataset_csv, tmp_path, capsys):
     argv = ["--config", str(TINY)]
-    sets = ("optimization.lr=1.0e+30", "optimization.start_lr=1.0e+30", "optimization.final_lr=1.0e+30", "meta.eval_freq=0")
+    huge = ("optimization.lr=1.0e+30", "optimization.start_lr=1.0e+30", "optimization.final_lr=1.0e+30")
+    sets = (*huge, "meta.eval_freq=0")
     for o in overrides(dataset_csv, tmp_path, *sets):
         argv += ["--set", o]
     assert train_ac.main(argv) == 4
