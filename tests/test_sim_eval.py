@@ -126,3 +126,26 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--episodes", "0", "--policies", "oracle"])
     assert exit_info.value.code == 2 and "must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_via_ros_runs_the_same_episodes_through_the_nodes(tmp_path):
+    """--via-ros: the real sim and planner nodes over DDS run the in-process episode of the same seed."""
+    common = ["--episodes", "1", "--max-steps", "2", "--policies", "planner", "--samples", "16", "--topk", "4"]
+    common += ["--iterations", "2", "--seed", "1000", "--json"]
+    runs = {}
+    for name, extra in (("planner", []), ("planner_ros", ["--via-ros"])):
+        out = tmp_path / name
+        res = subprocess.run(
+            [sys.executable, "-m", "vjepa2_ros.sim.evaluate", *common, *extra, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert res.returncode == 0, res.stderr[-3000:]
+        runs[name] = json.loads((out / "results.json").read_text())["policies"][name]["episodes"][0]
+    local, ros = runs["planner"], runs["planner_ros"]
+    assert ros["seed"] == local["seed"] == 1000
+    assert ros["start_distance"] == pytest.approx(local["start_distance"], abs=2e-3), "same start and goal"
+    assert ros["steps"] == 2 and ros["moving_steps"] >= 1
+    assert ros["final_distance"] != pytest.approx(ros["start_distance"], abs=1e-3), "the arm moved"

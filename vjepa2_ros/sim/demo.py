@@ -47,18 +47,25 @@ def config_file(name: str) -> Path:
     raise DemoError(f"{name} not found in {REPO_CONFIG} or {share.parent}")
 
 
-def start_nodes(args: argparse.Namespace, logs: Path) -> list[subprocess.Popen]:
-    """The simulator and the planner, each its own process, output to logs/<name>.log."""
+def start_nodes(
+    model: str, seed: int, task: str, logs: Path, planner_params: list[Path] | None = None
+) -> list[subprocess.Popen]:
+    """The simulator and the planner, each its own process, output to logs/<name>.log.
+
+    The planner reads config/sim_planner.yaml, or `planner_params` (later files override earlier ones).
+    """
     py = sys.executable
     sim = [py, "-m", "vjepa2_ros.sim.sim_node", "--ros-args", "--params-file", str(config_file("sim.yaml"))]
-    sim += ["-p", f"seed:={args.seed}", "-p", f"task:={args.task}"]
+    sim += ["-p", f"seed:={seed}", "-p", f"task:={task}"]
     planner = [py, "-m", "vjepa2_ros.planner_node", "--ros-args"]
-    planner += ["--params-file", str(config_file("sim_planner.yaml")), "-p", f"model.checkpoint:={args.model}"]
+    for params in planner_params or [config_file("sim_planner.yaml")]:
+        planner += ["--params-file", str(params)]
+    planner += ["-p", f"model.checkpoint:={model}"]
     procs = []
     for name, cmd in (("sim", sim), ("planner", planner)):
         log = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()))
-        print(f"[demo] started {name} (pid {procs[-1].pid}), log {logs / f'{name}.log'}")
+        print(f"[demo] started {name} (pid {procs[-1].pid}), log {logs / f'{name}.log'}", file=sys.stderr)
     return procs
 
 
@@ -131,6 +138,51 @@ class DemoClient:
         self.spin_until(result_future.done, timeout, "the ReachGoal result", procs)
         return result_future.result().result
 
+    def new_episode(self, seed: int, procs: list[subprocess.Popen], timeout: float = 30.0) -> None:
+        """Make the simulator start episode `seed` (its `seed` parameter, then ~/reset) and wait for its goal."""
+        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+        from std_srvs.srv import Trigger
+
+        value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=int(seed))
+        for srv_type, name, request in (
+            (
+                SetParameters,
+                f"{SIM}/set_parameters",
+                SetParameters.Request(parameters=[Parameter(name="seed", value=value)]),
+            ),
+            (Trigger, f"{SIM}/reset", Trigger.Request()),
+        ):
+            if srv_type is Trigger:
+                self.goal_msg = self.distance = None  # the new goal is published while the reset is answered
+            client = self.node.create_client(srv_type, name)
+            try:
+                if not client.wait_for_service(timeout_sec=timeout):
+                    raise DemoError(f"service {name} did not appear")
+                future = client.call_async(request)
+                self.spin_until(future.done, timeout, f"{name} to answer", procs)
+            finally:
+                self.node.destroy_client(client)
+        self.spin_until(
+            lambda: self.goal_msg is not None and self.distance is not None, timeout, "the new goal", procs
+        )
+
+    def fresh_distance(self, procs, timeout: float = 10.0) -> float:
+        self.distance = None
+        self.spin_until(lambda: self.distance is not None, timeout, "the goal distance", procs)
+        return self.distance
+
+    def reach_with_retries(self, goal, on_feedback, timeout: float, procs: list[subprocess.Popen]):
+        """`reach`, resent while the planner refuses it at step 0 because it has not seen camera/pose yet."""
+        for attempt in range(STARTUP_RETRIES + 1):
+            result = self.reach(goal, on_feedback, timeout, procs)
+            if result.steps or not any(r in result.message for r in NOT_YET_SEEN) or attempt == STARTUP_RETRIES:
+                return result
+            # DDS discovery: the planner's action server can appear before its sensor subscriptions are matched
+            print(f"[demo] the planner has not seen the camera/pose yet ({result.message}); retrying in 1 s")
+            self.spin_until(lambda: False, 1.0, "", procs, quiet=True)
+        return result
+
     def fresh_image(self, procs, timeout: float = 10.0) -> np.ndarray:
         self.image = None
         self.spin_until(lambda: self.image is not None, timeout, "a camera image", procs)
@@ -146,7 +198,7 @@ def run(args: argparse.Namespace) -> dict:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    procs = [] if args.no_spawn else start_nodes(args, out)
+    procs = [] if args.no_spawn else start_nodes(args.model, args.seed, args.task, out)
     rclpy.init()
     client = None
     try:
@@ -172,13 +224,7 @@ def run(args: argparse.Namespace) -> dict:
 
         goal = client.ReachGoal.Goal(goal_image=client.goal_msg, max_steps=args.max_steps)
         goal.energy_threshold = float(args.energy_threshold)
-        for attempt in range(STARTUP_RETRIES + 1):
-            result = client.reach(goal, on_feedback, args.timeout, procs)
-            if result.steps or not any(r in result.message for r in NOT_YET_SEEN) or attempt == STARTUP_RETRIES:
-                break
-            # DDS discovery: the planner's action server can appear before its sensor subscriptions are matched
-            print(f"[demo] the planner has not seen the camera/pose yet ({result.message}); retrying in 1 s")
-            client.spin_until(lambda: False, 1.0, "", procs, quiet=True)
+        result = client.reach_with_retries(goal, on_feedback, args.timeout, procs)
         frames.append(client.fresh_image(procs))
         client.spin_until(lambda: client.distance is not None, 5, "the final distance", procs)
         final = client.distance
@@ -208,7 +254,7 @@ def run(args: argparse.Namespace) -> dict:
         stop_nodes(procs)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vjepa2-sim-demo", description=__doc__.split("\n")[0])
     p.add_argument("--model", default=str(SHIPPED_MODEL), help="AC checkpoint for the planner")
     p.add_argument("--seed", type=int, default=3, help="start and goal of the episode")
@@ -219,13 +265,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=480.0, help="seconds for the whole reach")
     p.add_argument("--startup-timeout", type=float, default=120.0, help="seconds for the planner to come up")
     p.add_argument("--no-spawn", action="store_true", help="nodes are already running (launch/demo.launch.py)")
-    return p.parse_args(argv)
+    return p
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not args.no_spawn and not Path(args.model).is_file():
-        sys.exit(f"vjepa2-sim-demo: model {args.model} not found (train it, or pass --model PATH)")
+        parser.error(f"model {args.model} not found (train it, or pass --model PATH)")
     # keep the demo on this machine unless the user chose otherwise; a random domain avoids crosstalk
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     if not args.no_spawn:
@@ -233,10 +280,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(args)
     except DemoError as exc:
-        sys.exit(f"vjepa2-sim-demo: {exc}")
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        sys.exit("vjepa2-sim-demo: interrupted")
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -337,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         results = run_policies(cfg, names, args.model, out, args.via_ros, log)
     except (SimError, ValueError) as exc:
         parser.error(str(exc))
+    except RuntimeError as exc:  # DemoError: a node did not come up or answer in time (--via-ros)
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     summaries = [r["summary"] for r in results["policies"].values()]

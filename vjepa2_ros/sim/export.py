@@ -50,22 +50,30 @@ def export(checkpoint: str | Path, out: str | Path, note: str = "") -> dict:
     return {"path": str(out), "size_mb": round(mb, 2), "parameters": params, "step": extra["step"]}
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vjepa2_ros.sim.export", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="AC training checkpoint (latest.pt)")
     p.add_argument("out", help="output .safetensors path")
     p.add_argument("--note", default="", help="free text stored in the file's metadata")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not args.out.endswith(".safetensors"):
-        sys.exit("export: the output must be a .safetensors file")
+        parser.error("the output must be a .safetensors file")
     try:
         info = export(args.checkpoint, args.out, args.note)
     except (OSError, RuntimeError, ValueError) as exc:
-        sys.exit(f"export: {exc}")
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(info, indent=1))
     if info["size_mb"] > MAX_SHIPPED_MB:
-        sys.exit(f"export: {info['size_mb']} MB is over the {MAX_SHIPPED_MB} MB limit for a shipped model")
+        print(f"{parser.prog}: error: {info['size_mb']} MB is over the {MAX_SHIPPED_MB} MB limit", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,7 +4,9 @@ Publishes (node-private names, remap them to the planner's inputs):
   ~/image (sensor_msgs/Image rgb8), ~/ee_pose (PoseStamped), ~/gripper (Float64 closedness 0..1),
   ~/goal_image (Image, latched), ~/goal_pose (PoseStamped, latched), ~/goal_distance (Float64, metres).
 Executes: ~/ee_target (PoseStamped, absolute position; orientation ignored) one clamped step per tick,
-  ~/gripper_command (Float64 closedness 0..1). Service ~/reset (std_srvs/Trigger) starts a new episode.
+  ~/gripper_command (Float64 closedness 0..1). Service ~/reset (std_srvs/Trigger) starts a new episode: the one
+of the `seed` parameter if it was set since the last reset (`ros2 param set /vjepa2_sim seed 1003`, the episode
+`vjepa2-sim-eval --seed 1003` runs first), else the next random one.
 The pose orientation is relative to the reference grip frame (see vjepa2_ros.sim.env), so the euler triple
 the planner derives from it stays near 0.
 """
@@ -17,9 +19,11 @@ import sys
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float64
@@ -58,12 +62,15 @@ class SimNode(Node):
         self.create_subscription(Float64, "~/gripper_command", self.on_gripper, 10)
         self.create_service(Trigger, "~/reset", self.on_reset)
 
-        self.new_episode()
+        self._requested_seed: int | None = None
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+        self.new_episode(int(gp("seed").value))
         self.create_timer(1.0 / max(float(gp("rate_hz").value), 1e-3), self.tick)
         self.get_logger().info(f"ready: task {cfg.task}, {cfg.image_size} px, seed {gp('seed').value}")
 
-    def new_episode(self) -> str:
-        self.sim.reset()
+    def new_episode(self, seed: int | None = None) -> str:
+        """Episode `seed` is the one `vjepa2-sim-eval` runs for that seed; None continues the random sequence."""
+        self.sim.reset(seed=seed)
         self.target, self.gripper_target = None, None
         stamp = self.get_clock().now().to_msg()
         self.pub_goal_image.publish(rgb_to_image(self.sim.goal_image(), stamp=stamp, frame_id=self.frame_id))
@@ -89,8 +96,18 @@ class SimNode(Node):
             return
         self.gripper_target = float(np.clip(msg.data, 0.0, 1.0))
 
+    def on_set_parameters(self, params: list) -> SetParametersResult:
+        """Setting `seed` (to any value, the same one too) selects the episode the next ~/reset starts."""
+        for p in params:
+            if p.name == "seed":
+                if p.type_ != Parameter.Type.INTEGER:
+                    return SetParametersResult(successful=False, reason="seed must be an integer")
+                self._requested_seed = int(p.value)
+        return SetParametersResult(successful=True)
+
     def on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        response.message = self.new_episode()
+        seed, self._requested_seed = self._requested_seed, None
+        response.message = self.new_episode(seed)
         response.success = True
         self.get_logger().info(response.message)
         return response
@@ -110,9 +127,9 @@ class SimNode(Node):
         self.pub_distance.publish(Float64(data=self.sim.distance_to_goal()))
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
-    node = None
+    node, code = None, 0
     try:
         node = SimNode()
         rclpy.spin(node)
@@ -120,13 +137,17 @@ def main(args: list[str] | None = None) -> None:
         pass
     except (SimError, ParameterException) as exc:
         print(f"vjepa2_sim: invalid configuration: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        code = 2
+    except Exception:  # noqa: BLE001 - a tick that publishes while a signal shuts the context down
+        if node is None or rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.sim.close()
             node.destroy_node()
         rclpy.try_shutdown()
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""`vjepa2-sim-eval --via-ros`: the planner policy's episodes run through the real simulator and planner nodes.
+
+The two nodes are separate processes talking over DDS, started as `make demo` starts them, with the same params
+file the in-process evaluation reads (plus its overrides as a second params file). Each episode selects its seed on
+the simulator (`seed` parameter + `~/reset`, so episode `seed + i` is the in-process one) and sends the goal image
+as a ReachGoal with the episode's step budget; distances come from the simulator's `~/goal_distance`. So the
+published success rate is the node's, and it can be compared with the in-process run on the same seeds.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from vjepa2_ros.sim.demo import DemoClient, DemoError, start_nodes, stop_nodes
+
+
+def evaluate_via_ros(cfg, model: str | Path, out: Path, log=print, timeout_per_step: float = 60.0) -> dict:
+    """Run `cfg.episodes` planner episodes over ROS 2; returns {"summary", "episodes"} like `evaluate`."""
+    import rclpy
+
+    from vjepa2_ros.sim.evaluate import config_file, summarise
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
+    logs = out / "ros_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    overrides = logs / "planner_overrides.yaml"
+    overrides.write_text(yaml.safe_dump({"/**": {"ros__parameters": _nested(cfg.planner_overrides)}}))
+    params = [config_file(cfg.planner_params), overrides]
+    procs = start_nodes(str(model), cfg.seed, cfg.task, logs, planner_params=params)
+    rclpy.init()
+    client = None
+    episodes, t0 = [], time.perf_counter()
+    try:
+        client = DemoClient()
+        client.spin_until(lambda: client.goal_msg is not None and client.image is not None, 60, "the sim", procs)
+        if not client.action.wait_for_server(timeout_sec=120):
+            raise DemoError("the planner's reach_goal action did not appear (see ros_logs/planner.log)")
+        for i in range(cfg.episodes):
+            ep = _episode(client, cfg, cfg.seed + i, procs, timeout_per_step)
+            episodes.append(ep)
+            log(
+                f"[planner_ros] episode {i + 1}/{cfg.episodes}: {ep['start_distance'] * 100:.1f} -> "
+                f"{ep['final_distance'] * 100:.1f} cm in {ep['steps']} steps ({ep['plan_s_per_step']:.3f} s/step)"
+            )
+    finally:
+        if client is not None:
+            client.close()
+        rclpy.try_shutdown()
+        stop_nodes(procs)
+    summary = summarise("planner_ros", episodes, cfg)
+    summary["wall_s"] = time.perf_counter() - t0
+    return {"summary": summary, "episodes": episodes}
+
+
+def _episode(client: DemoClient, cfg, seed: int, procs, timeout_per_step: float) -> dict[str, Any]:
+    client.new_episode(seed, procs)
+    start = client.fresh_distance(procs)
+    distances, step_times, first_success = [start], [], None
+    moved = 0
+    last = time.perf_counter()
+
+    def on_feedback(msg) -> None:
+        nonlocal last, moved, first_success
+        fb = msg.feedback
+        if not fb.action:
+            return
+        now = time.perf_counter()
+        step_times.append(now - last)
+        last = now
+        moved += int(np.linalg.norm(list(fb.action)[:3]) > 1e-6)
+        if client.distance is not None:
+            distances.append(client.distance)
+            if first_success is None and client.distance < cfg.success_m:
+                first_success = int(fb.step)
+
+    steps = cfg.steps()
+    goal = client.ReachGoal.Goal(goal_image=client.goal_msg, max_steps=steps)
+    result = client.reach_with_retries(goal, on_feedback, timeout_per_step * steps, procs)
+    client.spin_until(lambda: False, 0.5, "", procs, quiet=True)  # the last command is executed at the next tick
+    final = client.fresh_distance(procs)
+    distances.append(final)
+    return {
+        "seed": seed,
+        "start_distance": start,
+        "final_distance": final,
+        "min_distance": min(distances),
+        "success": final < cfg.success_m,
+        "near": final < cfg.near_m,
+        "steps": int(result.steps),
+        "moving_steps": moved,
+        "first_success_step": first_success,
+        "plan_s_per_step": float(np.mean(step_times)) if step_times else 0.0,
+        "planner_message": result.message,
+    }
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """{'cem.samples': 50} -> {'cem': {'samples': 50}} (a ROS params file)."""
+    tree: dict[str, Any] = {}
+    for name, value in flat.items():
+        *sections, leaf = name.split(".")
+        node = tree
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = value
+    return tree
