@@ -37,7 +37,7 @@ def setup(tmp_path_factory):
         f"experiment.data.dataset_val={val}",
         f"folder={root / 'out'}",
         "experiment.data.num_segments=1",
-        "experiment.optimization.batch_size=8",
+        "experiment.optimization.batch_size=4",
         "experiment.optimization.num_epochs=1",
     ]
     return _script(), root, base
