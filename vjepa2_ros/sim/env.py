@@ -22,6 +22,7 @@ TASKS = {"reach": "FetchReach-v4", "push": "FetchPush-v4"}
 FETCH_STEP_M = 0.05  # Fetch's own largest move per step; ours by default
 GRIP_OPEN_M, GRIP_CLOSED_M = 0.100, 0.003  # finger-joint sum when fully open / closed
 STATE_DIM = ACTION_DIM = 7
+REACH_HOME_HEIGHT = 0.13  # FetchReach's initial grip height above the table top (m): the workspace reference
 
 
 class SimError(RuntimeError):
@@ -48,9 +49,11 @@ class SimConfig:
     camera: dict | None = None
     # True: every move re-settles the arm from its home posture, so a grip position always shows the same arm
     # posture (what a Cartesian controller with a nullspace posture task does). False: the redundant joints drift
-    # with the path, and the goal image cannot be matched exactly. None = True for reach, False for push (the
-    # re-settling sweep would hit the object).
+    # with the path, and the goal image cannot be matched exactly (push: two paths to one grip position differ by
+    # 6.5 grey levels per pixel). Reach re-settles before the move; push moves physically (so the arm pushes the
+    # block) and then re-settles for `resettle_steps` with the block parked and restored. None = True.
     posture_reset: bool | None = None
+    resettle_steps: int = 8  # push: env steps of the re-settle after a move (6 already match 30 to the pixel)
     max_step: float = FETCH_STEP_M  # largest end-effector move per step (m)
     workspace_low: tuple[float, float, float] = (-0.22, -0.28, -0.11)  # z floor ≈ 0.425 m, just above the table
     workspace_high: tuple[float, float, float] = (0.22, 0.28, 0.22)
@@ -106,8 +109,10 @@ class FetchSim:
         self.table_top = self._table_top()
         self.rng = np.random.default_rng(seed)
         self._env.reset(seed=int(self.rng.integers(2**31)))
-        self.home = self._grip_pos().copy()
-        self.posture_reset = self.cfg.task == "reach" if self.cfg.posture_reset is None else self.cfg.posture_reset
+        self.home = self._grip_pos().copy()  # the workspace's reference point
+        if self.block_half is not None:  # Fetch starts the push grip on the table: use reach's height above it
+            self.home[2] = self.table_top + REACH_HOME_HEIGHT
+        self.posture_reset = True if self.cfg.posture_reset is None else self.cfg.posture_reset
         arm = [j for j in range(self.model.njnt) if self._is_arm_joint(self.model.joint(j).name)]
         self._arm_qpos = np.array([self.model.jnt_qposadr[j] for j in arm])
         self._arm_dof = np.array([self.model.jnt_dofadr[j] for j in arm])
@@ -249,15 +254,34 @@ class FetchSim:
     def _move_mocap(self, ee_xyz: np.ndarray, n_steps: int) -> None:
         """Place the mocap so the grip site is pulled to `ee_xyz` (clamped to the workspace), then simulate."""
         target = np.clip(ee_xyz, self.low, self.high)
-        if self.posture_reset:
+        if self.posture_reset and self.block_half is None:
             self._home_posture()
             n_steps = max(n_steps, self.cfg.settle_steps)
+        self._pull_grip(target, n_steps)
+        if self.posture_reset and self.block_half is not None:
+            self._resettle_posture()
+
+    def _pull_grip(self, target: np.ndarray, n_steps: int) -> None:
         self._env._utils.reset_mocap2body_xpos(self.model, self.data)
         self.data.mocap_pos[0] += target - self._grip_pos()  # the mocap holds the gripper link, not the grip site
         if not self._env.block_gripper:
             finger = (1.0 - self._grip_cmd) * GRIP_OPEN_M / 2 + self._grip_cmd * GRIP_CLOSED_M / 2
             self.data.ctrl[:] = finger  # the two finger position actuators
         self._physics_step(n_steps)
+
+    def _resettle_posture(self) -> None:
+        """Push: after the physical move, re-settle the arm from its home posture at the grip position it reached,
+        with the block parked meanwhile and then restored (position and velocity): the same posture for the same
+        grip position, without sweeping the arm through the block."""
+        joint = self.data.joint("object0:joint")
+        qpos, qvel = joint.qpos.copy(), joint.qvel.copy()
+        grip = self._grip_pos()
+        self._park_block()
+        self._home_posture()
+        self._pull_grip(grip, self.cfg.resettle_steps)
+        joint = self.data.joint("object0:joint")
+        joint.qpos[:], joint.qvel[:] = qpos, qvel
+        self._mj.mj_forward(self.model, self.data)
 
     # ---------------------------------------------------------------------------------------------- state, goals
     def get_snapshot(self) -> np.ndarray:

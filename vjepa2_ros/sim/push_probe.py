@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +40,7 @@ class ProbeConfig:
     subgoal_steps: int = 0  # move on after this many steps on one sub-goal (0 = off)
     plateau: bool = True  # move on when holding still beats every candidate move
     model: str = ""  # world model checkpoint (empty = the shipped reach model)
+    strips: str = ""  # folder for one film strip per episode (empty = none)
 
 
 def candidate_moves(step: float) -> np.ndarray:
@@ -88,13 +90,17 @@ def energy_split(sim: FetchSim, scorer: EnergyScorer, goal: np.ndarray) -> dict[
     return {"now": float(e[0]), "block_at_goal": float(e[1]), "arm_at_goal": float(e[2])}
 
 
-def run_episode(sim: FetchSim, cfg: ProbeConfig, scorer: EnergyScorer | None, rng: np.random.Generator) -> dict:
-    """One push episode under the probe's policy; returns distances, sub-goal switches and timing."""
+def run_episode(sim: FetchSim, cfg: ProbeConfig, scorer: EnergyScorer | None, seed: int) -> dict:
+    """One push episode from `sim.reset(seed)` under the probe's policy; returns distances, sub-goal switches
+    and timing."""
+    sim.reset(seed=seed)
+    rng = np.random.default_rng(seed)
     moves = candidate_moves(sim.cfg.max_step)
     goals = (sim.subgoal_images() if cfg.subgoals else [sim.goal_image()]) if cfg.policy == "energy" else []
     start_block, start_dist = sim.block_position(), sim.distance_to_goal()
     k, on_goal, switches, best_dist, t0 = 0, 0, [], start_dist, time.perf_counter()
     split = energy_split(sim, scorer, goals[-1]) if scorer is not None and goals else None
+    frames, labels = [sim.render()], ["start"]
     for t in range(cfg.steps):
         if cfg.policy == "oracle":
             action = scripted_push_action(sim)
@@ -116,6 +122,12 @@ def run_episode(sim: FetchSim, cfg: ProbeConfig, scorer: EnergyScorer | None, rn
         sim.step(action)
         on_goal += 1
         best_dist = min(best_dist, sim.distance_to_goal())
+        frames.append(sim.render())
+        labels.append(f"t={t + 1} g{k} {100 * sim.distance_to_goal():.0f}cm")
+    if cfg.strips:
+        from vjepa2_ros.sim.filmstrip import save_film_strip
+
+        save_film_strip(Path(cfg.strips) / f"push_{cfg.policy}_{seed}.png", frames, sim.goal_image(), labels=labels)
     return {
         "start_distance": round(start_dist, 4),
         "final_distance": round(sim.distance_to_goal(), 4),
@@ -153,8 +165,7 @@ def probe(sim_cfg: SimConfig, cfg: ProbeConfig, log=print) -> dict:
     episodes = []
     try:
         for i in range(cfg.episodes):
-            sim.reset(seed=cfg.seed + i)
-            ep = run_episode(sim, cfg, scorer, np.random.default_rng(cfg.seed + i))
+            ep = run_episode(sim, cfg, scorer, cfg.seed + i)
             episodes.append({"seed": cfg.seed + i, **ep})
             moved, switches = ep["block_moved"], ep["subgoal_switches"]
             log(f"[push-probe] seed {cfg.seed + i}: {ep['start_distance']:.3f} -> {ep['final_distance']:.3f} m "
@@ -177,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plateau", action="store_true", help="do not move on when holding still is best")
     p.add_argument("--model", default=d.model, help="world model checkpoint (default: the shipped reach model)")
     p.add_argument("--scene", default="{}", help="SimConfig overrides as JSON, e.g. '{\"block_half_size\": 0.04}'")
+    p.add_argument("--strips", default="", help="write one film strip per episode into this folder")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     return p
@@ -195,7 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    names = ("seed", "episodes", "steps", "policy", "subgoals", "subgoal_threshold", "subgoal_steps", "model")
+    names = (
+        "seed",
+        "episodes",
+        "steps",
+        "policy",
+        "subgoals",
+        "subgoal_threshold",
+        "subgoal_steps",
+        "model",
+        "strips",
+    )
     cfg = ProbeConfig(plateau=not args.no_plateau, **{name: getattr(args, name) for name in names})
     try:
         result = probe(sim_cfg, cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
