@@ -59,7 +59,8 @@ def robot(franka_npz):
 
 @pytest.fixture(scope="module")
 def planner(robot, checkpoint, tmp_path_factory):
-    params = write_params(tmp_path_factory.mktemp("params") / "planner.yaml", checkpoint)
+    # subgoal_steps: a ReachGoal with sub-goal images moves on after 2 steps on each (no effect without them)
+    params = write_params(tmp_path_factory.mktemp("params") / "planner.yaml", checkpoint, subgoal_steps=2)
     proc = NodeProcess(
         [str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="vjepa2_planner ready"
     )
@@ -198,6 +199,23 @@ def test_reach_goal_succeeds_at_energy_threshold_without_moving(ros, traj):
     assert result.result.steps == 0 and result.result.final_energy <= 1e6
     assert feedback and feedback[-1].feedback.status == "goal_reached"
     assert ros.n_targets() == before
+
+
+def test_reach_goal_moves_through_its_subgoal_images(ros, traj):
+    frames = traj["frames"]
+    for _ in range(3):  # a goal can end early on a transient hiccup of the busy machine
+        feedback: list = []
+        handle = ros.send_goal(image_msg(frames[1]), feedback, max_steps=4, subgoal_images=[image_msg(frames[0])])
+        result = ros.client.wait_future(handle.get_result_async(), timeout=120.0)
+        if result.result.steps == 4:
+            break
+    assert status_name(result.status) == "succeeded", result.result.message
+    commanded = [f.feedback.subgoal for f in feedback if f.feedback.action]
+    assert commanded == [0, 0, 1, 1], commanded  # two steps toward the sub-goal, then toward the goal
+    too_many = [image_msg(np.zeros((2, 2, 3), np.uint8))] * 17
+    handle = ros.send_goal(image_msg(frames[1]), [], max_steps=2, subgoal_images=too_many)
+    result = ros.client.wait_future(handle.get_result_async())
+    assert status_name(result.status) == "aborted" and "at most 16 sub-goal images" in result.result.message
 
 
 def test_stop_blocks_commands_until_resume(ros, traj):

@@ -58,6 +58,7 @@ else:
     _INTERFACES_ERROR = ""
 
 NODE_NAME = "vjepa2_planner"
+MAX_SUBGOALS = 16  # sub-goal images per ReachGoal (each is decoded, encoded and kept for the episode)
 # Per-request CEM budgets beyond these are refused (memory and time), not attempted; the AC model takes 32 frames.
 MAX_BUDGET = {"horizon": 31, "samples": 100_000, "iterations": 1_000}
 # Executor threads: camera, pose/gripper + timer, stop/resume/cancel, the action loop and PLAN_SERVICE_SLOTS
@@ -582,13 +583,16 @@ class PlannerNode(Node):
 
         try:
             goal = self._resolve_goal(req.goal_image)
-        except ValueError as exc:
+            if len(req.subgoal_images) > MAX_SUBGOALS:
+                raise ValueError(f"at most {MAX_SUBGOALS} sub-goal images, got {len(req.subgoal_images)}")
+            goals = [conv.image_to_rgb(msg) for msg in req.subgoal_images] + [goal]
+        except ValueError as exc:  # ImageDecodeError is a ValueError
             return finish("abort", str(exc))
         rules = s.rules
         max_steps = req.max_steps if req.max_steps > 0 else rules.max_steps
         threshold = req.energy_threshold if req.energy_threshold > 0 else rules.energy_threshold
         episode = replace(rules, energy_threshold=threshold)
-        _, reasons, _ = self._on_worker(lambda should_stop: self.controller.start(goal, rules=episode))
+        _, reasons, _ = self._on_worker(lambda should_stop: self.controller.start(goals, rules=episode))
         if reasons:
             return finish("abort", "could not encode the goal image: " + ", ".join(reasons))
         period = 1.0 / s.control_rate
@@ -649,7 +653,9 @@ class PlannerNode(Node):
     def _feedback(self, goal_handle, step: int, energy: float, notes: list[str], action=None) -> None:
         sent = [] if action is None else [float(a) for a in action]
         goal_handle.publish_feedback(
-            ReachGoal.Feedback(step=step, energy=float(energy), action=sent, status=",".join(notes))
+            ReachGoal.Feedback(
+                step=step, energy=float(energy), action=sent, status=",".join(notes), subgoal=self.controller.subgoal
+            )
         )
 
     # -- diagnostics
