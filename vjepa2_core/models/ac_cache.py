@@ -76,12 +76,22 @@ class ACCache:
     # -- appending (used by ACPredictor) ---------------------------------------------------------------------
     def _extend(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write this call's k/v after the committed tokens; return all keys/values to attend to."""
+        if k.requires_grad or v.requires_grad:  # autograd: in-place writes would break the saved earlier frames
+            return self._extend_functional(layer, k, v)
         need = self.length + k.shape[2]
         self.keys[layer] = buf_k = self._writable(self.keys[layer], k, need)
         self.values[layer] = buf_v = self._writable(self.values[layer], v, need)
         buf_k[:, :, self.length : need] = k
         buf_v[:, :, self.length : need] = v
         return buf_k[:, :, :need], buf_v[:, :, :need]
+
+    def _extend_functional(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Differentiable append (gradient planners): new tensors by concatenation instead of buffer writes."""
+        if self.length:
+            k = torch.cat([self.keys[layer][:, :, : self.length].expand(k.shape[0], -1, -1, -1), k], dim=2)
+            v = torch.cat([self.values[layer][:, :, : self.length].expand(v.shape[0], -1, -1, -1), v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
 
     def _writable(self, buf: Tensor | None, new: Tensor, need: int) -> Tensor:
         if buf is not None and self._owned and buf.shape[2] >= need and buf.shape[0] == new.shape[0]:

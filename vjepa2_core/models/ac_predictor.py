@@ -193,7 +193,10 @@ class ACPredictor(nn.Module):
             if cache.batch_size not in (None, B):
                 raise ValueError(f"cache holds batch {cache.batch_size} but the input has batch {B}; use expand()")
             past = cache.num_frames
-        z = self.predictor_embed(x).unflatten(1, (T, self.tokens_per_frame))
+        if B > 1 and x.stride(0) == 0:  # one observation broadcast to every sample: embed it once
+            z = self.predictor_embed(x[:1]).expand(B, -1, -1).unflatten(1, (T, self.tokens_per_frame))
+        else:
+            z = self.predictor_embed(x).unflatten(1, (T, self.tokens_per_frame))
         cond = [self.action_encoder(actions), self.state_encoder(states)]
         if self.use_extrinsics:
             cond.append(self.extrinsics_encoder(extrinsics))

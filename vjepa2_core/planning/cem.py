@@ -78,6 +78,15 @@ class CEMConfig:
     elite_reuse: float = 0.0
     population_decay: float = 1.0
     workspace: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+    # -- anytime search and the other planners' options (vjepa2_core.planning.planners; off or unused for "cem")
+    time_budget_s: float = 0.0  # > 0: no new iteration once this much time has passed; the plan so far is returned
+    icem_noise_beta: float = 2.0  # iCEM: coloured sampling noise over the horizon, power spectrum 1/f^beta
+    icem_elite_fraction: float = 0.3  # iCEM: fraction of the top-k kept into the next iteration
+    icem_population_decay: float = 0.8  # iCEM: fresh samples shrink by this factor per iteration
+    mppi_temperature: float = 0.1  # MPPI: softmax temperature in units of the iteration's energy std
+    grad_lr: float = 0.005  # gradient planners: Adam step size on the actions (metres)
+    grad_restarts: int = 4  # gradient: parallel starts (the initial mean and random draws around it)
+    grad_steps: int = 5  # cem_grad: Adam steps on the CEM plan after the search
 
     @classmethod
     def reference_cem_defaults(cls, **overrides: Any) -> CEMConfig:
@@ -131,6 +140,9 @@ class CEMConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"invalid CEMConfig: {msg}")
+        from vjepa2_core.planning.planners import check_planner_options
+
+        check_planner_options(self)
         for key in self.axis:
             axis_index(key)
         if self.workspace is not None:
@@ -223,6 +235,7 @@ class CEMPlanner:
         """
         cfg, device = self.config, self.world_model.device
         start = time.perf_counter()
+        self._deadline = start + cfg.time_budget_s if cfg.time_budget_s > 0 else None
         rep, goal = _as_rep(current_rep, "current_rep", device), _as_rep(goal_rep, "goal_rep", device)
         if rep.shape[1:] != goal.shape[1:]:
             raise ValueError(
@@ -273,8 +286,9 @@ class CEMPlanner:
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """The CEM loop on the device: rep [1,N,D], state [1,7], goal [1,N,D], optional initial mean [H,7].
 
-        Returns (actions [H,7], best energy per iteration [iterations], number of samples evaluated), all without a
-        host synchronisation (the returned tensors stay on the device).
+        Returns (actions [H,7], best energy per iteration [iterations done], number of samples evaluated), all
+        without a host synchronisation (the returned tensors stay on the device) unless `time_budget_s` is set.
+        The best sample seen is kept in `self.best_sample` (actions [H,7], energy []) for refining planners.
         """
         cfg, device = self.config, rep.device
         bounds = self._bounds(device)
@@ -285,14 +299,19 @@ class CEMPlanner:
         alpha, beta = self._momenta(device)
         history = torch.empty(cfg.iterations, device=device)
         elites = elite_energy = None
-        evaluated = 0
+        best, best_energy = mean.clone(), torch.full((), float("inf"), device=device)
+        evaluated = done = 0
         for it in range(cfg.iterations):
             if should_stop is not None and should_stop():
                 raise PlanCancelled(f"search cancelled after {it} of {cfg.iterations} iterations")
-            n = cfg.population(it)
-            cand = mean + std * torch.randn((n, cfg.horizon, ACTION_DIM), generator=gen, device=device)
+            if it > 0 and self.out_of_time(device):
+                break
+            n = self.population(it)
+            cand = mean + std * self.sample_noise(n, gen, device)
             if it == 0 and warm is not None:
                 cand[0] = warm
+            if self.mean_in_last_iteration and it == cfg.iterations - 1:
+                cand[-1] = mean
             cand = self._constrain(cand, state, bounds)
             energy = self._energy(rep, state, goal, cand)
             evaluated += n
@@ -301,14 +320,46 @@ class CEMPlanner:
             top = energy.topk(cfg.topk, largest=False)
             selected = cand[top.indices]
             history[it].copy_(top.values[0])
+            best = torch.where(top.values[0] < best_energy, selected[0], best)
+            best_energy = torch.minimum(best_energy, top.values[0])
             mean = (1 - alpha) * selected.mean(0) + alpha * mean
             std = (1 - beta) * selected.std(0) + beta * std
-            if cfg.elite_reuse > 0:
-                keep = max(1, math.ceil(cfg.elite_reuse * cfg.topk))
+            if self.elite_fraction() > 0:
+                keep = max(1, math.ceil(self.elite_fraction() * cfg.topk))
                 elites, elite_energy = selected[:keep], top.values[:keep]
-        actions = self._constrain(mean[None], state, bounds)[0]
-        actions[:, GRIPPER] = torch.where(actions[:, GRIPPER].abs() < cfg.gripper_round, 0.0, actions[:, GRIPPER])
-        return actions, history, evaluated
+            done = it + 1
+        self.best_sample = best, best_energy
+        actions = self._constrain((best if self.returns_best_sample else mean)[None], state, bounds)[0]
+        return self.round_gripper(actions), history[:done], evaluated
+
+    # -- what the CEM variants change (iCEM overrides these)
+
+    mean_in_last_iteration = False  # also score the current mean in the last iteration
+    returns_best_sample = False  # return the best sample seen instead of the final mean (reference: the mean)
+
+    def population(self, iteration: int) -> int:
+        return self.config.population(iteration)
+
+    def elite_fraction(self) -> float:
+        return self.config.elite_reuse
+
+    def sample_noise(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+        """Standard normal noise [n, horizon, 7] (white over the horizon, like the reference)."""
+        return torch.randn((n, self.config.horizon, ACTION_DIM), generator=gen, device=device)
+
+    def round_gripper(self, actions: torch.Tensor) -> torch.Tensor:
+        """Reference rule: gripper commands below `gripper_round` in magnitude become exactly zero."""
+        small = actions[:, GRIPPER].abs() < self.config.gripper_round
+        actions[:, GRIPPER] = torch.where(small, 0.0, actions[:, GRIPPER])
+        return actions
+
+    def out_of_time(self, device: torch.device) -> bool:
+        """True once `time_budget_s` (counted from the start of `plan`) is spent; never without a budget."""
+        deadline = getattr(self, "_deadline", None)
+        if deadline is None:
+            return False
+        _sync(device)
+        return time.perf_counter() >= deadline
 
     def plan_images(self, current_image, current_state, goal_image, **kwargs: Any) -> PlanResult:
         """Encode the images with the world model (goal encodings are cached) and plan; adds `encode_s` timing."""

@@ -147,6 +147,21 @@ class WorldModel:
         actions/states 0..h, like the reference rollout. A batch-1 rep/state is shared by all B rows without copies.
         `last_only` returns only the final predicted frame ([B,1,N,D]) to save memory.
         """
+        return self._rollout(reps, states, actions, cached, last_only)
+
+    def rollout_differentiable(
+        self,
+        reps: torch.Tensor,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        cached: bool = True,
+        last_only: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`rollout` with autograd on (gradient planners differentiate the energy with respect to `actions`)."""
+        with torch.inference_mode(False), torch.enable_grad():
+            return self._rollout(reps.clone(), states.clone(), actions, cached, last_only)
+
+    def _rollout(self, reps, states, actions, cached: bool, last_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
         actions, reps, states = self._check_rollout_inputs(reps, states, actions)
         batch, horizon = actions.shape[:2]
         dtype = next(self.predictor.parameters()).dtype

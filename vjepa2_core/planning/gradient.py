@@ -1,0 +1,108 @@
+"""Gradient planners: Adam on the action sequence through the differentiable predictor, projected onto the bounds.
+
+The energy is a smooth function of the actions (the predictor is a transformer), so a few hundred samples of CEM
+can be replaced by a few gradient steps on a handful of starts. After every step the actions are projected back
+onto the per-step bounds, the `axis` pins, `close_gripper` and the workspace box (`CEMPlanner._constrain`), so the
+result is always executable. `cem_grad` polishes the CEM plan and its best sample with `grad_steps` such steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from vjepa2_core.planning.cem import CEMPlanner, PlanCancelled
+from vjepa2_core.planning.energies import trajectory_energy
+
+
+def adam_descent(
+    planner: CEMPlanner,
+    rep: torch.Tensor,
+    state: torch.Tensor,
+    goal: torch.Tensor,
+    init: torch.Tensor,
+    steps: int,
+    should_stop: Callable[[], bool] | None = None,
+    budgeted: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Projected Adam from the starts `init` [R,H,7] -> (best actions [H,7], best energy per step, evaluations).
+
+    Each step scores all R starts in one batched rollout, keeps the best sequence seen so far and moves every start
+    along its own gradient (step size decaying linearly to a tenth); the final iterates are scored once more.
+    """
+    cfg, wm, device = planner.config, planner.world_model, rep.device
+    bounds = planner._bounds(device)
+    rollout = getattr(wm, "rollout_differentiable", wm.rollout)  # the toy's rollout is differentiable as it is
+    goal = goal.clone()  # an inference-mode tensor cannot be saved for backward
+    x = planner._constrain(init.detach().clone(), state, bounds).requires_grad_(True)
+    optimizer = torch.optim.Adam([x], lr=cfg.grad_lr)
+    best, best_energy = x.detach()[0].clone(), torch.full((), float("inf"), device=device)
+    history = torch.empty(steps + 1, device=device)
+    done = evaluated = 0
+    for it in range(steps + 1):
+        if should_stop is not None and should_stop():
+            raise PlanCancelled(f"gradient search cancelled after {it} of {steps} steps")
+        if budgeted and it > 0 and planner.out_of_time(device):
+            break
+        last = it == steps
+        with torch.enable_grad():
+            pred, _ = rollout(rep, state, x, cached=cfg.cached, last_only=cfg.energy_frames == "last")
+            energy = trajectory_energy(pred, goal, cfg.energy, cfg.energy_frames)
+            grad = None if last else torch.autograd.grad(energy.sum(), x)[0]
+        energy = energy.detach()
+        evaluated += x.shape[0]
+        low = energy.argmin()
+        history[it].copy_(energy[low])
+        best = torch.where(energy[low] < best_energy, x.detach()[low], best)
+        best_energy = torch.minimum(best_energy, energy[low])
+        done = it + 1
+        if last:
+            break
+        x.grad = grad
+        optimizer.param_groups[0]["lr"] = cfg.grad_lr * (1 - 0.9 * it / max(steps, 1))  # settle near the optimum
+        optimizer.step()
+        with torch.no_grad():
+            x.copy_(planner._constrain(x.detach().clone(), state, bounds))
+    return best, history[:done], evaluated
+
+
+class GradientPlanner(CEMPlanner):
+    """`iterations` projected Adam steps from `grad_restarts` starts: the initial mean and draws around it."""
+
+    def search(
+        self,
+        rep: torch.Tensor,
+        state: torch.Tensor,
+        goal: torch.Tensor,
+        gen: torch.Generator,
+        warm: torch.Tensor | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        cfg, device = self.config, rep.device
+        mean, std = self._initial_distribution(device)
+        if warm is not None:
+            mean = warm.to(device)
+        starts = mean + std * self.sample_noise(cfg.grad_restarts, gen, device)
+        starts[0] = mean
+        actions, history, evaluated = adam_descent(self, rep, state, goal, starts, cfg.iterations, should_stop)
+        return self.round_gripper(actions), history, evaluated
+
+
+class CEMGradPlanner(CEMPlanner):
+    """The CEM search, then `grad_steps` projected Adam steps from its plan and its best sample (the better wins)."""
+
+    def search(
+        self,
+        rep: torch.Tensor,
+        state: torch.Tensor,
+        goal: torch.Tensor,
+        gen: torch.Generator,
+        warm: torch.Tensor | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        plan, history, evaluated = super().search(rep, state, goal, gen, warm, should_stop)
+        starts = torch.stack([plan, self.best_sample[0]])
+        steps = self.config.grad_steps
+        actions, refined, more = adam_descent(self, rep, state, goal, starts, steps, should_stop, budgeted=False)
+        return self.round_gripper(actions), torch.cat([history, refined]), evaluated + more
