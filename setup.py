@@ -82,6 +82,7 @@ setup(
             "vjepa2-bag2droid = vjepa2_ros.bags.bag2droid:main",
             "vjepa2-sim-collect = vjepa2_ros.sim.collect:main",
             "vjepa2-sim-eval = vjepa2_ros.sim.evaluate:main",
+            "vjepa2-probe-sim = vjepa2_ros.sim.probe:main",
             "vjepa2-energy-landscape = vjepa2_core.planning.landscape:main",
             "vjepa2-selfcheck = vjepa2_core.selfcheck:main",
             "vjepa2-extract-embeddings = vjepa2_core.embeddings:main",
