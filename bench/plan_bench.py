@@ -9,7 +9,10 @@ is compared with this machine's fp32 matmul rate measured in the same run.
     python bench/plan_bench.py --ac-checkpoint ../shared/fixtures/vjepa2_reference/ac_predictor.pt --json
 
 JSON keys read by tools: median_s, uncached_median_s, cache_speedup, outside_predictor_fraction,
-fraction_of_matmul_peak.
+fraction_of_matmul_peak, fraction_of_shape_peak (against the predictor's own linear shapes, timed alone),
+horizon_scaling (cached search time for horizons 1..--max-horizon, with a straight-line fit).
+
+The issue's 192-wide config: --pred-dim 192 --pred-depth 4 --pred-heads 6 --samples 100 --iterations 5 --topk 10
 """
 
 from __future__ import annotations
@@ -76,8 +79,9 @@ def predictor_flops(pred: torch.nn.Module, batch: int, past_frames: int) -> floa
     ctx = (past_frames + 1) * n
     hidden = pred.predictor_blocks[0].mlp.fc1.out_features
     per_layer = 2 * n * dp * (3 * dp + dp + 2 * hidden) + 4 * n * ctx * dp
-    io = 2 * g2 * dp * 2 * de + 2 * pred.cond_tokens * pred.action_embed_dim * dp
-    return batch * (pred.depth * per_layer + io)
+    embed, out = 2 * g2 * de * dp, 2 * g2 * dp * de + 2 * pred.cond_tokens * pred.action_embed_dim * dp
+    shared = 1 if past_frames == 0 else batch  # frame 0 is one observation for every sample: embedded once
+    return batch * (pred.depth * per_layer + out) + shared * embed
 
 
 def search_flops(pred: torch.nn.Module, cfg: CEMConfig) -> float:
@@ -99,6 +103,51 @@ def matmul_rate(device: torch.device, n: int | None = None, repeats: int = 7) ->
         _sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
+
+
+def shape_matmul_rate(pred: torch.nn.Module, batch: int, repeats: int = 5) -> float:
+    """FLOP/s of the predictor's own linear layers (qkv, proj, fc1, fc2 of one block) on one step's token batch."""
+    blk, device = pred.predictor_blocks[0], next(pred.parameters()).device
+    x = torch.randn(batch * (pred.cond_tokens + pred.tokens_per_frame), pred.predictor_embed_dim, device=device)
+    layers = [blk.attn.qkv, blk.attn.proj, blk.mlp.fc1, blk.mlp.fc2]
+    inputs = [x, x, x, torch.randn(x.shape[0], blk.mlp.fc1.out_features, device=device)]
+    flops = sum(2 * i.shape[0] * lin.in_features * lin.out_features for lin, i in zip(layers, inputs))
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            _sync(device)
+            start = time.perf_counter()
+            for lin, i in zip(layers, inputs):
+                torch.nn.functional.linear(i, lin.weight, lin.bias)
+            _sync(device)
+            best = min(best, time.perf_counter() - start)
+    return flops / best
+
+
+def horizon_scaling(wm: WorldModel, search: dict, args, current, goal, state) -> dict[str, Any]:
+    """Median cached search time per horizon 1..max_horizon, with a least-squares line through the medians."""
+    rows = []
+    planners = {h: CEMPlanner(wm, CEMConfig(**{**search, "horizon": h})) for h in range(1, args.max_horizon + 1)}
+    times: dict[int, list[float]] = {h: [] for h in planners}
+    for r in range(args.repeats + 1):  # the first round warms up every horizon
+        for h, planner in planners.items():  # interleaved: contention hits every horizon alike
+            result = planner.plan_images(current, state, goal, seed=args.seed + r)
+            if r:
+                times[h].append(result.timings["optimize_s"] + result.timings["final_eval_s"])
+    for h, ts in times.items():
+        med = statistics.median(ts)
+        rows.append({"horizon": h, "median_s": med, "per_step_s": med / h, "all_s": ts})
+    hs = torch.tensor([float(r["horizon"]) for r in rows])
+    ys = torch.tensor([r["median_s"] for r in rows])
+    slope = float(((hs - hs.mean()) * (ys - ys.mean())).sum() / (hs - hs.mean()).square().sum().clamp_min(1e-12))
+    intercept = float(ys.mean() - slope * hs.mean())
+    residual = ((ys - (intercept + slope * hs)).abs() / ys).max()
+    return {
+        "rows": rows,
+        "slope_s_per_step": slope,
+        "intercept_s": intercept,
+        "max_relative_residual": float(residual),
+    }
 
 
 def search_is_sync_free(planner: CEMPlanner, current, goal, state: torch.Tensor) -> bool | None:
@@ -155,6 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
     wm.profile = False
     peak = matmul_rate(wm.device)
+    shape_peak = shape_matmul_rate(wm.predictor, args.samples)
 
     def med(mode: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[mode])
@@ -174,6 +224,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cache_speedup_best": min(r["total"] for r in runs["uncached"]) / min(r["total"] for r in runs["cached"]),
         "outside_predictor_fraction": outside,
         "fraction_of_matmul_peak": flops / pred_s / peak,
+        "fraction_of_shape_peak": flops / pred_s / shape_peak,
+        "shape_matmul_gflops_per_s": shape_peak / 1e9,
         "split_s": {"encoder": enc_s, "predictor": pred_s, "rest": max(0.0, median_s - enc_s - pred_s)},
         "search_median_s": search_s,
         "predictor_gflops_per_s": flops / pred_s / 1e9,
@@ -191,6 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "encoder_embed_dim": wm.predictor.embed_dim,
         },
         "cem": config_to_dict(planners["cached"].config),
+        "horizon_scaling": horizon_scaling(wm, search, args, current, goal, state) if args.max_horizon else None,
         "repeats": args.repeats,
         "device": str(wm.device),
         "threads": torch.get_num_threads(),
@@ -210,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred-heads", type=int, default=DEFAULT_MODEL["pred_heads"])
     for name, value in DEFAULT_SEARCH.items():
         p.add_argument(f"--{name}", type=int, default=value)
+    p.add_argument("--max-horizon", type=int, default=5, help="cost-vs-horizon sweep 1..N (0: skip)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -217,7 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.max_horizon < 0 or args.repeats < 1:
+        parser.error("--max-horizon must be >= 0 and --repeats >= 1")
     try:
         report = run(args)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
@@ -236,8 +293,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"outside predictor: {report['outside_predictor_fraction'] * 100:.1f}% of the search")
     print(
         f"predictor {report['predictor_gflops_per_s']:.1f} GFLOP/s vs matmul {report['matmul_peak_gflops_per_s']:.1f} "
-        f"GFLOP/s -> {report['fraction_of_matmul_peak'] * 100:.0f}% of peak"
+        f"GFLOP/s -> {report['fraction_of_matmul_peak'] * 100:.0f}% of peak "
+        f"({report['fraction_of_shape_peak'] * 100:.0f}% of its own linear shapes at "
+        f"{report['shape_matmul_gflops_per_s']:.1f} GFLOP/s)"
     )
+    if report["horizon_scaling"]:
+        scaling = report["horizon_scaling"]
+        for row in scaling["rows"]:
+            print(
+                f"  horizon {row['horizon']}: {row['median_s'] * 1e3:.1f} ms ({row['per_step_s'] * 1e3:.1f} ms/step)"
+            )
+        print(
+            f"  line: {scaling['slope_s_per_step'] * 1e3:.1f} ms/step + {scaling['intercept_s'] * 1e3:.1f} ms, "
+            f"max residual {scaling['max_relative_residual'] * 100:.0f}%"
+        )
     return 0
 
 

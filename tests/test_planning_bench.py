@@ -21,7 +21,20 @@ def _bench():
 def test_bench_json_on_fixture_checkpoint(fixtures_dir, capsys):
     bench = _bench()
     args = ["--ac-checkpoint", str(fixtures_dir / "ac_predictor.pt"), "--json", "--repeats", "2"]
-    args += ["--samples", "8", "--topk", "2", "--iterations", "2", "--horizon", "3", "--threads", "1"]
+    args += [
+        "--samples",
+        "8",
+        "--topk",
+        "2",
+        "--iterations",
+        "2",
+        "--horizon",
+        "3",
+        "--threads",
+        "1",
+        "--max-horizon",
+        "2",
+    ]
     assert bench.main(args) == 0
     report = json.loads(capsys.readouterr().out)
     for key in (
@@ -41,6 +54,10 @@ def test_bench_json_on_fixture_checkpoint(fixtures_dir, capsys):
     assert len(report["all_runs"]["cached"]) == 2
     assert report["same_seed_same_plan"] is True
     assert report["search_sync_free"] == {"cached": None, "uncached": None}  # only checked on CUDA
+    assert 0 < report["fraction_of_shape_peak"] and report["shape_matmul_gflops_per_s"] > 0
+    scaling = report["horizon_scaling"]
+    assert [row["horizon"] for row in scaling["rows"]] == [1, 2] and scaling["slope_s_per_step"] != 0
+    assert all(len(row["all_s"]) == 2 and row["median_s"] > 0 for row in scaling["rows"])
 
 
 def test_bench_flop_count_matches_hand_count():
@@ -62,6 +79,12 @@ def test_bench_flop_count_matches_hand_count():
     layer = 2 * n * dp * (3 * dp + dp + 2 * 64) + 4 * n * ctx * dp
     io = 2 * 4 * dp * 2 * 32 + 2 * 2 * 7 * dp
     assert bench.predictor_flops(pred, batch=3, past_frames=1) == 3 * (layer + io)
+
+
+def test_bench_rejects_a_negative_horizon_sweep(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _bench().main(["--max-horizon", "-1"])
+    assert exit_info.value.code == 2 and "error" in capsys.readouterr().err
 
 
 def test_bench_reports_a_missing_checkpoint(tmp_path, capsys):
