@@ -16,6 +16,7 @@ ARGUMENTS = {
     "gripper_topic": ("gripper", "gripper closedness topic (std_msgs/Float64, 0..1)"),
     "device": ("cpu", "torch device for the model: cpu, cuda, cuda:0, ..."),
     "namespace": ("", "namespace of the planner node"),
+    "autostart": ("true", "configure and activate at once; false: drive the lifecycle (change_state service)"),
 }
 
 
@@ -29,7 +30,10 @@ def generate_launch_description() -> LaunchDescription:
         executable="vjepa2_planner",
         name="vjepa2_planner",
         namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), {"model.device": LaunchConfiguration("device")}],
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {"model.device": LaunchConfiguration("device"), "autostart": LaunchConfiguration("autostart")},
+        ],
         # The node's default topic parameters are these relative names, so remapping them moves its inputs.
         remappings=[
             ("camera/image_raw", LaunchConfiguration("camera_topic")),

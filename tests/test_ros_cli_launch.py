@@ -148,6 +148,14 @@ def test_planner_launch_serves_the_cli_and_ctrl_c_exits_cleanly(ws_env, tiny_par
         assert "String value is: cpu" in ros2(ws_env, "param", "get", "/vjepa2_planner", "model.device", "--no-daemon")
         stop = ros2(ws_env, "service", "call", "/vjepa2_planner/stop", "std_srvs/srv/Trigger")
         assert "success=True" in stop, stop
+        described = ros2(ws_env, "param", "describe", "/vjepa2_planner", "safety.max_translation")
+        assert "Min value: 0.0001" in described and "Max value: 1.0" in described, described
+        assert "Set parameter successful" in ros2(ws_env, "param", "set", "/vjepa2_planner", "control_rate", "5.0")
+        out = subprocess.run(
+            ["ros2", "param", "set", "/vjepa2_planner", "safety.stale_timeout", "-1.0"], env=ws_env, text=True,
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert "Setting parameter failed" in out.stdout + out.stderr, out
     finally:
         code = launch.ctrl_c()
     log = launch.text()

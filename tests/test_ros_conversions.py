@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import math
 import threading
 
@@ -12,7 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from vjepa2_ros import conversions as conv
 from vjepa2_ros.planner_node import PARAMETERS, PlannerSettings
-from vjepa2_ros.ros_utils import ParameterError, PlanWorker, _coerce, debug_view
+from vjepa2_ros.ros_utils import ParameterError, PlanWorker, coerce, debug_view
 
 STAMP = Time(sec=12, nanosec=345)
 
@@ -128,11 +129,12 @@ def test_invalid_parameters_are_rejected(overrides, match):
 
 
 def test_parameter_types_are_coerced_only_when_safe():
-    assert _coerce("a", 2, 1.5) == 2.0 and isinstance(_coerce("a", 2, 1.5), float)
-    assert _coerce("a", [0, 1, 2], [0.0]) == [0.0, 1.0, 2.0]
+    assert coerce("a", 2, 1.5) == 2.0 and isinstance(coerce("a", 2, 1.5), float)
+    assert coerce("a", [0, 1, 2], [0.0]) == [0.0, 1.0, 2.0]
+    assert coerce("a", array.array("d", [1.5, 2.0]), [0.0]) == [1.5, 2.0]  # how rclpy hands over double arrays
     for value, default in [(True, 3), (1.5, 3), ("x", 1.0), ([1, "a"], [0.0]), (3, "s")]:
         with pytest.raises(ParameterError, match="must be of type"):
-            _coerce("a", value, default)
+            coerce("a", value, default)
 
 
 def test_plan_worker_runs_jobs_in_order_and_reports_errors():

@@ -319,6 +319,62 @@ def test_1000_malformed_images_leave_node_alive_and_serving(ros, traj, planner):
     print(f"malformed images counted: {int(diag['malformed_images']) - start} of 1000")
 
 
+def _set_params(ros, **values):
+    """SetParameters on the planner; returns the per-parameter results (successful, reason)."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    client = ros.client.node.create_client(SetParameters, f"{PLANNER}/set_parameters")
+    params = [Parameter(name.replace("__", "."), value=v).to_parameter_msg() for name, v in values.items()]
+    try:
+        return ros.client.call(client, SetParameters.Request(parameters=params)).results
+    finally:
+        ros.client.node.destroy_client(client)
+
+
+def test_live_parameters_have_ranges_are_validated_and_only_tighten_during_a_goal(ros, traj):
+    from rcl_interfaces.srv import DescribeParameters
+
+    describe = ros.client.node.create_client(DescribeParameters, f"{PLANNER}/describe_parameters")
+    names = ["cem.samples", "safety.max_translation", "model.checkpoint"]
+    samples, translation, checkpoint = ros.client.call(describe, DescribeParameters.Request(names=names)).descriptors
+    assert not samples.read_only and samples.integer_range[0].from_value == 2 and samples.description
+    assert translation.floating_point_range[0].to_value == 1.0 and not translation.read_only
+    assert checkpoint.read_only
+    ros.client.node.destroy_client(describe)
+    goal = image_msg(traj["frames"][1])
+
+    (ok,) = _set_params(ros, cem__horizon=3)
+    assert ok.successful, ok.reason
+    assert ros.client.call(ros.plan, plan_request(goal, samples=8, iterations=1)).horizon == 3  # applied at once
+    for bad, reason in [
+        ({"cem__samples": 1}, ""),  # below the declared range: refused by rclpy
+        ({"safety__workspace_min": [5.0, 5.0, 5.0]}, "min < max"),  # refused by the node's validation
+        ({"model__checkpoint": "other.pt"}, "read-only"),
+    ]:
+        (res,) = _set_params(ros, **bad)
+        assert not res.successful and reason in res.reason, (bad, res.reason)
+    assert ros.client.call(ros.plan, plan_request(goal, samples=8, iterations=1)).horizon == 3  # nothing changed
+    assert _set_params(ros, cem__horizon=2)[0].successful
+
+    handle = ros.start_reach(goal, [], commands=1, max_steps=500)
+    try:
+        (looser,) = _set_params(ros, safety__max_translation=2 * MAX_TRANSLATION)
+        assert not looser.successful and "only be tightened" in looser.reason, looser.reason
+        (tighter,) = _set_params(ros, safety__max_translation=MAX_TRANSLATION / 2)
+        assert tighter.successful, tighter.reason
+        feedback: list = []
+        ros.client.wait_future(handle.cancel_goal_async())
+        ros.client.wait_future(handle.get_result_async())
+        handle = ros.start_reach(goal, feedback, commands=2, max_steps=500)
+        moved = [np.linalg.norm(f.feedback.action[:3]) for f in feedback if len(f.feedback.action) == 7]
+        assert moved and max(moved) <= MAX_TRANSLATION / 2 + 1e-9, moved  # the new limit governs the commands
+    finally:
+        ros.client.wait_future(handle.cancel_goal_async())
+        ros.client.wait_future(handle.get_result_async())
+    assert wait_until(lambda: _set_params(ros, safety__max_translation=MAX_TRANSLATION)[0].successful, 10.0)
+
+
 def _rss_mib(planner) -> float:
     import psutil
 
@@ -391,6 +447,55 @@ def test_sigterm_ends_the_node_cleanly_within_5s(ros, planner):
     assert code == 0, planner.output()[-3000:]
     assert seconds < 5.0
     assert "Traceback" not in planner.output(), planner.output()[-3000:]
+
+
+def test_lifecycle_configure_activate_deactivate_cleanup(ros, traj, planner, checkpoint, tmp_path):
+    """autostart:=false: unconfigured until configure (model loaded), commands only while active, deactivate
+    stops them at once and aborts the goal, cleanup frees the model. Runs after the module's node has ended."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    assert not planner.alive(), "the module's planner must have ended (test order)"
+    params = write_params(tmp_path / "planner.yaml", checkpoint, autostart=False)
+    node = NodeProcess([str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="unconfigured")
+    change = ros.client.node.create_client(ChangeState, f"{PLANNER}/change_state")
+    get_state = ros.client.node.create_client(GetState, f"{PLANNER}/get_state")
+
+    def transition(tid: int) -> bool:
+        return ros.client.call(change, ChangeState.Request(transition=Transition(id=tid))).success
+
+    def state() -> str:
+        return ros.client.call(get_state, GetState.Request()).current_state.label
+
+    goal = image_msg(traj["frames"][1])
+    small = dict(horizon=1, samples=8, iterations=1)
+    try:
+        assert state() == "unconfigured"
+        resp = ros.client.call(ros.plan, plan_request(goal, **small))
+        assert not resp.success and resp.message.startswith("not configured"), resp.message
+        assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
+        assert ros.client.call(ros.plan, plan_request(goal, **small)).success  # planning needs no activation
+        ros.wait_diag(lambda d: d["blocking"].startswith("inactive") and d["_message"].startswith("inactive"))
+        from vjepa2_interfaces.action import ReachGoal
+
+        refused = ros.client.wait_future(ros.reach.send_goal_async(ReachGoal.Goal(goal_image=goal)))
+        assert not refused.accepted, "an inactive node must not take goals"
+        assert transition(Transition.TRANSITION_ACTIVATE) and state() == "active"
+        assert node.wait_for_line("vjepa2_planner ready", 10.0)
+        handle = ros.start_reach(goal, [], commands=2, max_steps=500)
+        assert transition(Transition.TRANSITION_DEACTIVATE)
+        after = ros.n_targets()
+        result = ros.client.wait_future(handle.get_result_async())
+        assert status_name(result.status) == "aborted" and "inactive" in result.result.message
+        time.sleep(3 / CONTROL_RATE)  # a window in which no further command may appear
+        assert ros.n_targets() == after, "a command left after deactivate"
+        assert transition(Transition.TRANSITION_CLEANUP) and state() == "unconfigured"
+        resp = ros.client.call(ros.plan, plan_request(goal, **small))
+        assert not resp.success and resp.message.startswith("not configured")
+        assert node.alive()
+    finally:
+        code, _ = node.stop()
+    assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
 
 
 def test_invalid_parameters_are_rejected_at_startup(checkpoint, tmp_path):

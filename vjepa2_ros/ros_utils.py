@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import queue
 import threading
 from collections.abc import Callable, Mapping
@@ -12,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
 
@@ -22,13 +23,29 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class Param:
-    """One declared parameter: default (its type is the expected type) and a description shown by `ros2 param`."""
+    """One declared parameter: default (its type is the expected type) and a description shown by `ros2 param`.
+
+    `live` parameters may be set at run time (`ros2 param set`; the node validates each change), the others are
+    read-only; `limits` is the (from, to) range `ros2 param describe` shows and rclpy enforces.
+    """
 
     default: Any
     description: str
+    live: bool = False
+    limits: tuple[float, float] | None = None
+
+    def descriptor(self) -> ParameterDescriptor:
+        desc = ParameterDescriptor(description=self.description, read_only=not self.live, dynamic_typing=True)
+        if self.limits is not None:
+            lo, hi = self.limits
+            if isinstance(self.default, int) and not isinstance(self.default, bool):
+                desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+            else:
+                desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+        return desc
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
+def coerce(name: str, value: Any, default: Any) -> Any:
     """Accept what YAML naturally gives (an int where a float is expected); reject everything else clearly."""
     if isinstance(default, bool):
         if isinstance(value, bool):
@@ -43,7 +60,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if isinstance(value, str):
             return value
     elif isinstance(default, list):
-        if isinstance(value, (list, tuple)) and all(
+        if isinstance(value, (list, tuple, array.array)) and all(  # rclpy gives double arrays as array('d')
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
         ):
             return [float(v) for v in value]
@@ -59,9 +76,8 @@ def declare_parameters(node: Node, spec: Mapping[str, Param]) -> dict[str, Any]:
     """Declare every parameter (read-only, typed by hand so YAML ints work for floats) and return their values."""
     values = {}
     for name, p in spec.items():
-        desc = ParameterDescriptor(description=p.description, read_only=True, dynamic_typing=True)
-        value = node.declare_parameter(name, p.default, desc).value
-        values[name] = p.default if value is None else _coerce(name, value, p.default)
+        value = node.declare_parameter(name, p.default, p.descriptor()).value
+        values[name] = p.default if value is None else coerce(name, value, p.default)
     given = getattr(node, "_parameter_overrides", {})  # what --params-file / -p set for this node
     unknown = sorted(k for k in given if k not in spec and k not in _STANDARD and not k.startswith("qos_overrides."))
     if unknown:

@@ -52,7 +52,8 @@ def plan_cost(world_model: Any, horizon: int, samples: int, iterations: int) -> 
     kv_cache = samples * context * width * 2 * depth * nbytes
     activations = samples * tokens * width * _ACTIVATION_FACTOR * nbytes
     scores = samples * tokens * context * 4  # attention weights of one layer, one new frame (math kernel)
-    frames = samples * horizon * (tokens * enc_width * 4 + 7 * 8)  # predicted reps kept for the energy (float32)
+    # predicted reps kept for the energy (float32): the per-step list, the stacked copy, the energy's difference
+    frames = 3 * samples * horizon * (tokens * enc_width * 4 + 7 * 8)
     token_frames = iterations * samples * sum(h * tokens for h in range(1, horizon + 1))
     return PlanCost(peak_bytes=int(kv_cache + activations + scores + frames), token_frames=int(token_frames))
 
