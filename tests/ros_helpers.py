@@ -201,6 +201,7 @@ class Harness:
         node.create_subscription(PoseStamped, "/robot/ee_pose", self._on_pose, qos_profile_sensor_data)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.twists: list[np.ndarray] = []
+        self.twist_times: list[float] = []  # receive times of `twists`
         self.path = None
         self.debug_image = None
         node.create_subscription(TwistStamped, f"{PLANNER}/ee_twist", self._on_twist, 100)
@@ -217,6 +218,7 @@ class Harness:
         lin, ang = msg.twist.linear, msg.twist.angular
         with self.lock:
             self.twists.append(np.array([lin.x, lin.y, lin.z, ang.x, ang.y, ang.z]))
+            self.twist_times.append(time.monotonic())
 
     def _on_pose(self, msg) -> None:
         p = msg.pose.position

@@ -498,6 +498,55 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros, traj, planner, che
     assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
 
 
+def test_twist_watchdog_republishes_in_flight_step_then_zeroes(ros, traj, planner, checkpoint, tmp_path):
+    """watchdog.rate 20 Hz, timeout 0.4 s: the last step's twist is repeated until it is 0.4 s old, then a few zero
+    twists and silence; a stop ends the stream at once. (Own node: runs after the module's node has ended.)"""
+    assert not planner.alive(), "the module's planner must have ended (test order)"
+    rate, timeout = 20.0, 0.4
+    params = write_params(
+        tmp_path / "planner.yaml", checkpoint, **{"watchdog.rate": rate, "watchdog.timeout": timeout}
+    )
+    node = NodeProcess([str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="ready")
+
+    def twists_since(start: int) -> tuple[list[np.ndarray], list[float]]:
+        with ros.lock:
+            return list(ros.twists[start:]), list(ros.twist_times[start:])
+
+    try:
+        ros.wait_diag(lambda d: d.get("blocking") == "none", timeout=30.0)
+        with ros.lock:
+            start = len(ros.twists)
+        handle = ros.send_goal(image_msg(traj["frames"][1]), [], max_steps=1)
+        result = ros.client.wait_future(handle.get_result_async())
+        assert status_name(result.status) == "succeeded" and result.result.steps == 1, result.result.message
+        time.sleep(timeout + 1.0)  # the stream has run out: repeats, then HALT_MESSAGES zeros
+        twists, times = twists_since(start)
+        moving = [i for i, t in enumerate(twists) if np.any(t != 0)]
+        zeros = [i for i, t in enumerate(twists) if not np.any(t != 0)]
+        assert len(moving) >= 0.5 * rate * timeout, f"{len(moving)} republished twists in {timeout} s at {rate} Hz"
+        assert all(np.array_equal(twists[i], twists[moving[0]]) for i in moving), "the in-flight step's twist"
+        assert times[moving[-1]] - times[moving[0]] <= timeout + 0.25  # never older than the timeout (+ DDS lag)
+        assert zeros and min(zeros) > max(moving) and len(zeros) == 4, (moving, zeros)
+        time.sleep(0.5)
+        assert len(twists_since(start)[0]) == len(twists), "the stream must go silent after the zero twists"
+
+        with ros.lock:
+            start = len(ros.twists)
+        handle = ros.start_reach(image_msg(traj["frames"][1]), [], commands=1, max_steps=500)
+        assert ros.trigger(ros.stop).success
+        stopped = time.monotonic()
+        ros.client.wait_future(handle.get_result_async())
+        time.sleep(0.5)
+        twists, times = twists_since(start)
+        late = [t for t, at in zip(twists, times) if at > stopped + 0.15 and np.any(t != 0)]
+        assert not late, f"{len(late)} non-zero twists after stop"
+        assert not np.any(twists[-1] != 0), "the stream ends with a zero twist"
+        assert ros.trigger(ros.resume).success
+    finally:
+        code, _ = node.stop()
+    assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
+
+
 def test_invalid_parameters_are_rejected_at_startup(checkpoint, tmp_path):
     # one bad value, one bad type, one missing model (test_ros_conversions covers every validation rule)
     cases = {

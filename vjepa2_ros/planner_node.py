@@ -2,6 +2,13 @@
 
 Inputs: camera (Image or CompressedImage), end-effector pose (PoseStamped), gripper closedness (Float64), goal image.
 Outputs: ~/ee_target, ~/ee_twist, ~/gripper_command, ~/planned_path, ~/debug_image, /diagnostics.
+
+~/ee_twist for a servo driver (MoveIt Servo's twist input, for example): with `watchdog.rate` > 0 the latest step's
+twist is republished at that rate while the step is in flight, and the stream drops to zero twists once the
+planner's output is older than `watchdog.timeout` (default: one control period), or at once on stop, cancel,
+abort or deactivate, so the driver never keeps moving on a stale command. For MoveIt Servo: remap ~/ee_twist to
+its twist command topic (`~/delta_twist_cmds`), set `frame_id` to the planning frame it expects, `watchdog.rate`
+to about its publish rate, and its `incoming_command_timeout` above `1 / watchdog.rate`.
 Services: ~/plan_to_goal (plan once, no motion), ~/stop, ~/resume; action ~/reach_goal (closed loop).
 
 A managed (lifecycle) node: `configure` loads and checks the model, `activate` allows commands, `deactivate` stops
@@ -79,6 +86,7 @@ MAX_BUDGET = {"horizon": 31, "samples": 100_000, "iterations": 1_000}
 # waiting plan requests; further plan requests are answered "busy" at once so they can never starve the others.
 PLAN_SERVICE_SLOTS = 2
 EXECUTOR_THREADS = 4 + PLAN_SERVICE_SLOTS + 1
+HALT_MESSAGES = 4  # zero twists sent when the twist watchdog stops a stream (then silence until the next command)
 # Request and response queues of the services: a burst of concurrent calls is queued and answered (a plan or
 # "busy"), never dropped by a full 10-deep default queue.
 SERVICE_QUEUE = 256
@@ -94,6 +102,10 @@ NODE_PARAMETERS: dict[str, Param] = {  # the node's own settings; planner settin
     ),
     "model.image_size": Param(0, "crop size the encoder sees (pixels, multiple of 16); 0 = the model's img_size"),
     "control_rate": Param(2.0, "closed-loop steps per second at most (Hz); also the period of ~/ee_twist"),
+    "watchdog.rate": Param(0.0, "Hz at which ~/ee_twist is republished while a step is in flight; 0 = once per step"),
+    "watchdog.timeout": Param(
+        0.0, "seconds after the last command when ~/ee_twist drops to zero (watchdog on); 0 = one control period"
+    ),
     "frame_id": Param("", "frame of published poses; empty = the end-effector pose's frame"),
     "camera_transport": Param("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)"),
     "topics.camera": Param("camera/image_raw", "camera topic"),
@@ -155,6 +167,8 @@ class PlannerSettings:
     num_threads: int
     image_size: int
     control_rate: float
+    watchdog_rate: float
+    watchdog_timeout: float
     frame_id: str
     camera_transport: str
     topics: dict[str, str]
@@ -172,6 +186,9 @@ class PlannerSettings:
     def from_values(cls, v: dict[str, Any]) -> PlannerSettings:
         if not v["control_rate"] > 0:
             raise ParameterError(f"parameter 'control_rate' must be > 0, got {v['control_rate']!r}")
+        for name in ("watchdog.rate", "watchdog.timeout"):
+            if not (math.isfinite(v[name]) and v[name] >= 0):
+                raise ParameterError(f"parameter '{name}' must be a finite number >= 0, got {v[name]!r}")
         if v["model.image_size"] < 0 or v["model.image_size"] % 16:
             raise ParameterError(
                 f"parameter 'model.image_size' must be 0 or a multiple of 16, got {v['model.image_size']}"
@@ -205,6 +222,8 @@ class PlannerSettings:
             num_threads=v["model.num_threads"],
             image_size=v["model.image_size"],
             control_rate=v["control_rate"],
+            watchdog_rate=v["watchdog.rate"],
+            watchdog_timeout=v["watchdog.timeout"] or 1.0 / v["control_rate"],
             frame_id=v["frame_id"],
             camera_transport=v["camera_transport"],
             topics=topics,
@@ -347,6 +366,11 @@ class PlannerNode(LifecycleNode):
             callback_group=services,
         )
         self.create_timer(1.0, self.publish_diagnostics, callback_group=sensors)
+        self._twist = {"msg": None, "time": -math.inf, "halts": 0}  # the watchdog's latest command
+        if s.watchdog_rate > 0:
+            self.create_timer(
+                1.0 / s.watchdog_rate, self.on_twist_watchdog, callback_group=MutuallyExclusiveCallbackGroup()
+            )
         self.add_on_set_parameters_callback(self.on_set_parameters)
         if not s.autostart:
             self.get_logger().info(f"{NODE_NAME} unconfigured: waiting for the configure transition")
@@ -413,6 +437,7 @@ class PlannerNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active.clear()  # first: no command leaves from here on; a running goal aborts at its next check
+        self._halt_twist(now=True)
         self.get_logger().info(f"{NODE_NAME} inactive: no commands until activate")
         return super().on_deactivate(state)
 
@@ -589,10 +614,43 @@ class PlannerNode(LifecycleNode):
         target = conv.compose(state, action)
         frame = self.settings.frame_id or frame_id
         self.pub_target.publish(conv.state_to_pose_stamped(target, frame, stamp))
-        self.pub_twist.publish(conv.action_to_twist(action, 1.0 / self.settings.control_rate, frame, stamp))
+        twist = conv.action_to_twist(action, 1.0 / self.settings.control_rate, frame, stamp)
+        self.pub_twist.publish(twist)
         self.pub_gripper.publish(Float64(data=float(target[6])))
         with self._lock:
             self._counts["commands"] += 1
+            self._twist.update(msg=twist, time=time.monotonic(), halts=HALT_MESSAGES)
+
+    # -- twist watchdog (MoveIt Servo style; see the module docstring)
+
+    @guarded(_nothing)
+    def on_twist_watchdog(self) -> None:
+        """Republish the in-flight step's twist; once it is older than the timeout, a few zero twists, then none."""
+        with self._lock:
+            msg, sent, halts = self._twist["msg"], self._twist["time"], self._twist["halts"]
+            if msg is None:
+                return
+            fresh = time.monotonic() - sent <= self.settings.watchdog_timeout
+            if not fresh:
+                if halts <= 0:
+                    return
+                self._twist["halts"] = halts - 1
+        out = TwistStamped() if not fresh else msg
+        out.header.frame_id = msg.header.frame_id
+        out.header.stamp = self.get_clock().now().to_msg()
+        self.pub_twist.publish(out)
+
+    def _halt_twist(self, now: bool = False) -> None:
+        """End the twist stream: zero twists from the next watchdog tick (`now`: one right away as well)."""
+        with self._lock:
+            if self._twist["msg"] is None:
+                return
+            self._twist.update(time=-math.inf, halts=HALT_MESSAGES)
+            frame = self._twist["msg"].header.frame_id
+        if now and self.settings.watchdog_rate > 0:
+            zero = TwistStamped()
+            zero.header.frame_id, zero.header.stamp = frame, self.get_clock().now().to_msg()
+            self.pub_twist.publish(zero)
 
     def _safety_stop(self, reasons: list[str]) -> str:
         with self._lock:
@@ -674,6 +732,7 @@ class PlannerNode(LifecycleNode):
         with self._lock:
             self._stopped = True
             self._last["reasons"] = [safety.STOPPED]
+        self._halt_twist(now=True)
         self.get_logger().warning("stopped: no commands until ~/resume")
         resp.success, resp.message = True, "stopped"
         return resp
@@ -708,6 +767,8 @@ class PlannerNode(LifecycleNode):
 
         def finish(status: str, message: str, success: bool = False):
             result.success, result.message = success, message
+            if status != "succeed":  # a succeeded goal's last step runs out its timeout; anything else stops now
+                self._halt_twist(now=True)
             getattr(goal_handle, status)()
             return result
 

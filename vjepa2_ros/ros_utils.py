@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.node import Node
 
 
@@ -76,7 +77,12 @@ def declare_parameters(node: Node, spec: Mapping[str, Param]) -> dict[str, Any]:
     """Declare every parameter (read-only, typed by hand so YAML ints work for floats) and return their values."""
     values = {}
     for name, p in spec.items():
-        value = node.declare_parameter(name, p.default, p.descriptor()).value
+        try:
+            value = node.declare_parameter(name, p.default, p.descriptor()).value
+        except InvalidParameterValueException:  # outside the declared range (rclpy checks it on declaration)
+            given = getattr(node, "_parameter_overrides", {}).get(name)
+            shown = given.value if given is not None else p.default
+            raise ParameterError(f"parameter {name}={shown!r} is outside its range {list(p.limits or ())}") from None
         values[name] = p.default if value is None else coerce(name, value, p.default)
     given = getattr(node, "_parameter_overrides", {})  # what --params-file / -p set for this node
     unknown = sorted(k for k in given if k not in spec and k not in _STANDARD and not k.startswith("qos_overrides."))
