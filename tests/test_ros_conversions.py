@@ -170,3 +170,46 @@ def test_axis_parameter_pins_the_gripper(traj, tmp_path):
     images, states = traj
     plan = load_controller(settings).plan(images[0], states[0], images[1], seed=3)
     assert plan.actions[:, 6].abs().max() == 0 and plan.actions[:, :3].abs().max() > 0
+
+
+def test_guarded_callback_exception_is_answered_and_the_node_keeps_spinning():
+    """A service callback that raises (a bug, an unexpected input) answers "internal error" instead of ending
+    the executor's spin: a real node and client over DDS, the second call is served too."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from ros_helpers import RosClient, wait_until
+    from std_srvs.srv import Trigger
+
+    from vjepa2_ros.planner_node import _failed_response, guarded
+
+    class Server(rclpy.node.Node):
+        def __init__(self, context):
+            super().__init__("guarded_server", context=context)
+            self._lock, self._counts, self.calls = threading.Lock(), {"callback_errors": 0}, 0
+            self.create_service(Trigger, "/guarded_test/boom", self.on_boom)
+
+        @guarded(_failed_response)
+        def on_boom(self, _req, resp):
+            self.calls += 1
+            raise RuntimeError(f"bug number {self.calls}")
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    server = Server(context)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(server)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    client = RosClient("guarded_client")
+    try:
+        boom = client.node.create_client(Trigger, "/guarded_test/boom")
+        for n in (1, 2):
+            resp = client.call(boom, Trigger.Request(), timeout=20.0)
+            assert not resp.success and resp.message == f"internal error: RuntimeError: bug number {n}"
+        assert spinner.is_alive() and server._counts["callback_errors"] == 2
+    finally:
+        client.close()
+        executor.shutdown(timeout_sec=2.0)
+        assert wait_until(lambda: not spinner.is_alive(), 5.0)
+        server.destroy_node()
+        rclpy.try_shutdown(context=context)
