@@ -33,10 +33,24 @@ def straight_clip(num_frames: int, size: int, seed: int) -> tuple[np.ndarray, np
     return (frames, steps[0]) if np.allclose(steps, steps[0], atol=1e-6) else None
 
 
+def add_pixel_noise(frames: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """Independent Gaussian noise per pixel and frame: detail no model can predict, which a good encoder ignores."""
+    if std <= 0:
+        return frames
+    return np.clip(frames + rng.normal(0.0, std, size=frames.shape), 0, 255).astype(np.uint8)
+
+
 def write_direction_dataset(
-    root: str | Path, num_videos: int, num_frames: int = 16, size: int = 64, num_classes: int = 8, seed: int = 0
+    root: str | Path,
+    num_videos: int,
+    num_frames: int = 16,
+    size: int = 64,
+    num_classes: int = 8,
+    seed: int = 0,
+    noise_std: float = 0.0,
 ) -> Path:
-    """`num_videos` non-bouncing MP4s and `videos.csv` ("path label", label = direction sector)."""
+    """`num_videos` non-bouncing MP4s and `videos.csv` ("path label", label = direction sector), optionally with
+    per-frame pixel noise of `noise_std` grey levels."""
     root = Path(root)
     lines, k, counts = [], 0, np.zeros(num_classes, int)
     quota = -(-num_videos // num_classes)  # balanced classes: chance is 1 / num_classes
@@ -46,7 +60,8 @@ def write_direction_dataset(
         if clip is None or counts[label := direction_class(clip[1], num_classes)] >= quota:
             continue
         counts[label] += 1
-        path = write_video(root / f"dir_{len(lines):04d}.mp4", clip[0])
+        frames = add_pixel_noise(clip[0], noise_std, np.random.default_rng([seed, k]))
+        path = write_video(root / f"dir_{len(lines):04d}.mp4", frames)
         lines.append(f"{path.name} {label}")
     csv_path = root / "videos.csv"
     csv_path.write_text("\n".join(lines) + "\n")
