@@ -20,7 +20,7 @@ BUDGET = {
     "cem": dict(iterations=15),
     "icem": dict(iterations=15),
     "mppi": dict(iterations=15),
-    "gradient": dict(iterations=60, grad_lr=0.01),
+    "gradient": dict(iterations=60, grad_lr=0.2),
     "cem_grad": dict(iterations=8, grad_steps=20),
 }
 

@@ -84,7 +84,7 @@ class CEMConfig:
     icem_elite_fraction: float = 0.3  # iCEM: fraction of the top-k kept into the next iteration
     icem_population_decay: float = 0.8  # iCEM: fresh samples shrink by this factor per iteration
     mppi_temperature: float = 0.1  # MPPI: softmax temperature in units of the iteration's energy std
-    grad_lr: float = 0.005  # gradient planners: Adam step size on the actions (metres)
+    grad_lr: float = 0.1  # gradient planners: Adam step size as a fraction of each action bound (maxnorm ...)
     grad_restarts: int = 4  # gradient: parallel starts (the initial mean and random draws around it)
     grad_steps: int = 5  # cem_grad: Adam steps on the CEM plan after the search
 

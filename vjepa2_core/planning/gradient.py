@@ -29,15 +29,18 @@ def adam_descent(
     """Projected Adam from the starts `init` [R,H,7] -> (best actions [H,7], best energy per step, evaluations).
 
     Each step scores all R starts in one batched rollout, keeps the best sequence seen so far and moves every start
-    along its own gradient (step size decaying linearly to a tenth); the final iterates are scored once more.
+    along its own gradient; the final iterates are scored once more. Adam runs on the actions divided by their
+    per-dimension bounds, so `grad_lr` is a fraction of `maxnorm` (rotations: `rot_maxnorm`, gripper: `gripper_max`)
+    whatever the search space, decaying as 1 / sqrt(1 + step / 10) so that no step count has to be known.
     """
     cfg, wm, device = planner.config, planner.world_model, rep.device
     bounds = planner._bounds(device)
+    scale = torch.where(bounds[1] > 0, bounds[1], torch.ones_like(bounds[1]))  # Adam works on actions / bound
     rollout = getattr(wm, "rollout_differentiable", wm.rollout)  # the toy's rollout is differentiable as it is
     goal = goal.clone()  # an inference-mode tensor cannot be saved for backward
-    x = planner._constrain(init.detach().clone(), state, bounds).requires_grad_(True)
-    optimizer = torch.optim.Adam([x], lr=cfg.grad_lr)
-    best, best_energy = x.detach()[0].clone(), torch.full((), float("inf"), device=device)
+    z = (planner._constrain(init.detach().clone(), state, bounds) / scale).requires_grad_(True)
+    optimizer = torch.optim.Adam([z], lr=cfg.grad_lr)
+    best, best_energy = (z.detach()[0] * scale).clone(), torch.full((), float("inf"), device=device)
     history = torch.empty(steps + 1, device=device)
     done = evaluated = 0
     for it in range(steps + 1):
@@ -47,11 +50,12 @@ def adam_descent(
             break
         last = it == steps
         with torch.enable_grad():
+            x = z * scale
             pred, _ = rollout(rep, state, x, cached=cfg.cached, last_only=cfg.energy_frames == "last")
             energy = trajectory_energy(pred, goal, cfg.energy, cfg.energy_frames)
-            grad = None if last else torch.autograd.grad(energy.sum(), x)[0]
+            grad = None if last else torch.autograd.grad(energy.sum(), z)[0]
         energy = energy.detach()
-        evaluated += x.shape[0]
+        evaluated += z.shape[0]
         low = energy.argmin()
         history[it].copy_(energy[low])
         best = torch.where(energy[low] < best_energy, x.detach()[low], best)
@@ -59,11 +63,11 @@ def adam_descent(
         done = it + 1
         if last:
             break
-        x.grad = grad
-        optimizer.param_groups[0]["lr"] = cfg.grad_lr * (1 - 0.9 * it / max(steps, 1))  # settle near the optimum
+        z.grad = grad
+        optimizer.param_groups[0]["lr"] = cfg.grad_lr / (1 + it / 10) ** 0.5  # settle near the optimum, any budget
         optimizer.step()
         with torch.no_grad():
-            x.copy_(planner._constrain(x.detach().clone(), state, bounds))
+            z.copy_(planner._constrain(z.detach() * scale, state, bounds) / scale)
     return best, history[:done], evaluated
 
 
