@@ -38,12 +38,18 @@ class SimConfig:
     # The camera of each task (`camera` None = this table's entry for `task`). Reach: a steep view from the side
     # opposite the robot's reach: a 3 cm move in any direction changes the 64 px image (the view ray is nearly
     # vertical, and lowering the grip bends the arm visibly); the old oblique view (azimuth 160, elevation -30) hid
-    # moves along its ray (see the model card). Push: a tighter view of the table from its far edge, so that the
-    # block covers more than a few pixels at 64 px (vjepa2_ros/models/PUSH_SCENE.md).
+    # moves along its ray (see the model card). Push: a distant narrow-angle (25 degree) view from the table's far
+    # corner, which the arm hides the block from least often (vjepa2_ros/models/PUSH_SCENE.md).
     task_cameras: dict = field(
         default_factory=lambda: {
             "reach": {"lookat": [1.26, 0.75, 0.52], "distance": 1.3, "azimuth": 270.0, "elevation": -75.0},
-            "push": {"lookat": [1.32, 0.75, 0.42], "distance": 0.8, "azimuth": 180.0, "elevation": -60.0},
+            "push": {
+                "lookat": [1.32, 0.75, 0.44],
+                "distance": 1.6,
+                "azimuth": 235.0,
+                "elevation": -60.0,
+                "fovy": 25.0,
+            },
         }
     )
     camera: dict | None = None
@@ -64,9 +70,11 @@ class SimConfig:
     settle_steps: int = 30  # env steps to settle after teleporting the mocap (lands within ~0.2 mm)
     object_goal_range: float = 0.12  # push: object goal offset range in x/y (m)
     block_start_range: float = 0.10  # push: block start offset range in x/y around the initial grip position (m)
-    block_half_size: float | None = None  # push: half the block's edge (m); None = Fetch's own 0.025
-    push_clearance: float = 0.04  # push: grip site to block face, behind the block, before a push (m)
-    goal_clearance: float = 0.04  # push: the same in the goal image: where the grip rests after the push (m)
+    block_half_size: float | None = 0.035  # push: half the block's edge (m), 7 cm cube; None = Fetch's own 0.025
+    push_clearance: float = 0.05  # push: grip site to block face, behind the block, before a push (m)
+    goal_clearance: float = (
+        0.03  # push: the same in the goal image: about where a push leaves the grip, clear of it (m)
+    )
 
 
 def _rotation_from_matrix(mat: np.ndarray):
@@ -399,15 +407,34 @@ class FetchSim:
         now), then restore the current state exactly: the images of goals and sub-goals."""
         return self._with_scene(np.asarray(ee_xyz, dtype=np.float64), block_xyz, self.render)
 
-    def subgoal_images(self) -> list[np.ndarray]:
-        """Images of the way to the goal, ending with the goal image. Push: the grip above the pose behind the
-        block, lowered there (the block where it is now), then the goal; reach: the goal image alone."""
+    def subgoal_images(self, every: int = 0, max_steps: int = 40) -> list[np.ndarray]:
+        """Images of the way to the goal, ending with the goal image; the current state is restored.
+
+        every = 0: the grip above the pose behind the block, lowered there (the block where it is now), then the
+        goal. every > 0: frames of the scripted pusher's own rollout from here, one every `every` steps until the
+        block is within 1 cm of its goal (at most `max_steps`), then the goal. Reach: the goal image alone.
+        """
         if self.block_half is None:
             return [self.goal_image()]
-        block = self.block_position()
-        lift = self.block_half + 0.05
-        poses = [self.behind_block(block, height=lift), self.behind_block(block)]
-        return [self.scene_image(p, block) for p in poses] + [self.goal_image()]
+        if every < 0 or max_steps < 1:
+            raise SimError(f"need every >= 0 and max_steps >= 1, got {every} and {max_steps}")
+        if every == 0:
+            block = self.block_position()
+            lift = self.block_half + 0.05
+            poses = [self.behind_block(block, height=lift), self.behind_block(block)]
+            return [self.scene_image(p, block) for p in poses] + [self.goal_image()]
+        snap, images = self.get_snapshot(), []
+        try:
+            for t in range(1, max_steps + 1):
+                self.step(scripted_push_action(self))
+                done = self.block_distance_to_goal() < 0.01
+                if t % every == 0 and not done:
+                    images.append(self.render())
+                if done:
+                    break
+        finally:
+            self.set_snapshot(snap)
+        return images + [self.goal_image()]
 
     def _with_goal_scene(self, fn):
         if self.goal is None:
@@ -459,7 +486,7 @@ def scripted_push_action(sim: FetchSim, target_xy: np.ndarray | None = None) -> 
     else:
         gap = behind - ee[:2]
         seg = np.clip(((block[:2] - ee[:2]) @ gap) / max(float(gap @ gap), 1e-9), 0.0, 1.0)
-        blocked = np.linalg.norm(ee[:2] + seg * gap - block[:2]) < h + 0.06
+        blocked = np.linalg.norm(gap) > 0.01 and np.linalg.norm(ee[:2] + seg * gap - block[:2]) < h + 0.06
         if ee[2] < safe_z - 0.01 and blocked:
             action[2] = safe_z - ee[2]  # rise first: the way behind the block passes over it
             if np.linalg.norm(rel) > h + 0.06:

@@ -1,7 +1,7 @@
 """`python -m vjepa2_ros.sim.push_probe`: is a push scene solvable from goal images? The true-simulator probe.
 
 Before a push model is trained, the scene itself must let a goal image say where the block has to go. The probe
-puts the TRUE simulator where the predictor would be: each step it tries a fixed set of candidate moves (state
+puts the TRUE simulator where the predictor would be: each step it tries a fixed set of 37 candidate moves (state
 restored after each), renders every outcome, scores it by the L1 energy of a world model's encoder features
 (the shipped reach model's random frozen encoder by default) to the current goal image, and executes the best.
 With `--subgoals` the goal images are the sequence of `FetchSim.subgoal_images()` (above the pre-push pose,
@@ -36,6 +36,7 @@ class ProbeConfig:
     steps: int = 40
     policy: str = "energy"
     subgoals: bool = False
+    subgoal_every: int = 0  # sub-goals from the scripted pusher's rollout, one image every this many steps (0 = poses)
     subgoal_threshold: float = 0.0  # move on when the energy to the current sub-goal is at most this (0 = off)
     subgoal_steps: int = 0  # move on after this many steps on one sub-goal (0 = off)
     plateau: bool = True  # move on when holding still beats every candidate move
@@ -44,12 +45,16 @@ class ProbeConfig:
 
 
 def candidate_moves(step: float) -> np.ndarray:
-    """35 moves [35, 7]: hold, the 26 directions of a 3x3x3 grid at full step, 8 flat directions at 2/5 step."""
-    grid = np.array([(x, y, z) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1) if (x, y, z) != (0, 0, 0)])
-    full = grid / np.linalg.norm(grid, axis=1, keepdims=True) * step
-    angles = np.arange(8) * np.pi / 4
-    short = np.stack([np.cos(angles), np.sin(angles), np.zeros(8)], 1) * 0.4 * step
-    moves = np.concatenate([np.zeros((1, 3)), full, short])
+    """37 moves [37, 7]: hold; flat moves in 16 directions at full step and 8 at 2/5 step (pushing is flat);
+    up and down at full and 2/5 step; and 8 moves at 45 degrees up or down in the 4 axis directions."""
+    flat16, flat8 = np.arange(16) * np.pi / 8, np.arange(8) * np.pi / 4
+    flat = [
+        np.stack([np.cos(a), np.sin(a), np.zeros_like(a)], 1) * s for a, s in ((flat16, step), (flat8, 0.4 * step))
+    ]
+    vertical = np.array([[0, 0, 1], [0, 0, -1], [0, 0, 0.4], [0, 0, -0.4]]) * step
+    axes = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]])
+    slanted = np.array([[*a, z] for a in axes for z in (1, -1)]) / np.sqrt(2) * step
+    moves = np.concatenate([np.zeros((1, 3)), *flat, vertical, slanted])
     return np.concatenate([moves, np.zeros((len(moves), 4))], 1)
 
 
@@ -96,7 +101,11 @@ def run_episode(sim: FetchSim, cfg: ProbeConfig, scorer: EnergyScorer | None, se
     sim.reset(seed=seed)
     rng = np.random.default_rng(seed)
     moves = candidate_moves(sim.cfg.max_step)
-    goals = (sim.subgoal_images() if cfg.subgoals else [sim.goal_image()]) if cfg.policy == "energy" else []
+    goals = (
+        (sim.subgoal_images(cfg.subgoal_every) if cfg.subgoals else [sim.goal_image()])
+        if cfg.policy == "energy"
+        else []
+    )
     start_block, start_dist = sim.block_position(), sim.distance_to_goal()
     k, on_goal, switches, best_dist, t0 = 0, 0, [], start_dist, time.perf_counter()
     split = energy_split(sim, scorer, goals[-1]) if scorer is not None and goals else None
@@ -183,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps, help="step budget per episode")
     p.add_argument("--policy", default=d.policy, choices=POLICIES)
     p.add_argument("--subgoals", action="store_true", help="score against the sub-goal image sequence")
+    p.add_argument(
+        "--subgoal-every",
+        type=int,
+        default=d.subgoal_every,
+        help="sub-goals from the scripted pusher's rollout: one frame every N steps (0: three poses)",
+    )
     p.add_argument("--subgoal-threshold", type=float, default=d.subgoal_threshold)
     p.add_argument("--subgoal-steps", type=int, default=d.subgoal_steps)
     p.add_argument("--no-plateau", action="store_true", help="do not move on when holding still is best")
@@ -197,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.episodes < 1 or args.steps < 1 or args.subgoal_steps < 0 or args.threads < 1:
-        parser.error("--episodes, --steps and --threads must be >= 1 and --subgoal-steps >= 0")
+    if args.episodes < 1 or args.steps < 1 or args.threads < 1 or min(args.subgoal_steps, args.subgoal_every) < 0:
+        parser.error("--episodes, --steps and --threads must be >= 1, --subgoal-steps and --subgoal-every >= 0")
     try:
         scene = json.loads(args.scene)
         sim_cfg = SimConfig(**scene)
@@ -207,17 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    names = (
-        "seed",
-        "episodes",
-        "steps",
-        "policy",
-        "subgoals",
-        "subgoal_threshold",
-        "subgoal_steps",
-        "model",
-        "strips",
-    )
+    names = ("seed", "episodes", "steps", "policy", "subgoals", "subgoal_every", "subgoal_threshold", "subgoal_steps")
+    names += ("model", "strips")
     cfg = ProbeConfig(plateau=not args.no_plateau, **{name: getattr(args, name) for name in names})
     try:
         result = probe(sim_cfg, cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
