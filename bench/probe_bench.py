@@ -1,6 +1,6 @@
 """Probe-training throughput (clips/s) of the tiny CPU eval config: end to end and probe step only.
 
-    .venv/bin/python bench/probe_bench.py [--videos 48] [--epochs 2] [--threads 2] [--heads 4]
+    .venv/bin/python bench/probe_bench.py [--videos 48] [--epochs 2] [--threads 1] [--heads 4]
 
 End to end runs training/eval_probe.py on generated direction-of-motion MP4s (decode, transform, frozen encoder
 over all segments, every head's forward/backward/AdamW) and reads the last epoch's training clips/s from its
@@ -90,7 +90,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vjepa2_core.evals import ClassMeanRecall, build_head_optimizers, load_probe, probe_state, view_averaged_probs
+from vjepa2_core.evals.metrics import chance_recall
 from vjepa2_core.hub import CheckpointError
 from vjepa2_core.models.attentive_pooler import AttentiveClassifier
 
@@ -87,3 +88,4 @@ def test_view_average_and_mean_class_recall():
     logits = torch.tensor([[5.0, 4, 0, 0], [0, 0, 5, 4], [0, 0, 5, 4], [5.0, 0, 0, 4]])
     m.update(logits, torch.tensor([1, 3, 0, 3]))  # hits: class1 yes, class3 yes+yes, class0 no
     assert m.value() == pytest.approx(100 * (1 + 1 + 0) / 3)
+    assert chance_recall(24) == pytest.approx(100 * 5 / 24) and chance_recall(3) == 100.0

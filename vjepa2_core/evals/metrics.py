@@ -41,8 +41,7 @@ class ClassMeanRecall:
         seen = counts > 0
         return float(100.0 * (hits[seen] / counts[seen]).mean()) if seen.any() else 0.0
 
-    @staticmethod
-    def chance(labels: Tensor, num_classes: int, k: int = 5) -> float:
-        """Expected mean-class recall@k of uniformly random rankings: k / C (in %)."""
-        del labels
-        return 100.0 * min(k, num_classes) / num_classes
+
+def chance_recall(num_classes: int, k: int = 5) -> float:
+    """Mean-class recall@k (%) of rankings drawn uniformly at random: k / C."""
+    return 100.0 * min(k, num_classes) / num_classes
