@@ -205,9 +205,9 @@ def report(run: ProbeRun, epoch: int, train_loss: float, rate: float, logger: CS
     logger.log({**row, "time_s": time.perf_counter() - run.t0})
     metric = "action mean-class recall@5" if run.name == ANTICIPATION else "top-1"
     lr, wd = run.heads[best]["lr"], run.heads[best]["weight_decay"]
-    print(f"[epoch {epoch}] val {metric} {scores[best]:.2f}% (best head {best}: lr {lr:g} wd {wd:g})", flush=True)
     result = {"epoch": epoch, "best_head": best, "best": scores[best], **all_scores}
     if is_main:
+        print(f"[epoch {epoch}] val {metric} {scores[best]:.2f}% (best head {best}: lr {lr:g} wd {wd:g})", flush=True)
         (run.folder / "results.json").write_text(json.dumps(result))
     return result
 
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             run.scaler.update()
             total_loss, n = total_loss + float(sum(losses).detach()) / len(losses), n + 1
             meter.update(len(feats[0]) * dist.world_size)
-            if (itr + 1) % cfg["meta"]["log_every"] == 0:
+            if dist.is_main and (itr + 1) % cfg["meta"]["log_every"] == 0:
                 print(f"[epoch {epoch} itr {itr + 1}/{run.ipe}] mean head loss {total_loss / n:.4f}", flush=True)
         if dist.is_main:
             save(run, epoch + 1, dist.world_size)
