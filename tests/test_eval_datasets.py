@@ -19,6 +19,7 @@ from vjepa2_core.data.motion_direction import (
     write_quadrant_images,
 )
 from vjepa2_core.data.transforms import RAND_AUGMENT_OPS, ProbeTrainTransform, _rand_op, eval_video_transform
+from vjepa2_core.data.video import read_frames
 
 
 def test_segment_indices_partition_and_overlap():
@@ -28,6 +29,8 @@ def test_segment_indices_partition_and_overlap():
     rng = np.random.default_rng(0)
     for s, lo in zip(segment_indices(40, 4, 2, 2, rng), (0, 20)):
         assert lo <= s[0] <= lo + 13 and np.all(np.diff(s) == 2)
+    for seed in range(20):  # training starts rounded to a multiple: aligned 2-frame tubelets of held videos
+        assert all(s[0] % 2 == 0 for s in segment_indices(40, 4, 1, 2, np.random.default_rng(seed), 2))
     # short video: evenly spread overlapping clips, indices past the end repeat the last frame
     segs = segment_indices(6, 4, 2, 3, rng=None)
     assert [s.tolist() for s in segs] == [[0, 2, 4, 5], [0, 2, 4, 5], [0, 2, 4, 5]]
@@ -45,6 +48,12 @@ def test_direction_labels_and_video_list_dataset(tmp_path):
     assert clips[0][0].shape == (3, 4, 32, 32) and [i.tolist() for i in indices] == [[0, 2, 4, 6], [5, 7, 9, 11]]
     batch = torch.utils.data.default_collate([ds[0], ds[1]])
     assert batch[0][1][0].shape == (2, 3, 4, 32, 32) and batch[2][0].shape == (2, 4)
+
+
+def test_held_frames_make_still_tubelets(tmp_path):
+    csv = write_direction_dataset(tmp_path / "h", 1, num_frames=4, seed=0, hold=2)
+    frames = read_frames(tmp_path / "h" / csv.read_text().split()[0], list(range(8)))
+    assert np.abs(frames[0].astype(int) - frames[1]).mean() < 2 < np.abs(frames[1].astype(int) - frames[2]).mean()
 
 
 def test_image_folder_dataset(tmp_path):

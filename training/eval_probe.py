@@ -64,6 +64,7 @@ SCHEMA = {
             "frame_step": Field(int, 4),
             "num_segments": Field(int, 1),
             "num_views_per_segment": Field(int, 1),
+            "clip_start_multiple": Field(int, 1),  # extension: training clip starts rounded down to a multiple
             "frames_per_second": Field(float, 8.0),
             "anticipation_time_sec": Field((float, list), 1.0),
             "train_anticipation_time_sec": Field((float, list), 1.0),

@@ -34,16 +34,23 @@ def eval_as_clip_transform(transform: Callable[[np.ndarray], list[torch.Tensor]]
 
 
 def segment_indices(
-    num_frames: int, frames_per_clip: int, frame_step: int, num_segments: int, rng: np.random.Generator | None
+    num_frames: int,
+    frames_per_clip: int,
+    frame_step: int,
+    num_segments: int,
+    rng: np.random.Generator | None,
+    start_multiple: int = 1,
 ) -> list[np.ndarray]:
-    """Frame indices of each segment. A partition long enough for a clip holds it (random start if `rng`);
-    otherwise clips are spread evenly over the video, overlapping, and indices past the end repeat the last frame."""
+    """Frame indices of each segment. A partition long enough for a clip holds it (random start if `rng`, rounded
+    down to a multiple of `start_multiple`); otherwise clips are spread evenly over the video, overlapping, and
+    indices past the end repeat the last frame."""
     span = (frames_per_clip - 1) * frame_step + 1
     part = num_frames // num_segments
     out = []
     for i in range(num_segments):
         if part >= span:
-            start = i * part + (int(rng.integers(0, part - span + 1)) if rng is not None else 0)
+            offset = int(rng.integers(0, part - span + 1)) if rng is not None else 0
+            start = i * part + offset - offset % start_multiple
         else:
             start = 0 if num_segments == 1 else round(i * max(0, num_frames - span) / (num_segments - 1))
         idx = start + np.arange(frames_per_clip) * frame_step
@@ -84,18 +91,21 @@ class VideoListDataset(SeededDataset):
         num_segments: int = 1,
         training: bool = False,
         seed: int = 0,
+        start_multiple: int = 1,
     ) -> None:
         self.samples = read_list(csv)
         if not self.samples:
             raise ValueError(f"{csv}: no videos listed")
         self.transform, self.training, self.seed = transform, training, int(seed)
         self.fpc, self.step, self.num_segments = frames_per_clip, frame_step, num_segments
+        self.start_multiple = start_multiple
 
     def __getitem__(self, index: int):
         path, label = self.samples[index]
         rng = self.rng(index)
         num_frames, _ = video_info(path)
-        indices = segment_indices(num_frames, self.fpc, self.step, self.num_segments, rng if self.training else None)
+        rng_or_none = rng if self.training else None
+        indices = segment_indices(num_frames, self.fpc, self.step, self.num_segments, rng_or_none, self.start_multiple)
         clips = [self.transform(read_clip(path, idx), rng) for idx in indices]
         return clips, label, [torch.from_numpy(i) for i in indices]
 

@@ -48,9 +48,11 @@ def write_direction_dataset(
     num_classes: int = 8,
     seed: int = 0,
     noise_std: float = 0.0,
+    hold: int = 1,
 ) -> Path:
     """`num_videos` non-bouncing MP4s and `videos.csv` ("path label", label = direction sector), optionally with
-    per-frame pixel noise of `noise_std` grey levels."""
+    per-frame pixel noise of `noise_std` grey levels. `hold=2` shows every frame twice: each (aligned) 2-frame
+    tubelet is then a still image, and motion is only visible across tubelets."""
     root = Path(root)
     lines, k, counts = [], 0, np.zeros(num_classes, int)
     quota = -(-num_videos // num_classes)  # balanced classes: chance is 1 / num_classes
@@ -60,7 +62,7 @@ def write_direction_dataset(
         if clip is None or counts[label := direction_class(clip[1], num_classes)] >= quota:
             continue
         counts[label] += 1
-        frames = add_pixel_noise(clip[0], noise_std, np.random.default_rng([seed, k]))
+        frames = add_pixel_noise(np.repeat(clip[0], hold, axis=0), noise_std, np.random.default_rng([seed, k]))
         path = write_video(root / f"dir_{len(lines):04d}.mp4", frames)
         lines.append(f"{path.name} {label}")
     csv_path = root / "videos.csv"

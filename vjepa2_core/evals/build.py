@@ -107,7 +107,7 @@ def build_datasets(cfg: Mapping[str, Any], seed: int = 0) -> tuple[Any, Any, Cla
         )
         return train, val, classes
     common = dict(frames_per_clip=data["frames_per_clip"], frame_step=data["frame_step"], seed=seed)
-    common["num_segments"] = data["num_segments"]
+    common.update(num_segments=data["num_segments"], start_multiple=data["clip_start_multiple"])
     return (
         VideoListDataset(data["dataset_train"], train_tf, training=True, **common),
         VideoListDataset(data["dataset_val"], val_tf, **common),
