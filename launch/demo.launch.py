@@ -24,6 +24,7 @@ ARGUMENTS = {
     "max_steps": ("20", "ReachGoal step budget"),
     "out": ("sim_demo", "directory for the image strip"),
     "client": ("true", "start the demo client (false: only sim and planner, drive them with ros2 action/service)"),
+    "autostart": ("true", "planner configures and activates itself; false: drive its lifecycle (change_state)"),
 }
 
 
@@ -43,7 +44,7 @@ def generate_launch_description() -> LaunchDescription:
         name="vjepa2_planner",
         parameters=[
             PathJoinSubstitution([SHARE, "config", "sim_planner.yaml"]),
-            {"model.checkpoint": _model_path()},
+            {"model.checkpoint": _model_path(), "autostart": arg("autostart")},
         ],
         output="screen",
     )

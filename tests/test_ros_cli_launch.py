@@ -23,6 +23,7 @@ from ros_helpers import wait_until
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
+PARAM_DISCOVERY = ("--no-daemon", "--spin-time", "5")
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +93,15 @@ class Launch:
 
 
 def ros2(env: dict[str, str], *args: str, timeout: float = 60.0) -> str:
-    """Run one `ros2` CLI command; returns its stdout (fails with its output on a non-zero exit)."""
-    out = subprocess.run(["ros2", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    """Run one `ros2` CLI command; returns its stdout (fails with its output on a non-zero exit).
+
+    Right after start-up the node list can be incomplete (discovery): a `ros2 param` that did not see the node is
+    retried with a longer discovery wait (`--spin-time 5`).
+    """
+    cmd = ["ros2", *args, *(("--no-daemon",) if args[0] == "param" else ())]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if "Node not found" in out.stderr:
+        out = subprocess.run([*cmd, *PARAM_DISCOVERY], env=env, capture_output=True, text=True, timeout=timeout)
     assert (
         out.returncode == 0
     ), f"ros2 {' '.join(args)} -> {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
@@ -109,7 +117,7 @@ def test_demo_launch_without_client_is_driven_from_the_cli(ws_env, tmp_path):
         print(f"ros2 launch -> planner ready: {ready:.1f} s")
         started = re.findall(r"\[INFO\] \[([\w.-]+)\]: process started", launch.text())
         assert sorted(n.rsplit("-", 1)[0] for n in started) == ["vjepa2_planner", "vjepa2_sim"], started
-        value = ros2(ws_env, "param", "get", "/vjepa2_planner", "cem.samples", "--no-daemon")
+        value = ros2(ws_env, "param", "get", "/vjepa2_planner", "cem.samples")
         assert re.search(r"value is: 100\b", value), value
         plan = ros2(
             ws_env, "service", "call", "/vjepa2_planner/plan_to_goal", "vjepa2_interfaces/srv/PlanToGoal",
@@ -145,16 +153,14 @@ def test_planner_launch_serves_the_cli_and_ctrl_c_exits_cleanly(ws_env, tiny_par
     try:
         ready = launch.wait_for(r"vjepa2_planner ready", 90)
         print(f"ros2 launch planner.launch.py -> ready: {ready:.1f} s")
-        assert "String value is: cpu" in ros2(ws_env, "param", "get", "/vjepa2_planner", "model.device", "--no-daemon")
+        assert "String value is: cpu" in ros2(ws_env, "param", "get", "/vjepa2_planner", "model.device")
         stop = ros2(ws_env, "service", "call", "/vjepa2_planner/stop", "std_srvs/srv/Trigger")
         assert "success=True" in stop, stop
         described = ros2(ws_env, "param", "describe", "/vjepa2_planner", "safety.max_translation")
         assert "Min value: 0.0001" in described and "Max value: 1.0" in described, described
         assert "Set parameter successful" in ros2(ws_env, "param", "set", "/vjepa2_planner", "control_rate", "5.0")
-        out = subprocess.run(
-            ["ros2", "param", "set", "/vjepa2_planner", "safety.stale_timeout", "-1.0"], env=ws_env, text=True,
-            capture_output=True, timeout=60,
-        )  # fmt: skip
+        refused = ["ros2", "param", "set", "/vjepa2_planner", "safety.stale_timeout", "-1.0", *PARAM_DISCOVERY]
+        out = subprocess.run(refused, env=ws_env, text=True, capture_output=True, timeout=60)
         assert "Setting parameter failed" in out.stdout + out.stderr, out
     finally:
         code = launch.ctrl_c()

@@ -136,6 +136,7 @@ def test_png_bomb_on_the_camera_is_dropped_before_decoding(ros, traj):
 
     ros.wait_diag(counted)
     grown = (psutil.Process(planner.proc.pid).memory_info().rss - rss_before) / 2**20
+    print(f"planner RSS change after the PNG bomb: {grown:+.0f} MiB")
     assert grown < 100, f"planner RSS grew {grown:.0f} MiB"  # a decoded bomb alone is 143 MiB of BGR pixels
     state = traj["states"][0].tolist()
     resp = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1]), current_state=state, samples=10,
