@@ -32,7 +32,8 @@ def test_outcomes_restore_the_state_and_the_energy_sees_the_block():
         outcomes = outcome_images(sim, candidate_moves(sim.cfg.max_step)[:5])
         np.testing.assert_array_equal(sim.render(), image)
         np.testing.assert_allclose(sim.state(), state, atol=1e-9)
-        assert np.array_equal(outcomes[0], image) and not np.array_equal(outcomes[1], image)
+        change = [np.abs(o.astype(int) - image).mean() for o in outcomes]
+        assert change[0] < 0.5 < 2.0 < min(change[1:]), f"hold ~ the current image, moves change it: {change}"
         scorer = EnergyScorer(str(SHIPPED_MODEL))
         split = energy_split(sim, scorer, sim.goal_image())
         # both the arm and the block at their goal lower the energy: the goal image says where the block must go
@@ -41,6 +42,7 @@ def test_outcomes_restore_the_state_and_the_energy_sees_the_block():
         sim.close()
 
 
+@pytest.mark.slow  # about 25 s on the shared CPU
 def test_scripted_pusher_beats_random_moves_on_the_probe_seeds():
     log = lambda _: None  # noqa: E731
     oracle = probe(SimConfig(), ProbeConfig(seed=500, episodes=3, policy="oracle"), log=log)["summary"]
