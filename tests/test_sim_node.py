@@ -116,3 +116,49 @@ def test_bad_parameters_stop_the_node_with_a_clear_message(param):
     cmd = [sys.executable, "-m", "vjepa2_ros.sim.sim_node", "--ros-args", "-p", param]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "invalid configuration" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_set_seed_selects_the_episode_sim_eval_runs(client, sim_process):
+    """`seed` parameter + ~/reset = episode `seed` of vjepa2-sim-eval (what --via-ros relies on)."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    from vjepa2_ros.sim.env import FetchSim, SimConfig
+
+    node, got, _, _ = client
+    for srv_type, name, request in (
+        (
+            SetParameters,
+            "set_parameters",
+            SetParameters.Request(
+                parameters=[
+                    Parameter(
+                        name="seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=1003)
+                    )
+                ]
+            ),
+        ),  # noqa: E501
+        (Trigger, "reset", Trigger.Request()),
+    ):
+        n_goals = len(got["goal_pose"])
+        cli = node.create_client(srv_type, f"{NODE}/{name}")
+        assert cli.wait_for_service(timeout_sec=15.0)
+        future = cli.call_async(request)
+        assert spin_until(node, future.done)
+    assert spin_until(node, lambda: len(got["goal_pose"]) > n_goals)
+    p = got["goal_pose"][-1].pose.position
+    sim = FetchSim(SimConfig(image_size=40), seed=0)
+    try:
+        sim.reset(seed=1003)
+        np.testing.assert_allclose([p.x, p.y, p.z], sim.goal_state()[:3], atol=1e-6)
+    finally:
+        sim.close()
+
+
+def test_ctrl_c_twice_exits_cleanly(sim_process):
+    """ros2 launch forwards the terminal's Ctrl-C: SIGINT arrives twice; no traceback, exit 0 (ends the module)."""
+    sim_process.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    sim_process.send_signal(signal.SIGINT)
+    out, _ = sim_process.communicate(timeout=20)
+    assert sim_process.returncode == 0 and "Traceback" not in out, out[-2000:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import queue
+import signal
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -166,3 +167,21 @@ def debug_view(
     banner = np.zeros((28, view.shape[1], 3), np.uint8)
     cv2.putText(banner, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
     return np.ascontiguousarray(np.concatenate([view, banner], axis=0))
+
+
+def _after_rclpy_signal(_signum, _frame) -> None:
+    """rclpy's own SIGINT handler runs first (it chains to this one) and shuts the context down; raising
+    KeyboardInterrupt as well would interrupt the clean-up wherever it is."""
+
+
+def quiet_sigint() -> None:
+    """Call before `rclpy.init`: Ctrl-C (twice under `ros2 launch`, which forwards the terminal's) then only shuts
+    the context down, so a node exits cleanly instead of printing a KeyboardInterrupt traceback from its clean-up."""
+    signal.signal(signal.SIGINT, _after_rclpy_signal)
+
+
+def ignore_sigint() -> None:
+    """Call when clean-up starts: a further Ctrl-C is ignored. Python restores the default action of handled signals
+    while the interpreter finalises (after main returns), so a handler would leave a window in which the second
+    SIGINT of `ros2 launch` kills the process (exit -2); an ignored signal stays ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -2,7 +2,8 @@
 
 For each control step t of the aligned bag: roll the recorded actions out open-loop for k = 1..K and compare the
 predicted latents with the encoded future frames; then run one step of the planner node's closed-loop controller
-toward the frame at t + k and compare the command it would send with the recorded action. Writes replay_steps.csv, replay_summary.json and two PNG plots.
+toward the frame at t + k and compare the command it would send with the recorded action. Writes
+replay_steps.csv, replay_summary.json and two PNG plots.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 
 from vjepa2_ros.conversions import rgb_to_image, state_to_pose_stamped
+from vjepa2_ros.ros_utils import ignore_sigint, quiet_sigint
 from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -128,6 +129,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    quiet_sigint()
     rclpy.init(args=args)
     node, code = None, 0
     try:
@@ -142,6 +144,7 @@ def main(args: list[str] | None = None) -> int:
         if node is None or rclpy.ok():
             raise
     finally:
+        ignore_sigint()  # the second Ctrl-C of ros2 launch must not interrupt clean-up or finalisation
         if node is not None:
             node.sim.close()
             node.destroy_node()
