@@ -253,7 +253,10 @@ class CEMPlanner:
         if warm_start is not None:
             prev = warm_start.actions if isinstance(warm_start, PlanResult) else warm_start
             prev = shift_plan(prev, cfg.horizon).to(device)
-        actions, history, evaluated = self.search(rep, state, goal, gen, prev, should_stop)
+        try:
+            actions, history, evaluated = self.search(rep, state, goal, gen, prev, should_stop)
+        finally:
+            self._deadline = None  # a later direct `search` call has no budget
         _sync(device)
         loop_end = time.perf_counter()
 

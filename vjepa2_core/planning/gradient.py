@@ -39,7 +39,7 @@ def adam_descent(
     rollout = getattr(wm, "rollout_differentiable", wm.rollout)  # the toy's rollout is differentiable as it is
     goal = goal.clone()  # an inference-mode tensor cannot be saved for backward
     z = (planner._constrain(init.detach().clone(), state, bounds) / scale).requires_grad_(True)
-    optimizer = torch.optim.Adam([z], lr=cfg.grad_lr)
+    adam = AdamState(z)
     best, best_energy = (z.detach()[0] * scale).clone(), torch.full((), float("inf"), device=device)
     history = torch.empty(steps + 1, device=device)
     done = evaluated = 0
@@ -63,12 +63,26 @@ def adam_descent(
         done = it + 1
         if last:
             break
-        z.grad = grad
-        optimizer.param_groups[0]["lr"] = cfg.grad_lr / (1 + it / 10) ** 0.5  # settle near the optimum, any budget
-        optimizer.step()
         with torch.no_grad():
+            adam.step(z, grad, cfg.grad_lr / (1 + it / 10) ** 0.5)  # settle near the optimum, any budget
             z.copy_(planner._constrain(z.detach() * scale, state, bounds) / scale)
     return best, history[:done], evaluated
+
+
+class AdamState:
+    """Adam (beta 0.9 / 0.999, eps 1e-8) on one tensor: no `torch.optim` (its first step imports for seconds)."""
+
+    def __init__(self, like: torch.Tensor, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+        self.m, self.v = torch.zeros_like(like), torch.zeros_like(like)
+        self.beta1, self.beta2, self.eps, self.t = beta1, beta2, eps, 0
+
+    def step(self, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        self.t += 1
+        self.m.lerp_(grad, 1 - self.beta1)
+        self.v.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        m_hat = self.m / (1 - self.beta1**self.t)
+        v_hat = self.v / (1 - self.beta2**self.t)
+        param.sub_(lr * m_hat / (v_hat.sqrt() + self.eps))
 
 
 class GradientPlanner(CEMPlanner):
