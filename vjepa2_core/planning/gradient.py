@@ -24,7 +24,6 @@ def adam_descent(
     init: torch.Tensor,
     steps: int,
     should_stop: Callable[[], bool] | None = None,
-    budgeted: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Projected Adam from the starts `init` [R,H,7] -> (best actions [H,7], best energy per step, evaluations).
 
@@ -46,7 +45,7 @@ def adam_descent(
     for it in range(steps + 1):
         if should_stop is not None and should_stop():
             raise PlanCancelled(f"gradient search cancelled after {it} of {steps} steps")
-        if budgeted and it > 0 and planner.out_of_time(device):
+        if it > 0 and planner.out_of_time(device):
             break
         last = it == steps
         with torch.enable_grad():
@@ -108,7 +107,10 @@ class GradientPlanner(CEMPlanner):
 
 
 class CEMGradPlanner(CEMPlanner):
-    """The CEM search, then `grad_steps` projected Adam steps from its plan and its best sample (the better wins)."""
+    """The CEM search, then `grad_steps` projected Adam steps from its plan and its best sample (the better wins).
+
+    Under `time_budget_s` the refinement stops with the budget too (after at least one step), like every search.
+    """
 
     def search(
         self,
@@ -122,5 +124,5 @@ class CEMGradPlanner(CEMPlanner):
         plan, history, evaluated = super().search(rep, state, goal, gen, warm, should_stop)
         starts = torch.stack([plan, self.best_sample[0]])
         steps = self.config.grad_steps
-        actions, refined, more = adam_descent(self, rep, state, goal, starts, steps, should_stop, budgeted=False)
+        actions, refined, more = adam_descent(self, rep, state, goal, starts, steps, should_stop)
         return self.round_gripper(actions), torch.cat([history, refined]), evaluated + more
