@@ -38,18 +38,12 @@ class SimConfig:
     # The camera of each task (`camera` None = this table's entry for `task`). Reach: a steep view from the side
     # opposite the robot's reach: a 3 cm move in any direction changes the 64 px image (the view ray is nearly
     # vertical, and lowering the grip bends the arm visibly); the old oblique view (azimuth 160, elevation -30) hid
-    # moves along its ray (see the model card). Push: a distant narrow-angle (25 degree) view from the table's far
-    # corner, which the arm hides the block from least often (vjepa2_ros/models/PUSH_SCENE.md).
+    # moves along its ray (see the model card). Push: a close view from the table's far edge (MuJoCo's 45 degree
+    # lens): the probe's best; narrow lenses hid moves along their ray (vjepa2_ros/models/PUSH_SCENE.md).
     task_cameras: dict = field(
         default_factory=lambda: {
             "reach": {"lookat": [1.26, 0.75, 0.52], "distance": 1.3, "azimuth": 270.0, "elevation": -75.0},
-            "push": {
-                "lookat": [1.32, 0.75, 0.44],
-                "distance": 1.6,
-                "azimuth": 235.0,
-                "elevation": -60.0,
-                "fovy": 25.0,
-            },
+            "push": {"lookat": [1.32, 0.75, 0.42], "distance": 0.8, "azimuth": 180.0, "elevation": -60.0},
         }
     )
     camera: dict | None = None
