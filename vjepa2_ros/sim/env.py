@@ -66,9 +66,7 @@ class SimConfig:
     block_start_range: float = 0.10  # push: block start offset range in x/y around the initial grip position (m)
     block_half_size: float | None = 0.035  # push: half the block's edge (m), 7 cm cube; None = Fetch's own 0.025
     push_clearance: float = 0.05  # push: grip site to block face, behind the block, before a push (m)
-    goal_clearance: float = (
-        0.03  # push: the same in the goal image: about where a push leaves the grip, clear of it (m)
-    )
+    goal_clearance: float = 0.03  # push: the same in the goal image (where a push leaves the grip; clear of it)
 
 
 def _rotation_from_matrix(mat: np.ndarray):
