@@ -152,8 +152,10 @@ def test_gradient_through_the_cached_rollout_equals_the_uncached_one():
         torch.testing.assert_close(pred.detach(), wm.rollout(rep, START, actions, cached=cached)[0], atol=1e-6, rtol=0)
     assert grads[0].abs().max() > 0
     torch.testing.assert_close(grads[0], grads[1], atol=1e-7, rtol=1e-4)
-    # every planner runs on the real model, within bounds, with a finite energy
+    # every planner runs on the real model, within bounds, with a finite energy, also under inference mode
     for name in NAMES:
         cfg = CEMConfig(planner=name, horizon=2, samples=8, topk=2, iterations=2, grad_restarts=2, grad_steps=2)
-        result = make_planner(wm, cfg).plan(rep, START, goal, seed=0)
+        with torch.inference_mode():
+            result = make_planner(wm, cfg).plan(rep, START, goal, seed=0)
         assert np.isfinite(result.energy) and result.actions[:, :3].abs().max() <= cfg.maxnorm + 1e-7, name
+        assert result.energy <= result.energy_history[0] + 1e-6 or name in ("cem", "mppi"), name

@@ -32,12 +32,18 @@ def adam_descent(
     per-dimension bounds, so `grad_lr` is a fraction of `maxnorm` (rotations: `rot_maxnorm`, gripper: `gripper_max`)
     whatever the search space, decaying as 1 / sqrt(1 + step / 10) so that no step count has to be known.
     """
+    with torch.inference_mode(False):  # callers (the controller) may plan under inference mode
+        # inference-mode tensors cannot be saved for backward: work on ordinary copies
+        rep, state, goal, init = (t.clone() for t in (rep, state, goal, init.detach()))
+        return _adam_descent(planner, rep, state, goal, init, steps, should_stop)
+
+
+def _adam_descent(planner, rep, state, goal, init, steps, should_stop):
     cfg, wm, device = planner.config, planner.world_model, rep.device
     bounds = planner._bounds(device)
     scale = torch.where(bounds[1] > 0, bounds[1], torch.ones_like(bounds[1]))  # Adam works on actions / bound
     rollout = getattr(wm, "rollout_differentiable", wm.rollout)  # the toy's rollout is differentiable as it is
-    goal = goal.clone()  # an inference-mode tensor cannot be saved for backward
-    z = (planner._constrain(init.detach().clone(), state, bounds) / scale).requires_grad_(True)
+    z = (planner._constrain(init, state, bounds) / scale).requires_grad_(True)
     adam = AdamState(z)
     best, best_energy = (z.detach()[0] * scale).clone(), torch.full((), float("inf"), device=device)
     history = torch.empty(steps + 1, device=device)
