@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa2_ros.sim.evaluate import SHIPPED_MODEL
 from vjepa2_ros.sim.filmstrip import save_film_strip
+from vjepa2_ros.sim.paths import SHIPPED_MODEL, ConfigFileError, config_file
 
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 SIM = "/vjepa2_sim"
 PLANNER = "/vjepa2_planner"
 SUCCESS_M = 0.03
@@ -34,17 +33,6 @@ NOT_YET_SEEN = ("no_camera", "no_state")
 
 class DemoError(RuntimeError):
     """A step of the demo that did not happen in time (with what to look at)."""
-
-
-def config_file(name: str) -> Path:
-    """config/<name> from the source tree, else from the installed share directory."""
-    local = REPO_CONFIG / name
-    if local.is_file():
-        return local
-    share = Path(sys.prefix) / "share" / "vjepa2_ros" / "config" / name
-    if share.is_file():
-        return share
-    raise DemoError(f"{name} not found in {REPO_CONFIG} or {share.parent}")
 
 
 def start_nodes(
@@ -279,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
     try:
         run(args)
-    except DemoError as exc:
+    except (DemoError, ConfigFileError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

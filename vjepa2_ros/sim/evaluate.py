@@ -27,12 +27,12 @@ from vjepa2_core.planning.cem import config_to_dict
 from vjepa2_core.planning.settings import PlanningSettings, planning_values, read_params_file, settings_from_values
 from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError
 from vjepa2_ros.sim.filmstrip import save_film_strip
+from vjepa2_ros.sim.paths import REPO_CONFIG, SHIPPED_MODEL, ConfigFileError, config_file  # noqa: F401
 
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "sim_reach.safetensors"
 POLICIES = ("planner", "random", "oracle")
 
 
-SIM_PLANNER_PARAMS = Path(__file__).resolve().parents[2] / "config" / "sim_planner.yaml"
+SIM_PLANNER_PARAMS = REPO_CONFIG / "sim_planner.yaml"
 
 
 @dataclass
@@ -57,16 +57,6 @@ class EvalConfig:
 
     def steps(self) -> int:
         return self.max_steps if self.max_steps is not None else self.planning().rules.max_steps
-
-
-def config_file(path: str | Path) -> Path:
-    """A params file by path, else config/<name> from the source tree or the installed share directory."""
-    candidates = [Path(path), SIM_PLANNER_PARAMS.parent / Path(path).name]
-    candidates.append(Path(sys.prefix) / "share" / "vjepa2_ros" / "config" / Path(path).name)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise SimError(f"params file {path} not found")
 
 
 # ------------------------------------------------------------------------------------------------------- policies
@@ -335,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         results = run_policies(cfg, names, args.model, out, args.via_ros, log)
-    except (SimError, ValueError) as exc:
+    except (SimError, ConfigFileError, ValueError) as exc:
         parser.error(str(exc))
     except RuntimeError as exc:  # DemoError: a node did not come up or answer in time (--via-ros)
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)

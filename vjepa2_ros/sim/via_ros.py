@@ -19,13 +19,14 @@ import numpy as np
 import yaml
 
 from vjepa2_ros.sim.demo import DemoClient, DemoError, start_nodes, stop_nodes
+from vjepa2_ros.sim.paths import config_file
 
 
 def evaluate_via_ros(cfg, model: str | Path, out: Path, log=print, timeout_per_step: float = 60.0) -> dict:
     """Run `cfg.episodes` planner episodes over ROS 2; returns {"summary", "episodes"} like `evaluate`."""
     import rclpy
 
-    from vjepa2_ros.sim.evaluate import config_file, summarise
+    from vjepa2_ros.sim.evaluate import summarise
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))

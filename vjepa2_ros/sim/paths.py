@@ -1,0 +1,23 @@
+"""Where the simulator tools find the shipped model and the node params files (source tree or installed share)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "sim_reach.safetensors"
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+
+class ConfigFileError(RuntimeError):
+    """A params file that is in neither the given place, the source tree nor the installed share directory."""
+
+
+def config_file(path: str | Path) -> Path:
+    """A file by path, else config/<name> from the source tree, else from the installed share directory."""
+    name = Path(path).name
+    share = Path(sys.prefix) / "share" / "vjepa2_ros" / "config"
+    for candidate in (Path(path), REPO_CONFIG / name, share / name):
+        if candidate.is_file():
+            return candidate
+    raise ConfigFileError(f"{path} not found (nor {name} in {REPO_CONFIG} or {share})")
