@@ -32,7 +32,9 @@ def test_memory_estimate_bounds_a_real_plan():
     )
     m = json.loads(out.stdout.strip().splitlines()[-1])
     assert m["grown"] > 50 * 2**20, m  # the plan really used memory, so the comparison means something
-    assert m["grown"] <= m["estimate"] <= 3 * m["grown"], m
+    # an upper bound (what refusals rely on), within an order of magnitude: peak RSS of one plan is 300-340 MB here
+    # alone (estimate 449 MB) but as low as 90 MB when the whole suite and other jobs squeeze the page cache
+    assert m["grown"] <= m["estimate"] <= 8 * m["grown"], m
 
 
 def test_cost_grows_with_every_budget_field():
