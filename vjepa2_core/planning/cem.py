@@ -295,10 +295,7 @@ class CEMPlanner:
         """
         cfg, device = self.config, rep.device
         bounds = self._bounds(device)
-        mean, std = self._initial_distribution(device)
-        if warm is not None:
-            warm = self._constrain(warm[None], state, bounds)[0]
-            mean = warm.clone()
+        mean, std, warm = self._start_distribution(state, bounds, warm, device)
         alpha, beta = self._momenta(device)
         history = torch.empty(cfg.iterations, device=device)
         elites = elite_energy = None
@@ -378,6 +375,16 @@ class CEMPlanner:
         return result
 
     # -- pieces of the algorithm
+
+    def _start_distribution(
+        self, state: torch.Tensor, bounds: tuple[torch.Tensor, ...], warm: torch.Tensor | None, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(mean, std, warm): the initial sampling distribution, centred on the warm start, constrained."""
+        mean, std = self._initial_distribution(device)
+        if warm is not None:
+            warm = self._constrain(warm[None], state, bounds)[0]
+            mean = warm.clone()
+        return mean, std, warm
 
     def _initial_distribution(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config

@@ -28,9 +28,7 @@ class MPPIPlanner(CEMPlanner):
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
         cfg, device = self.config, rep.device
         bounds = self._bounds(device)
-        mean, std = self._initial_distribution(device)
-        if warm is not None:
-            mean = self._constrain(warm[None], state, bounds)[0].clone()
+        mean, std, _ = self._start_distribution(state, bounds, warm, device)
         alpha, beta = self._momenta(device)
         history = torch.empty(cfg.iterations, device=device)
         evaluated = done = 0
