@@ -6,10 +6,17 @@ import math
 import pytest
 import torch
 
-from vjepa2_core.evals import ClassMeanRecall, build_head_optimizers, load_probe, probe_state, view_averaged_probs
+from vjepa2_core.evals import (
+    ClassMeanRecall,
+    build_head_optimizers,
+    load_ek100_probe,
+    load_probe,
+    probe_state,
+    view_averaged_probs,
+)
 from vjepa2_core.evals.metrics import chance_recall
 from vjepa2_core.hub import CheckpointError
-from vjepa2_core.models.attentive_pooler import AttentiveClassifier
+from vjepa2_core.models.attentive_pooler import AttentiveClassifier, AttentivePooler
 
 
 def _released_file(path, probe):
@@ -89,3 +96,53 @@ def test_view_average_and_mean_class_recall():
     m.update(logits, torch.tensor([1, 3, 0, 3]))  # hits: class1 yes, class3 yes+yes, class0 no
     assert m.value() == pytest.approx(100 * (1 + 1 + 0) / 3)
     assert chance_recall(24) == pytest.approx(100 * 5 / 24) and chance_recall(3) == 100.0
+
+
+def _ek100_released_state(embed_dim=32, depth=2, sizes=(5, 4, 9)):
+    """A state dict in the released EK100 layout, keyed by the reference names (not by our class): a 3-query
+    pooler plus `verb_classifier`, `noun_classifier`, `action_classifier`, all under `module.`."""
+    torch.manual_seed(0)
+    pooler = AttentivePooler(num_queries=3, embed_dim=embed_dim, num_heads=4, depth=depth)
+    state = {f"module.pooler.{k}": v for k, v in pooler.state_dict().items()}
+    for head, n in zip(("verb", "noun", "action"), sizes):
+        state[f"module.{head}_classifier.weight"] = torch.randn(n, embed_dim)
+        state[f"module.{head}_classifier.bias"] = torch.randn(n)
+    return pooler.eval(), state
+
+
+def test_released_layout_ek100_probe_loads_strictly_and_computes_three_heads(tmp_path):
+    pooler, state = _ek100_released_state()
+    assert state["module.pooler.query_tokens"].shape == (1, 3, 32)
+    torch.save({"classifiers": [state], "epoch": 20}, tmp_path / "ek100-tiny.pt")
+    probe = load_ek100_probe(tmp_path / "ek100-tiny.pt", 32, 5, 4, 9, num_heads=4, depth=2)
+    assert set(probe_state(probe)) == set(state)  # same keys both ways: our writer emits the released layout
+    x = torch.randn(3, 12, 32)
+    with torch.no_grad():
+        out, q = probe(x), pooler(x)
+    for i, head in enumerate(("verb", "noun", "action")):  # query i feeds head i
+        w, b = state[f"module.{head}_classifier.weight"], state[f"module.{head}_classifier.bias"]
+        torch.testing.assert_close(out[head], q[:, i] @ w.T + b)
+
+
+def test_wrong_ek100_probe_files_fail_clearly(tmp_path):
+    _, state = _ek100_released_state()
+    torch.save({"classifiers": [state]}, tmp_path / "ek.pt")
+    with pytest.raises(CheckpointError, match="noun_classifier has 4 classes, 3 were asked for"):
+        load_ek100_probe(tmp_path / "ek.pt", 32, 5, 3, 9, num_heads=4, depth=2)
+    with pytest.raises(CheckpointError, match="EK100 anticipation probe.*load_ek100_probe"):
+        load_probe(tmp_path / "ek.pt", 32, 9, num_heads=4, depth=2)
+    with pytest.raises(CheckpointError, match=r"unexpected keys \(\d+\): pooler.blocks.0"):
+        load_ek100_probe(tmp_path / "ek.pt", 32, 5, 4, 9, num_heads=4, depth=1)
+    action_only = {k: v for k, v in state.items() if not k.startswith(("module.verb", "module.noun"))}
+    torch.save({"classifiers": [action_only]}, tmp_path / "action_only.pt")
+    with pytest.raises(CheckpointError, match="action-only"):
+        load_ek100_probe(tmp_path / "action_only.pt", 32, 5, 4, 9, num_heads=4, depth=2)
+    renamed = {k.replace("verb_classifier", "verb_head"): v for k, v in state.items()}
+    torch.save({"classifiers": [renamed]}, tmp_path / "renamed.pt")
+    with pytest.raises(
+        CheckpointError, match=r"missing keys \(2\): verb_classifier.weight.*unexpected keys \(2\): verb_head"
+    ):
+        load_ek100_probe(tmp_path / "renamed.pt", 32, 5, 4, 9, num_heads=4, depth=2)
+    single = AttentiveClassifier(embed_dim=32, num_heads=4, depth=2, num_classes=9)
+    with pytest.raises(CheckpointError, match="single-head classification probe"):
+        load_ek100_probe(_released_file(tmp_path / "ssv2.pt", single), 32, 5, 4, 9, num_heads=4, depth=2)

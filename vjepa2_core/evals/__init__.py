@@ -2,7 +2,14 @@
 
 from .anticipation import AnticipativeWrapper
 from .metrics import ClassMeanRecall, top1_correct, view_averaged_probs
-from .probe import AnticipativeClassifier, build_head_optimizers, load_probe, load_probe_states, probe_state
+from .probe import (
+    AnticipativeClassifier,
+    build_head_optimizers,
+    load_ek100_probe,
+    load_probe,
+    load_probe_states,
+    probe_state,
+)
 from .wrappers import ClipAggregation, ImageAsVideo
 
 __all__ = [
@@ -12,6 +19,7 @@ __all__ = [
     "ClipAggregation",
     "ImageAsVideo",
     "build_head_optimizers",
+    "load_ek100_probe",
     "load_probe",
     "load_probe_states",
     "probe_state",

@@ -59,6 +59,13 @@ def _classifier_states(path: str | Path) -> list[Mapping[str, Tensor]]:
     return list(states)
 
 
+def _classifier_state(path: str | Path, index: int) -> Mapping[str, Tensor]:
+    states = _classifier_states(path)
+    if not 0 <= index < len(states):
+        raise CheckpointError(f"{path} holds {len(states)} classifiers; index {index} is out of range")
+    return states[index]
+
+
 def load_probe(
     path: str | Path,
     embed_dim: int,
@@ -68,15 +75,49 @@ def load_probe(
     index: int = 0,
 ) -> AttentiveClassifier:
     """`AttentiveClassifier` loaded strictly from `classifiers[index]` of a released (or own) probe file."""
-    states = _classifier_states(path)
-    if not 0 <= index < len(states):
-        raise CheckpointError(f"{path} holds {len(states)} classifiers; index {index} is out of range")
-    state = states[index]
-    linear = next((v for k, v in state.items() if k.replace("module.", "") == "linear.weight"), None)
-    if linear is not None and linear.shape[0] != num_classes:
-        raise CheckpointError(f"{path}: the probe has {linear.shape[0]} classes, {num_classes} were asked for")
+    state = _classifier_state(path, index)
+    if _head_rows(state, "action_classifier") is not None:
+        raise CheckpointError(f"{path} is an EK100 anticipation probe (verb/noun/action heads): use load_ek100_probe")
+    rows = _head_rows(state, "linear")
+    if rows is not None and rows != num_classes:
+        raise CheckpointError(f"{path}: the probe has {rows} classes, {num_classes} were asked for")
     probe = AttentiveClassifier(embed_dim=embed_dim, num_heads=num_heads, depth=depth, num_classes=num_classes)
     load_state_dict_strict(probe, state, f"{path} [classifiers][{index}]")
+    return probe.eval()
+
+
+def _head_rows(state: Mapping[str, Tensor], head: str) -> int | None:
+    """Output classes of the linear head `head` in a (possibly `module.`-prefixed) state dict, or None."""
+    weight = next((v for k, v in state.items() if k.replace("module.", "") == f"{head}.weight"), None)
+    return None if weight is None else int(weight.shape[0])
+
+
+def load_ek100_probe(
+    path: str | Path,
+    embed_dim: int,
+    num_verbs: int,
+    num_nouns: int,
+    num_actions: int,
+    num_heads: int = 16,
+    depth: int = 4,
+    index: int = 0,
+) -> AnticipativeClassifier:
+    """`AnticipativeClassifier` loaded strictly from a released EK100 probe file (`ek100-vitl-256.pt` layout:
+    `classifiers[index]` with `module.pooler.*` (3 queries), `verb_classifier`, `noun_classifier`,
+    `action_classifier`); class counts are checked per head before the load."""
+    state, where = _classifier_state(path, index), f"{path} [classifiers][{index}]"
+    if _head_rows(state, "linear") is not None:
+        raise CheckpointError(f"{where} is a single-head classification probe (linear.*), not an EK100 probe")
+    heads = [h for h in ("verb_classifier", "noun_classifier") if _head_rows(state, h) is not None]
+    if _head_rows(state, "action_classifier") is not None and not heads:
+        raise CheckpointError(f"{where} is an action-only EK100 probe (no verb/noun heads); not supported")
+    asked = {"verb_classifier": num_verbs, "noun_classifier": num_nouns, "action_classifier": num_actions}
+    rows = {h: _head_rows(state, h) for h in asked}
+    wrong = [f"{h} has {rows[h]} classes, {n} were asked for" for h, n in asked.items() if rows[h] not in (None, n)]
+    if wrong:  # an absent head is left to the strict load, which names the missing keys
+        raise CheckpointError(f"{where}: " + "; ".join(wrong))
+    probe = AnticipativeClassifier(embed_dim, num_heads, depth, num_verbs, num_nouns, num_actions)
+    load_state_dict_strict(probe, state, where)
     return probe.eval()
 
 
