@@ -18,6 +18,7 @@ from vjepa2_core.data.motion_direction import (
     write_ek100_toy,
     write_quadrant_images,
 )
+from vjepa2_core.data.synthetic_videos import moving_shape_frames
 from vjepa2_core.data.transforms import RAND_AUGMENT_OPS, ProbeTrainTransform, _rand_op, eval_video_transform
 from vjepa2_core.data.video import read_frames
 
@@ -54,6 +55,19 @@ def test_held_frames_make_still_tubelets(tmp_path):
     csv = write_direction_dataset(tmp_path / "h", 1, num_frames=4, seed=0, hold=2)
     frames = read_frames(tmp_path / "h" / csv.read_text().split()[0], list(range(8)))
     assert np.abs(frames[0].astype(int) - frames[1]).mean() < 2 < np.abs(frames[1].astype(int) - frames[2]).mean()
+
+
+def test_busy_background_option_keeps_the_default_videos_and_adds_detail():
+    frames, centres = moving_shape_frames(4, 64, seed=5)
+    same, same_c = moving_shape_frames(4, 64, seed=5, background_max=80, background_cell=8)
+    assert np.array_equal(frames, same) and np.array_equal(centres, same_c)  # the defaults are the old videos
+    busy, _ = moving_shape_frames(4, 64, seed=5, background_max=256, background_cell=4)
+
+    def colours(f):
+        return len(np.unique(f.reshape(-1, 3), axis=0))
+
+    assert colours(frames[0]) <= 8 * 8 + 1 < 200 < colours(busy[0])  # 8-px cells + disc vs 16 x 16 4-px cells
+    assert frames[0].max(-1).mean() < 90 < busy[0].max(-1).mean()
 
 
 def test_image_folder_dataset(tmp_path):

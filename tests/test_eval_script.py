@@ -72,6 +72,15 @@ def test_train_resume_and_val_only(setup, capsys):
     assert len(result["top1"]) == 4 and result["top1"] == trained["top1"] and 0.0 <= result["best"] <= 100.0
 
 
+def test_val_every_validates_every_kth_epoch_and_the_last(setup):
+    script, root, base = setup
+    argv = _args(base, "experiment.optimization.num_epochs=3", "meta.val_every=2", "tag=every2")
+    assert script.main(argv) == 0
+    folder = root / "out" / "video_classification_frozen" / "every2"
+    assert [r["epoch"] for r in read_csv(folder / "log.csv")] == ["2", "3"]
+    assert torch.load(folder / "latest.pt", weights_only=True)["epoch"] == 3  # saved every epoch all the same
+
+
 def test_val_only_reads_a_released_layout_probe(setup, capsys):
     script, root, base = setup
     probe = AttentiveClassifier(embed_dim=96, num_heads=2, depth=1, num_classes=8)
@@ -93,6 +102,7 @@ def test_val_only_reads_a_released_layout_probe(setup, capsys):
         (["experiment.optimization.multihead_kwargs=[]"], "needs at least one head"),
         (["experiment.data.frames_per_clipp=8"], "did you mean 'frames_per_clip'"),
         (["tag=nothing-here"], "--val-only needs a probe file"),
+        (["meta.val_every=0"], "meta.val_every: must be >= 1"),
     ],
 )
 def test_bad_configs_exit_2_with_the_key(setup, capsys, extra, message):

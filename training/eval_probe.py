@@ -95,7 +95,12 @@ SCHEMA = {
         "pretrain_kwargs": {"encoder": Field(dict), "predictor": Field(dict, **OPTIONAL)},
         "wrapper_kwargs": Field(dict, {}),
     },
-    "meta": {"device": Field(str, "auto"), "seed": Field(int, 0), "log_every": Field(int, 10)},
+    "meta": {
+        "device": Field(str, "auto"),
+        "seed": Field(int, 0),
+        "log_every": Field(int, 10),
+        "val_every": Field(int, 1, doc="epochs between validations (the last epoch is always validated)"),
+    },
 }
 LOG_COLUMNS = (
     "step",
@@ -127,6 +132,8 @@ def check_config(cfg: dict) -> None:
         raise ConfigError("experiment.data.num_classes: required for classification probes")
     if cfg["eval_name"] == ANTICIPATION and not data["base_path"]:
         raise ConfigError("experiment.data.base_path: the EK100 video root is required")
+    if cfg["meta"]["val_every"] < 1:
+        raise ConfigError(f"meta.val_every: must be >= 1 (epochs), got {cfg['meta']['val_every']}")
     if opt["use_focal_loss"]:
         raise ConfigError("experiment.optimization.use_focal_loss: not supported (the released configs use CE)")
 
@@ -245,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # -- the loop: frozen features once per batch, every head trained on them
-    for epoch in range(run.start_epoch, cfg["experiment"]["optimization"]["num_epochs"]):
+    num_epochs = cfg["experiment"]["optimization"]["num_epochs"]
+    for epoch in range(run.start_epoch, num_epochs):
         run.train_sampler.set_epoch(epoch)
         run.train_set.set_epoch(epoch)
         for c in run.classifiers:
@@ -270,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[epoch {epoch} itr {itr + 1}/{run.ipe}] mean head loss {total_loss / n:.4f}", flush=True)
         if dist.is_main:
             save(run, epoch + 1, dist.world_size)
-        report(run, epoch + 1, total_loss / max(n, 1), meter.rate(), logger, dist.is_main)
+        if (epoch + 1) % cfg["meta"]["val_every"] == 0 or epoch + 1 == num_epochs:
+            report(run, epoch + 1, total_loss / max(n, 1), meter.rate(), logger, dist.is_main)
     logger.close()
     cleanup()
     return 0

@@ -26,9 +26,10 @@ def direction_class(displacement: np.ndarray, num_classes: int = 8) -> int:
     return int(np.floor(angle / (2 * np.pi / num_classes) + 0.5)) % num_classes
 
 
-def straight_clip(num_frames: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """A moving-shape clip whose disc never bounces (constant displacement), or None."""
-    frames, centres = moving_shape_frames(num_frames, size, seed=seed)
+def straight_clip(num_frames: int, size: int, seed: int, **background) -> tuple[np.ndarray, np.ndarray] | None:
+    """A moving-shape clip whose disc never bounces (constant displacement), or None. `background`:
+    `background_max` / `background_cell` of `moving_shape_frames`."""
+    frames, centres = moving_shape_frames(num_frames, size, seed=seed, **background)
     steps = np.diff(centres, axis=0)
     return (frames, steps[0]) if np.allclose(steps, steps[0], atol=1e-6) else None
 
@@ -49,15 +50,19 @@ def write_direction_dataset(
     seed: int = 0,
     noise_std: float = 0.0,
     hold: int = 1,
+    background_max: int = 80,
+    background_cell: int = 8,
 ) -> Path:
     """`num_videos` non-bouncing MP4s and `videos.csv` ("path label", label = direction sector), optionally with
     per-frame pixel noise of `noise_std` grey levels. `hold=2` shows every frame twice: each (aligned) 2-frame
-    tubelet is then a still image, and motion is only visible across tubelets."""
+    tubelet is then a still image, and motion is only visible across tubelets. `background_max` /
+    `background_cell`: a busier static background (see `moving_shape_frames`)."""
+    background = dict(background_max=background_max, background_cell=background_cell)
     root = Path(root)
     lines, k, counts = [], 0, np.zeros(num_classes, int)
     quota = -(-num_videos // num_classes)  # balanced classes: chance is 1 / num_classes
     while len(lines) < num_videos:
-        clip = straight_clip(num_frames, size, seed=seed * 1_000_003 + k)
+        clip = straight_clip(num_frames, size, seed=seed * 1_000_003 + k, **background)
         k += 1
         if clip is None or counts[label := direction_class(clip[1], num_classes)] >= quota:
             continue

@@ -14,10 +14,16 @@ import numpy as np
 from vjepa2_core.data.video import write_mp4
 
 
-def moving_shape_frames(num_frames: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """-> (frames uint8 [T,size,size,3] RGB, centres float32 [T,2] as (x, y) in 0..1)."""
+def moving_shape_frames(
+    num_frames: int, size: int = 64, seed: int = 0, background_max: int = 80, background_cell: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """-> (frames uint8 [T,size,size,3] RGB, centres float32 [T,2] as (x, y) in 0..1).
+
+    The static background is a grid of `background_cell`-pixel squares of random colours in [0, background_max):
+    smaller cells and a higher maximum make a busier background, detail a probe has to look past."""
     rng = np.random.default_rng(seed)
-    bg = rng.integers(0, 80, size=(size // 8, size // 8, 3), dtype=np.uint8)
+    cells = size // background_cell
+    bg = rng.integers(0, background_max, size=(cells, cells, 3), dtype=np.uint8)
     bg = cv2.resize(bg, (size, size), interpolation=cv2.INTER_NEAREST)
     radius = max(2, size // 8)
     pos = rng.uniform(radius, size - radius, size=2)
@@ -47,13 +53,20 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 12.0) -> Path
 
 
 def write_moving_shapes_dataset(
-    root: str | Path, num_videos: int, num_frames: int = 32, size: int = 64, fps: float = 12.0, seed: int = 0
+    root: str | Path,
+    num_videos: int,
+    num_frames: int = 32,
+    size: int = 64,
+    fps: float = 12.0,
+    seed: int = 0,
+    background_max: int = 80,
+    background_cell: int = 8,
 ) -> tuple[Path, list[np.ndarray]]:
     """Write `num_videos` MP4s plus a `videos.csv` list ("path label" per line) -> (csv path, per-video centres)."""
     root = Path(root)
     lines, centres = [], []
     for i in range(num_videos):
-        frames, c = moving_shape_frames(num_frames, size, seed=seed * 100_003 + i)
+        frames, c = moving_shape_frames(num_frames, size, seed * 100_003 + i, background_max, background_cell)
         lines.append(f"{write_video(root / f'shape_{i:04d}.mp4', frames, fps)} {i}")
         centres.append(c)
     csv = root / "videos.csv"
