@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -89,6 +91,31 @@ def test_should_stop_cancels_and_time_budget_ends_early(toy, name):
     budget = make_planner(toy, CEMConfig(planner=name, horizon=2, samples=32, iterations=10**6, time_budget_s=0.05))
     result = budget.plan(rep, START, goal, seed=0)
     assert 1 <= len(result.energy_history) < 10**6 and result.wall_time < 2.0
+
+
+class SlowToy(ToyWorldModel):
+    """The toy with a fixed cost per rollout, so that a time budget holds a known number of iterations."""
+
+    delay = 0.06
+
+    def rollout(self, *args, **kwargs):
+        time.sleep(self.delay)
+        return super().rollout(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["cem", "mppi", "gradient"])
+def test_time_budget_is_not_overrun_by_a_last_iteration(name):
+    """An iteration starts only if it should end within the budget (the old rule overran by up to one)."""
+    slow = SlowToy(num_tokens=16, embed_dim=8, seed=0)
+    rep, goal = slow.encode_state(START), slow.encode_state(
+        compose_pose(START, torch.tensor([0.02, 0, 0, 0, 0, 0, 0]))
+    )
+    budget = 0.2
+    cfg = CEMConfig(planner=name, horizon=2, samples=8, topk=4, iterations=10**6, time_budget_s=budget)
+    result = make_planner(slow, cfg).plan(rep, START, goal, seed=0)
+    iterations = len(result.energy_history)
+    assert 2 <= iterations <= round(budget / slow.delay)
+    assert result.timings["optimize_s"] <= budget + 0.01  # the old rule ran one more (3 x 0.06 s -> 4 x 0.06 s)
 
 
 def test_warm_start_is_a_first_candidate(toy):

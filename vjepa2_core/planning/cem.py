@@ -79,7 +79,9 @@ class CEMConfig:
     population_decay: float = 1.0
     workspace: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
     # -- anytime search and the other planners' options (vjepa2_core.planning.planners; off or unused for "cem")
-    time_budget_s: float = 0.0  # > 0: no new iteration once this much time has passed; the plan so far is returned
+    time_budget_s: float = (
+        0.0  # > 0: an iteration starts only if it should end within this budget; the first always runs
+    )
     icem_noise_beta: float = 2.0  # iCEM: coloured sampling noise over the horizon, power spectrum 1/f^beta
     icem_elite_fraction: float = 0.3  # iCEM: fraction of the top-k kept into the next iteration
     icem_population_decay: float = 0.8  # iCEM: fresh samples shrink by this factor per iteration
@@ -301,10 +303,11 @@ class CEMPlanner:
         elites = elite_energy = None
         best, best_energy = mean.clone(), torch.full((), float("inf"), device=device)
         evaluated = done = 0
+        since = time.perf_counter()
         for it in range(cfg.iterations):
             if should_stop is not None and should_stop():
                 raise PlanCancelled(f"search cancelled after {it} of {cfg.iterations} iterations")
-            if it > 0 and self.out_of_time(device):
+            if it > 0 and self.out_of_time(device, it, since):
                 break
             n = self.population(it)
             cand = mean + std * self.sample_noise(n, gen, device)
@@ -353,13 +356,19 @@ class CEMPlanner:
         actions[:, GRIPPER] = torch.where(small, 0.0, actions[:, GRIPPER])
         return actions
 
-    def out_of_time(self, device: torch.device) -> bool:
-        """True once `time_budget_s` (counted from the start of `plan`) is spent; never without a budget."""
+    def out_of_time(self, device: torch.device, done: int, since: float) -> bool:
+        """True when one more iteration would end past `time_budget_s` (counted from the start of `plan`).
+
+        The next iteration is assumed to take as long as the mean of the `done` iterations run since `since`, so a
+        budgeted plan returns within its budget (give or take one iteration's jitter) instead of overrunning it by
+        up to a whole iteration. Never true without a budget.
+        """
         deadline = getattr(self, "_deadline", None)
         if deadline is None:
             return False
         _sync(device)
-        return time.perf_counter() >= deadline
+        now = time.perf_counter()
+        return now + (now - since) / max(done, 1) > deadline
 
     def plan_images(self, current_image, current_state, goal_image, **kwargs: Any) -> PlanResult:
         """Encode the images with the world model (goal encodings are cached) and plan; adds `encode_s` timing."""

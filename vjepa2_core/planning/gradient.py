@@ -8,6 +8,7 @@ result is always executable. `cem_grad` polishes the CEM plan and its best sampl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -48,10 +49,11 @@ def _adam_descent(planner, rep, state, goal, init, steps, should_stop):
     best, best_energy = (z.detach()[0] * scale).clone(), torch.full((), float("inf"), device=device)
     history = torch.empty(steps + 1, device=device)
     done = evaluated = 0
+    since = time.perf_counter()
     for it in range(steps + 1):
         if should_stop is not None and should_stop():
             raise PlanCancelled(f"gradient search cancelled after {it} of {steps} steps")
-        if it > 0 and planner.out_of_time(device):
+        if it > 0 and planner.out_of_time(device, it, since):
             break
         last = it == steps
         with torch.enable_grad():

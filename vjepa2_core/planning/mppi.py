@@ -7,6 +7,7 @@ spread of the distribution is refitted from the same weights, with the CEM momen
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -32,10 +33,11 @@ class MPPIPlanner(CEMPlanner):
         alpha, beta = self._momenta(device)
         history = torch.empty(cfg.iterations, device=device)
         evaluated = done = 0
+        since = time.perf_counter()
         for it in range(cfg.iterations):
             if should_stop is not None and should_stop():
                 raise PlanCancelled(f"search cancelled after {it} of {cfg.iterations} iterations")
-            if it > 0 and self.out_of_time(device):
+            if it > 0 and self.out_of_time(device, it, since):
                 break
             cand = mean + std * self.sample_noise(cfg.samples, gen, device)
             cand[0] = mean  # the current mean is always scored

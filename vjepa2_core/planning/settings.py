@@ -53,7 +53,7 @@ DESCRIPTIONS: dict[str, str] = {
     "cem.warm_start": "start each closed-loop plan from the previous plan, shifted by one step",
     "cem.elite_reuse": "fraction of elites kept into the next iteration (iCEM)",
     "cem.population_decay": "per-iteration factor on the number of samples (iCEM); 1 = constant",
-    "cem.time_budget_s": "> 0: no new search iteration after this many seconds (anytime planning); 0 = off",
+    "cem.time_budget_s": "> 0: seconds a search may take (anytime: an iteration starts only if it should end in time)",
     "cem.icem_noise_beta": "iCEM: coloured sampling noise over the horizon, power spectrum 1/f^beta",
     "cem.icem_elite_fraction": "iCEM: fraction of the elites kept into the next iteration",
     "cem.icem_population_decay": "iCEM: fresh samples shrink by this factor per iteration",
