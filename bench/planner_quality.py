@@ -12,6 +12,11 @@ shipped sim model and the sim planner's search space. Budgets and planners are i
 that CPU contention hits them alike.
 
     python bench/planner_quality.py --out runs/planner_quality          # JSON + PNG
+    python bench/planner_quality.py --scenes none --closed-loop-episodes 20   # closed-loop sim reach only
+
+`--closed-loop-episodes N` also runs N simulator reach episodes per planner through the node's closed-loop
+controller (`vjepa2-sim-eval`'s planner policy, config/sim_planner.yaml) with `--closed-loop-budget` seconds of
+search per step (`cem.time_budget_s`), and reports each planner's success rate.
 """
 
 from __future__ import annotations
@@ -125,6 +130,25 @@ def run_scene(scene: dict[str, Any], planners: list[str], budgets: list[float], 
     return rows
 
 
+def closed_loop(planners: list[str], budget: float, episodes: int, seed: int, out: Path) -> dict[str, Any]:
+    """Sim reach success per planner: the one closed loop (`vjepa2-sim-eval`), `budget` s of search per step."""
+    from vjepa2_ros.sim.evaluate import EvalConfig, run_policies
+
+    results: dict[str, Any] = {}
+    for name in planners:
+        overrides = {"cem.planner": name, "cem.time_budget_s": budget, "cem.iterations": 10_000}
+        cfg = EvalConfig(episodes=episodes, seed=seed, planner_overrides=overrides)
+
+        def log(msg: str, name: str = name) -> None:
+            print(f"planner_quality closed loop {name}: {msg}", file=sys.stderr)
+
+        ran = run_policies(cfg, ["planner"], str(SIM_MODEL), out / f"closed_loop_{name}", via_ros=False, log=log)
+        summary = ran["policies"]["planner"]["summary"]
+        keep = ("success_rate_3cm", "success_rate_5cm", "mean_final_distance_m", "median_final_distance_m")
+        results[name] = {k: summary[k] for k in keep + ("plan_s_per_step", "episodes")}
+    return dict(budget_s=budget, seeds=[seed, seed + episodes - 1], planners=results)
+
+
 def summarise(rows: list[dict]) -> dict[str, Any]:
     """Median over pairs and seeds of each (scene, planner, budget): energy, wall time, distance to goal."""
     table: dict[str, Any] = {}
@@ -174,11 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/planner_quality", help="directory for planner_quality.json and .png")
     p.add_argument("--planners", default=",".join(PLANNERS), help=f"comma-separated subset of {sorted(PLANNERS)}")
     p.add_argument("--budgets", default=",".join(str(b) for b in BUDGETS), help="wall-time budgets (s)")
-    p.add_argument("--scenes", default="franka,sim", help="comma-separated subset of franka,sim")
+    p.add_argument("--scenes", default="franka,sim", help="comma-separated subset of franka,sim, or none")
     p.add_argument("--sim-pairs", type=int, default=3, help="simulator start/goal pairs")
     p.add_argument("--sim-seed", type=int, default=1000, help="pair i uses seed sim-seed+i")
     p.add_argument("--seeds", type=int, default=1, help="planner seeds per pair")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--closed-loop-episodes", type=int, default=0, help="sim reach episodes per planner (0: skip)")
+    p.add_argument("--closed-loop-budget", type=float, default=0.25, help="search seconds per closed-loop step")
+    p.add_argument("--closed-loop-seed", type=int, default=1000, help="episode i uses seed closed-loop-seed+i")
     return p
 
 
@@ -186,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     planners = [p for p in args.planners.split(",") if p]
-    scenes = [s for s in args.scenes.split(",") if s]
+    scenes = [s for s in args.scenes.split(",") if s and s != "none"]
     try:
         budgets = [float(b) for b in args.budgets.split(",") if b]
     except ValueError:
@@ -197,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenes {bad}; choose from franka, sim")
     if not budgets or min(budgets) <= 0 or args.sim_pairs < 1 or args.seeds < 1:
         parser.error("budgets must be > 0, --sim-pairs and --seeds >= 1")
+    if args.closed_loop_episodes < 0 or args.closed_loop_budget <= 0:
+        parser.error("--closed-loop-episodes must be >= 0 and --closed-loop-budget > 0")
+    if not scenes and not args.closed_loop_episodes:
+        parser.error("nothing to run: give --scenes or --closed-loop-episodes")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     try:
@@ -204,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         for scene in scenes:
             built = franka_scene(0) if scene == "franka" else sim_scene(args.sim_pairs, args.sim_seed)
             rows += run_scene(built, planners, budgets, args.seeds)
+        loop = None
+        if args.closed_loop_episodes:
+            eps, budget = args.closed_loop_episodes, args.closed_loop_budget
+            loop = closed_loop(planners, budget, eps, args.closed_loop_seed, Path(args.out))
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"planner_quality: error: {exc}", file=sys.stderr)
         return 2
@@ -217,12 +252,14 @@ def main(argv: list[str] | None = None) -> int:
         planners=planners,
         searches=dict(franka=FRANKA_SEARCH, sim=SIM_SEARCH),
         franka_model=FRANKA_MODEL,
+        closed_loop=loop,
         threads=args.threads,
         wall_s=time.perf_counter() - start,
         torch=torch.__version__,
     )
     (out / "planner_quality.json").write_text(json.dumps(report, indent=1, default=str))
-    plot(summary, out / "planner_quality.png")
+    if summary:
+        plot(summary, out / "planner_quality.png")
     for scene, by_planner in summary.items():
         print(f"{scene}: median energy of the returned plan (gain over standing still) [wall s] per budget")
         for planner, by_budget in by_planner.items():
@@ -232,7 +269,14 @@ def main(argv: list[str] | None = None) -> int:
                 for b, c in by_budget.items()
             )
             print(f"  {planner:9s} {cells}")
-    print(f"wrote {out / 'planner_quality.json'} and {out / 'planner_quality.png'}")
+    if loop is not None:
+        print(f"closed-loop sim reach, {loop['budget_s']} s of search per step, seeds {loop['seeds']}:")
+        for planner, r in loop["planners"].items():
+            print(
+                f"  {planner:9s} within 3 cm {r['success_rate_3cm']:.0%}, 5 cm {r['success_rate_5cm']:.0%}, "
+                f"mean final {r['mean_final_distance_m'] * 100:.1f} cm, {r['plan_s_per_step']:.3f} s/step"
+            )
+    print(f"wrote {out / 'planner_quality.json'}" + (f" and {out / 'planner_quality.png'}" if summary else ""))
     return 0
 
 

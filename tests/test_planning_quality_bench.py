@@ -33,8 +33,29 @@ def test_quality_bench_on_a_sim_pair_writes_json_and_png(tmp_path):
     assert set(report["summary"]["sim"]["cem"]) == {"0.01", "0.05"}
 
 
+@pytest.mark.slow  # one simulated reach episode through the node's controller: ~20 s on the busy shared CPU
+def test_quality_bench_closed_loop_runs_sim_episodes_per_planner(tmp_path):
+    out = tmp_path / "pq"
+    args = ["--out", str(out), "--scenes", "none", "--planners", "cem", "--threads", "1"]
+    assert _bench().main(args + ["--closed-loop-episodes", "1", "--closed-loop-budget", "0.05"]) == 0
+    loop = json.loads((out / "planner_quality.json").read_text())["closed_loop"]
+    assert loop["budget_s"] == 0.05 and loop["seeds"] == [1000, 1000]
+    cem = loop["planners"]["cem"]
+    assert cem["episodes"] == 1 and 0.0 <= cem["success_rate_3cm"] <= cem["success_rate_5cm"] <= 1.0
+    assert 0 < cem["plan_s_per_step"] < 5.0 and cem["mean_final_distance_m"] >= 0
+
+
 @pytest.mark.parametrize(
-    "bad", [["--planners", "newton"], ["--budgets", "0"], ["--budgets", "x"], ["--scenes", "moon"]]
+    "bad",
+    [
+        ["--planners", "newton"],
+        ["--budgets", "0"],
+        ["--budgets", "x"],
+        ["--scenes", "moon"],
+        ["--scenes", "none"],
+        ["--closed-loop-episodes", "-1"],
+        ["--closed-loop-budget", "0", "--closed-loop-episodes", "1"],
+    ],
 )
 def test_quality_bench_rejects_bad_arguments(bad, capsys):
     with pytest.raises(SystemExit) as exit_info:
