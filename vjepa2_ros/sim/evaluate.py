@@ -28,6 +28,7 @@ from vjepa2_core.planning.settings import PlanningSettings, planning_values, rea
 from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError
 from vjepa2_ros.sim.filmstrip import save_film_strip
 from vjepa2_ros.sim.paths import REPO_CONFIG, SHIPPED_MODEL, ConfigFileError, config_file  # noqa: F401
+from vjepa2_ros.sim.perturb import PERTURBATIONS, make_sim, parse_perturbation
 
 POLICIES = ("planner", "random", "oracle")
 
@@ -45,6 +46,7 @@ class EvalConfig:
     max_steps: int | None = None  # None: the params file's max_steps (the node's ReachGoal default)
     seed: int = 1000
     image_size: int = 64
+    perturb: str = ""  # a visual perturbation of the scene (vjepa2_ros.sim.perturb), e.g. "light=0.6"; "" = none
     success_m: float = 0.03
     near_m: float = 0.05
     planner_params: str = str(SIM_PLANNER_PARAMS)
@@ -235,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, name in SHORTHANDS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, help=f"= --set {name}=VALUE")
     p.add_argument("--via-ros", action="store_true", help="run the planner policy through the ROS 2 nodes (DDS)")
+    p.add_argument(
+        "--perturb",
+        default=d.perturb,
+        metavar="NAME[=AMOUNT]",
+        help=f"visual change of the scene (current and goal images): one of {sorted(PERTURBATIONS)}",
+    )
     p.add_argument("--out", default="sim_eval", help="directory for results.json and the film strips")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return p
@@ -261,11 +269,15 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         max_steps=args.max_steps,
         seed=args.seed,
         image_size=args.image_size,
+        perturb=args.perturb,
         planner_params=args.params,
         planner_overrides=parse_overrides(args),
     )
     if cfg.episodes < 1 or cfg.steps() < 1:
         raise ValueError("--episodes and --max-steps must be >= 1")
+    parse_perturbation(cfg.perturb)  # a bad spec fails before anything is simulated
+    if cfg.perturb and args.via_ros:
+        raise ValueError("--perturb is in-process only (the simulator node renders the unperturbed scene)")
     return cfg
 
 
@@ -289,7 +301,7 @@ def run_policies(cfg: EvalConfig, names: list[str], model: str, out: Path, via_r
 
         results["policies"]["planner_ros"] = evaluate_via_ros(cfg, model, out, log=log)
         names = [n for n in names if n != "planner"]
-    sim = FetchSim(SimConfig(task=cfg.task, image_size=cfg.image_size), seed=cfg.seed)
+    sim = make_sim(SimConfig(task=cfg.task, image_size=cfg.image_size), cfg.perturb, seed=cfg.seed)
     try:
         for name in names:
             if name == "planner":
