@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from vjepa2_core.planning.cem import CEMConfig, CEMPlanner, config_to_dict
-from vjepa2_core.planning.world_model import WorldModel
+from vjepa2_core.planning.world_model import DEFAULT_PRECISION, PRECISIONS, WorldModel
 from vjepa2_core.selfcheck import scene
 
 # -- default predictor/encoder config (a scaled-down V-JEPA 2-AC that keeps the predictor matmul-bound on a CPU)
@@ -44,7 +44,8 @@ def build_world_model(args: argparse.Namespace) -> tuple[WorldModel, str]:
     if args.ac_checkpoint:
         data = load_checkpoint(args.ac_checkpoint)
         if "config" not in data or "state_dict" not in data:
-            return WorldModel.from_checkpoint(args.ac_checkpoint, device=args.device), args.ac_checkpoint
+            wm = WorldModel.from_checkpoint(args.ac_checkpoint, device=args.device, precision=args.precision)
+            return wm, args.ac_checkpoint
         predictor = load_fixture_model(args.ac_checkpoint, "ac_predictor")
         cfg = data["config"]
         img = cfg["img_size"][0] if isinstance(cfg["img_size"], (tuple, list)) else cfg["img_size"]
@@ -69,7 +70,7 @@ def build_world_model(args: argparse.Namespace) -> tuple[WorldModel, str]:
     encoder = build_reference_model(
         "encoder", img_size=img, patch_size=cfg.get("patch_size", 16), num_frames=64, tubelet_size=2, **enc_kwargs
     )
-    return WorldModel(encoder, predictor, crop_size=img, device=args.device), source
+    return WorldModel(encoder, predictor, crop_size=img, device=args.device, precision=args.precision), source
 
 
 def predictor_flops(pred: torch.nn.Module, batch: int, past_frames: int) -> float:
@@ -90,10 +91,12 @@ def search_flops(pred: torch.nn.Module, cfg: CEMConfig) -> float:
     return sum(predictor_flops(pred, b, h) for b in batches for h in range(cfg.horizon))
 
 
-def matmul_rate(device: torch.device, n: int | None = None, repeats: int = 7) -> float:
-    """Best observed fp32 FLOP/s of an n x n x n matmul on this device (the machine's practical peak)."""
+def matmul_rate(
+    device: torch.device, n: int | None = None, repeats: int = 7, dtype: torch.dtype = torch.float32
+) -> float:
+    """Best observed FLOP/s of an n x n x n matmul in `dtype` on this device (the machine's practical peak)."""
     n = n or (8192 if device.type == "cuda" else 1024)
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     torch.mm(a, b)  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -203,7 +206,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 dict(total=total, encoder=wm.stats["encoder_s"], predictor=wm.stats["predictor_s"], search=search_s)
             )
     wm.profile = False
-    peak = matmul_rate(wm.device)
+    peak = matmul_rate(wm.device, dtype=torch.bfloat16 if wm.precision == "bf16" else torch.float32)
     shape_peak = shape_matmul_rate(wm.predictor, args.samples)
 
     def med(mode: str, key: str) -> float:
@@ -246,6 +249,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "horizon_scaling": horizon_scaling(wm, search, args, current, goal, state) if args.max_horizon else None,
         "repeats": args.repeats,
         "device": str(wm.device),
+        "precision": wm.precision,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
@@ -265,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=int, default=value)
     p.add_argument("--max-horizon", type=int, default=5, help="cost-vs-horizon sweep 1..N (0: skip)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help="bf16: autocast, bf16 peak")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p

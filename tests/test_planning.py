@@ -156,3 +156,22 @@ def test_rollout_rejects_bad_shapes(wm, images):
         wm.rollout(reps.expand(3, -1, -1), STATE, torch.zeros(4, 2, 7))
     with pytest.raises(ValueError, match="tokens per frame"):
         WorldModel(wm.encoder, wm.predictor, crop_size=128)
+
+
+def test_bf16_precision_tracks_fp32_and_plans(wm, images):
+    """The GPU path (bf16 autocast of encoder and predictor) runs here too and stays close to fp32."""
+    bf16 = WorldModel.random("vit_ac_tiny", seed=0, precision="bf16")  # same weights as `wm`, converted in place
+    assert bf16.predictor.predictor_blocks[0].mlp.fc1.weight.dtype == torch.bfloat16
+    assert wm.predictor.predictor_blocks[0].mlp.fc1.weight.dtype == torch.float32
+    ref, low = wm.encode(images), bf16.encode(images)
+    assert low.dtype == torch.float32 and (low - ref).abs().mean() < 0.05 * ref.abs().mean()
+    actions = torch.randn(8, 3, 7, generator=torch.Generator().manual_seed(0)) * 0.02
+    pred, _ = wm.rollout(ref[:1], STATE, actions)
+    pred_low, _ = bf16.rollout(ref[:1], STATE, actions)
+    assert pred_low.dtype == torch.float32 and (pred_low - pred).abs().mean() < 0.05 * pred.abs().mean()
+    assert not torch.equal(pred_low, pred), "bf16 autocast must actually run the matmuls in bf16"
+    cfg = CEMConfig(horizon=2, samples=16, topk=4, iterations=2)
+    result = CEMPlanner(bf16, cfg).plan(ref[:1], STATE, ref[1:], seed=0)
+    assert np.isfinite(result.energy) and result.actions.shape == (2, 7)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        WorldModel(wm.encoder, wm.predictor, crop_size=wm.crop_size, precision="fp8")

@@ -115,6 +115,7 @@ def test_default_parameters_with_a_checkpoint_are_valid():
         ({"max_steps": 0}, "max_steps >= 1"),
         ({"model.image_size": 100}, "multiple of 16"),
         ({"model.num_threads": -1}, "num_threads' must be >= 0"),
+        ({"model.precision": "fp16"}, "model.precision' must be one of"),
         ({"model.device": "gpu7"}, "not a torch device"),
         ({"control_rate": -1.0}, "control_rate"),
         ({"camera_transport": "theora"}, "raw or compressed"),

@@ -57,6 +57,7 @@ from vjepa2_core.planning.budget import available_bytes, budget_refusal, plan_co
 from vjepa2_core.planning.controller import GOAL_REACHED, ClosedLoopController, ControllerConfig
 from vjepa2_core.planning.safety import SafetyLimits
 from vjepa2_core.planning.settings import PlanningSettings, parameter_table, planning_values, settings_from_values
+from vjepa2_core.planning.world_model import DEFAULT_PRECISION, PRECISIONS
 from vjepa2_ros import conversions as conv
 from vjepa2_ros.ros_utils import (
     Param,
@@ -98,6 +99,9 @@ NODE_PARAMETERS: dict[str, Param] = {  # the node's own settings; planner settin
     "model.checkpoint": Param("", "project checkpoint (.pt/.safetensors) for load_ac_model, or weights for hub_name"),
     "model.hub_name": Param("", "registry name (e.g. vit_ac_giant); empty = the checkpoint carries its config"),
     "model.device": Param("cpu", "torch device: cpu, cuda, cuda:0, ..."),
+    "model.precision": Param(
+        DEFAULT_PRECISION, f"matmul precision of the world model, one of {list(PRECISIONS)} (bf16: GPUs; CPUs: fp32)"
+    ),
     "model.num_threads": Param(
         0, "torch CPU threads for planning; 0 = torch's default, at most 4 (small CPUs shared with other nodes: 1)"
     ),
@@ -165,6 +169,7 @@ class PlannerSettings:
     checkpoint: str
     hub_name: str
     device: str
+    precision: str
     num_threads: int
     image_size: int
     control_rate: float
@@ -198,6 +203,8 @@ class PlannerSettings:
             raise ParameterError(
                 f"parameter 'camera_transport' must be raw or compressed, got {v['camera_transport']!r}"
             )
+        if v["model.precision"] not in PRECISIONS:
+            raise ParameterError(f"parameter 'model.precision' must be one of {list(PRECISIONS)}")
         if v["model.num_threads"] < 0:
             raise ParameterError(f"parameter 'model.num_threads' must be >= 0, got {v['model.num_threads']}")
         if not v["model.checkpoint"] and not v["model.hub_name"]:
@@ -220,6 +227,7 @@ class PlannerSettings:
             checkpoint=v["model.checkpoint"],
             hub_name=v["model.hub_name"],
             device=device,
+            precision=v["model.precision"],
             num_threads=v["model.num_threads"],
             image_size=v["model.image_size"],
             control_rate=v["control_rate"],
@@ -240,7 +248,11 @@ def load_controller(settings: PlannerSettings) -> ClosedLoopController:
         (settings.hub_name, settings.checkpoint or None) if settings.hub_name else (settings.checkpoint, None)
     )
     world_model = WorldModel.from_checkpoint(
-        source, checkpoint=weights, device=settings.device, crop_size=settings.image_size or None
+        source,
+        checkpoint=weights,
+        device=settings.device,
+        crop_size=settings.image_size or None,
+        precision=settings.precision,
     )
     p = settings.planning
     return ClosedLoopController(world_model, p.cem, p.limits, p.rules)
@@ -431,7 +443,7 @@ class PlannerNode(LifecycleNode):
         t, s = self.settings.topics, self.settings
         self.get_logger().info(
             f"{NODE_NAME} ready (camera {self.resolve_topic_name(t['camera'])}, "
-            f"pose {self.resolve_topic_name(t['ee_pose'])}, device {s.device}, "
+            f"pose {self.resolve_topic_name(t['ee_pose'])}, device {s.device} ({s.precision}), "
             f"{torch.get_num_threads()} torch threads)"
         )
         return ret

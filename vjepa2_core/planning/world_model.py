@@ -29,8 +29,17 @@ from vjepa2_core.planning.poses import compose_pose
 ImageBatch = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
 
 
+# fp32 is the default: bf16 pays on GPUs (tensor cores) but is emulated, and slow, on CPUs without AVX-512 BF16
+PRECISIONS = ("fp32", "bf16")
+DEFAULT_PRECISION = "fp32"
+
+
 class WorldModel:
-    """Frozen encoder + AC predictor with the planner-facing API `encode`, `encode_goal` and `rollout`."""
+    """Frozen encoder + AC predictor with the planner-facing API `encode`, `encode_goal` and `rollout`.
+
+    `precision="bf16"` runs both under bf16 autocast with their matmul weights converted to bf16 in place (GPUs,
+    and CPUs with AMX/AVX-512 BF16); norms, representations between steps and energies stay fp32.
+    """
 
     def __init__(
         self,
@@ -41,10 +50,18 @@ class WorldModel:
         normalize_reps: bool = True,
         goal_cache_size: int = 8,
         conditioning: Conditioning | None = None,
+        precision: str = DEFAULT_PRECISION,
     ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
         self.device = torch.device(device)
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)
         self.predictor = predictor.to(self.device).eval().requires_grad_(False)
+        if precision == "bf16":  # in place: autocast re-casts frozen fp32 weights on every call, bf16 ones never
+            for module in (*self.encoder.modules(), *self.predictor.modules()):
+                if isinstance(module, nn.Linear | nn.Conv2d | nn.Conv3d):
+                    module.to(torch.bfloat16)
         self.crop_size = int(crop_size)
         self.normalize_reps = normalize_reps
         self.conditioning = conditioning or Conditioning()  # maps only the predictor's inputs; CEM stays physical
@@ -99,6 +116,14 @@ class WorldModel:
 
     # -- encoding
 
+    def _autocast(self):
+        """bf16 autocast of encoder and predictor (`precision="bf16"`: bf16 matmul weights, fp32 norms/energies)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def _input_dtype(self, module: nn.Module) -> torch.dtype:
+        """fp32 under bf16 autocast (it casts for the matmuls), else the weights' dtype (fp32, or a half model)."""
+        return torch.float32 if self.precision == "bf16" else next(module.parameters()).dtype
+
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         return F.layer_norm(x, (x.shape[-1],)) if self.normalize_reps else x
@@ -109,8 +134,8 @@ class WorldModel:
         frames = _as_image_list(images)
         clips = [ac_preprocess(f[None], self.crop_size, device=self.device) for f in frames]  # [3,1,crop,crop] each
         clip = torch.stack(clips).expand(-1, -1, 2, -1, -1)  # each frame as a 2-frame tubelet
-        dtype = next(self.encoder.parameters()).dtype
-        with self._timed("encoder_s"):
+        dtype = self._input_dtype(self.encoder)
+        with self._timed("encoder_s"), self._autocast():
             reps = self.encoder(clip.to(dtype))
         return self._norm(reps)
 
@@ -164,7 +189,7 @@ class WorldModel:
     def _rollout(self, reps, states, actions, cached: bool, last_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
         actions, reps, states = self._check_rollout_inputs(reps, states, actions)
         batch, horizon = actions.shape[:2]
-        dtype = next(self.predictor.parameters()).dtype
+        dtype = self._input_dtype(self.predictor)
         x = reps.to(dtype).expand(batch, -1, -1)
         state = states.expand(batch, 7)
         cond = self.conditioning
@@ -173,7 +198,7 @@ class WorldModel:
         cache = self.predictor.new_cache(max_frames=horizon) if cached else None
         history_x, history_s = [x], [state]
         for h in range(horizon):
-            with self._timed("predictor_s"):
+            with self._timed("predictor_s"), self._autocast():
                 if cached:
                     out = self.predictor.forward_frame(x, actions_p[:, h], cond.states(state).to(dtype), cache)
                 else:
