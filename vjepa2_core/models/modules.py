@@ -80,8 +80,9 @@ def apply_rope(x: Tensor, rope: Rope) -> Tensor:
     planner's rollouts (and is faster under autograd too).
     """
     cos, sin = rope
-    out = x * cos
-    x_pairs, out_pairs, sin_pairs = (t.unflatten(-1, (-1, 2)) for t in (x, out, sin))
+    wide = x.to(torch.promote_types(x.dtype, cos.dtype))  # bf16 q/k meet fp32 tables: cast once, not per op
+    out = wide * cos
+    x_pairs, out_pairs, sin_pairs = (t.unflatten(-1, (-1, 2)) for t in (wide, out, sin))
     out_pairs[..., 0].addcmul_(x_pairs[..., 1], sin_pairs[..., 0], value=-1.0)
     out_pairs[..., 1].addcmul_(x_pairs[..., 0], sin_pairs[..., 1])
     return out.to(x.dtype)
