@@ -17,8 +17,9 @@ from vjepa2_core.data.motion_direction import (
     write_direction_dataset,
     write_ek100_toy,
     write_quadrant_images,
+    write_shape_images,
 )
-from vjepa2_core.data.synthetic_videos import moving_shape_frames
+from vjepa2_core.data.synthetic_videos import SHAPES, moving_shape_frames
 from vjepa2_core.data.transforms import RAND_AUGMENT_OPS, ProbeTrainTransform, _rand_op, eval_video_transform
 from vjepa2_core.data.video import read_frames
 
@@ -68,6 +69,22 @@ def test_busy_background_option_keeps_the_default_videos_and_adds_detail():
 
     assert colours(frames[0]) <= 8 * 8 + 1 < 200 < colours(busy[0])  # 8-px cells + disc vs 16 x 16 4-px cells
     assert frames[0].max(-1).mean() < 90 < busy[0].max(-1).mean()
+
+
+def test_shape_images_and_a_faint_object(tmp_path):
+    root = write_shape_images(tmp_path / "s", 6, size=32, seed=0)
+    ds = ImageFolderDataset(root, eval_as_clip_transform(eval_video_transform(32)))
+    assert sorted(p.name for p in root.iterdir()) == ["disc", "ring", "square"] and len(ds) == 6
+    # one seed, three shapes: same background, colour and place; the square covers most, the ring least
+    area = {}
+    for shape in SHAPES:
+        frames, _ = moving_shape_frames(1, 64, seed=3, shape=shape)
+        area[shape] = int((frames[0].max(-1) >= 150).sum())  # object channels are >= 150, background < 80
+    assert area["square"] > area["disc"] > area["ring"] > 0
+    faint, _ = moving_shape_frames(1, 64, seed=3, colour_range=(60, 70))
+    assert faint.max() < 80  # object as dim as the background's brightest cells
+    with pytest.raises(ValueError, match="shape must be one of"):
+        moving_shape_frames(1, 64, shape="star")
 
 
 def test_image_folder_dataset(tmp_path):

@@ -3,7 +3,8 @@
 - direction-of-motion videos: the disc's travel direction binned into `num_classes` sectors. A single frame
   cannot tell it, so a probe that beats chance must read time. Clips with a wall bounce are skipped, so the
   label holds for the whole video.
-- position images (ImageNet-style class folders): which quadrant the disc is in.
+- position images (ImageNet-style class folders): which quadrant the disc is in; shape images: disc, square
+  or ring, anywhere.
 - a tiny EPIC-KITCHENS-100-layout anticipation set: verb = motion direction at the action start, noun = the
   disc's dominant colour channel.
 """
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from vjepa2_core.data.ek100 import EK100_COLUMNS
-from vjepa2_core.data.synthetic_videos import moving_shape_frames, write_video
+from vjepa2_core.data.synthetic_videos import SHAPES, moving_shape_frames, write_video
 
 
 def direction_class(displacement: np.ndarray, num_classes: int = 8) -> int:
@@ -26,10 +28,10 @@ def direction_class(displacement: np.ndarray, num_classes: int = 8) -> int:
     return int(np.floor(angle / (2 * np.pi / num_classes) + 0.5)) % num_classes
 
 
-def straight_clip(num_frames: int, size: int, seed: int, **background) -> tuple[np.ndarray, np.ndarray] | None:
-    """A moving-shape clip whose disc never bounces (constant displacement), or None. `background`:
-    `background_max` / `background_cell` of `moving_shape_frames`."""
-    frames, centres = moving_shape_frames(num_frames, size, seed=seed, **background)
+def straight_clip(num_frames: int, size: int, seed: int, **style: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """A moving-shape clip whose disc never bounces (constant displacement), or None. `style`: keyword options of
+    `moving_shape_frames`."""
+    frames, centres = moving_shape_frames(num_frames, size, seed=seed, **style)
     steps = np.diff(centres, axis=0)
     return (frames, steps[0]) if np.allclose(steps, steps[0], atol=1e-6) else None
 
@@ -50,19 +52,17 @@ def write_direction_dataset(
     seed: int = 0,
     noise_std: float = 0.0,
     hold: int = 1,
-    background_max: int = 80,
-    background_cell: int = 8,
+    **style: Any,
 ) -> Path:
     """`num_videos` non-bouncing MP4s and `videos.csv` ("path label", label = direction sector), optionally with
     per-frame pixel noise of `noise_std` grey levels. `hold=2` shows every frame twice: each (aligned) 2-frame
-    tubelet is then a still image, and motion is only visible across tubelets. `background_max` /
-    `background_cell`: a busier static background (see `moving_shape_frames`)."""
-    background = dict(background_max=background_max, background_cell=background_cell)
+    tubelet is then a still image, and motion is only visible across tubelets. `style`: keyword options of
+    `moving_shape_frames` (a busier background, a fainter disc)."""
     root = Path(root)
     lines, k, counts = [], 0, np.zeros(num_classes, int)
     quota = -(-num_videos // num_classes)  # balanced classes: chance is 1 / num_classes
     while len(lines) < num_videos:
-        clip = straight_clip(num_frames, size, seed=seed * 1_000_003 + k, **background)
+        clip = straight_clip(num_frames, size, seed=seed * 1_000_003 + k, **style)
         k += 1
         if clip is None or counts[label := direction_class(clip[1], num_classes)] >= quota:
             continue
@@ -83,6 +83,25 @@ def write_quadrant_images(root: str | Path, num_images: int, size: int = 64, see
         q = int(centres[0, 0] >= 0.5) + 2 * int(centres[0, 1] >= 0.5)
         (root / f"q{q}").mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(root / f"q{q}" / f"img_{i:04d}.png"), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
+    return root
+
+
+def write_shape_images(
+    root: str | Path,
+    num_images: int,
+    size: int = 64,
+    seed: int = 0,
+    **style: Any,
+) -> Path:
+    """`root/<shape>/img_XXXX.png`, balanced over SHAPES (disc, square, ring) at random positions and colours: a
+    content label that holds anywhere in the image (RoPE tokens carry no absolute position, so a quadrant label
+    cannot be read from them). `style`: further keyword options of `moving_shape_frames`."""
+    root = Path(root)
+    for i in range(num_images):
+        shape = SHAPES[i % len(SHAPES)]
+        frames, _ = moving_shape_frames(1, size, seed * 1_000_003 + i, shape=shape, **style)
+        (root / shape).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / shape / f"img_{i:04d}.png"), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
     return root
 
 
