@@ -1,5 +1,6 @@
 """training/eval_probe.py end to end on generated videos: multihead training, the reference checkpoint layout,
-resume, --val-only (own file and a released-layout single-head file) and config errors."""
+resume, --val-only (own file, a released-layout single-head file and a released-layout EK100 file) and config
+errors."""
 
 import importlib.util
 import json
@@ -8,14 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from vjepa2_core.data.motion_direction import write_direction_dataset
+from vjepa2_core.data.motion_direction import write_direction_dataset, write_ek100_toy
 from vjepa2_core.evals import probe_state
 from vjepa2_core.hub import make_random_checkpoint
-from vjepa2_core.models.attentive_pooler import AttentiveClassifier
+from vjepa2_core.models.attentive_pooler import AttentiveClassifier, AttentivePooler
 from vjepa2_core.training.metrics import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "eval" / "tiny_cpu" / "video_shapes.yaml"
+EK100_CONFIG = ROOT / "config" / "eval" / "tiny_cpu" / "ek100_toy.yaml"
 
 
 def _script():
@@ -111,3 +113,41 @@ def test_bad_configs_exit_2_with_the_key(setup, capsys, extra, message):
     assert script.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("eval_probe.py: error:") and message in err
+
+
+def test_ek100_probe_trains_and_val_only_reads_a_released_layout_file(tmp_path, capsys):
+    script = _script()
+    for split, n, seed in (("train", 8, 1), ("validation", 6, 2)):
+        write_ek100_toy(tmp_path / "ek", split, n, seed=seed)
+    ckpt = make_random_checkpoint(tmp_path / "enc.pt", "vit_pretrain_tiny")
+    base = [
+        f"model_kwargs.checkpoint={ckpt}",
+        f"experiment.data.base_path={tmp_path / 'ek'}",
+        f"experiment.data.dataset_train={tmp_path / 'ek' / 'EPIC_100_train.csv'}",
+        f"experiment.data.dataset_val={tmp_path / 'ek' / 'EPIC_100_validation.csv'}",
+        f"folder={tmp_path / 'out'}",
+        "experiment.optimization.num_epochs=1",
+    ]
+    argv = ["--config", str(EK100_CONFIG)] + [a for item in base for a in ("--set", item)]
+    assert script.main(argv) == 0
+    trained = torch.load(
+        tmp_path / "out" / "action_anticipation_frozen" / "ek100-toy" / "latest.pt", weights_only=True
+    )
+    v, n, a = (trained["classifiers"][0][f"module.{h}_classifier.weight"].shape[0] for h in ("verb", "noun", "action"))
+    # a file written in the released layout by key name: 3-query pooler + verb/noun/action heads, `module.` prefix
+    pooler = AttentivePooler(num_queries=3, embed_dim=96, num_heads=2, depth=1)
+    state = {f"module.pooler.{k}": t for k, t in pooler.state_dict().items()}
+    for head, rows in (("verb", v), ("noun", n), ("action", a)):
+        state.update({f"module.{head}_classifier.weight": torch.zeros(rows, 96)})
+        state.update({f"module.{head}_classifier.bias": torch.arange(rows, dtype=torch.float32)})  # ranks by bias
+    torch.save({"classifiers": [state]}, tmp_path / "ek100-released.pt")
+    capsys.readouterr()
+    assert script.main(argv + ["--set", f"probe_checkpoint={tmp_path / 'ek100-released.pt'}", "--val-only"]) == 0
+    assert "action mean-class recall@5" in capsys.readouterr().out
+    result = json.loads((tmp_path / "out" / "action_anticipation_frozen" / "ek100-toy" / "results.json").read_text())
+    assert len(result["action"]) == 1 and 0.0 <= result["action"][0] <= 100.0
+    state["module.noun_classifier.weight"] = torch.zeros(n + 1, 96)
+    state["module.noun_classifier.bias"] = torch.zeros(n + 1)
+    torch.save({"classifiers": [state]}, tmp_path / "ek100-wrong.pt")
+    assert script.main(argv + ["--set", f"probe_checkpoint={tmp_path / 'ek100-wrong.pt'}", "--val-only"]) == 3
+    assert f"noun_classifier.weight: checkpoint ({n + 1}, 96) vs model ({n}, 96)" in capsys.readouterr().err
