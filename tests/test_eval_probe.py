@@ -12,6 +12,7 @@ from vjepa2_core.evals import (
     load_ek100_probe,
     load_probe,
     probe_state,
+    token_spread,
     view_averaged_probs,
 )
 from vjepa2_core.evals.metrics import chance_recall
@@ -146,3 +147,13 @@ def test_wrong_ek100_probe_files_fail_clearly(tmp_path):
     single = AttentiveClassifier(embed_dim=32, num_heads=4, depth=2, num_classes=9)
     with pytest.raises(CheckpointError, match="single-head classification probe"):
         load_ek100_probe(_released_file(tmp_path / "ssv2.pt", single), 32, 5, 4, 9, num_heads=4, depth=2)
+
+
+def test_token_spread_tells_collapsed_from_spread_features():
+    torch.manual_seed(0)
+    spread = token_spread(torch.randn(4, 500, 16))
+    assert 15.0 < spread["effective_rank"] <= 16.0 and spread["token_std"] == pytest.approx(1.0, abs=0.05)
+    line = torch.randn(2000, 1) * torch.randn(1, 16) + 3.0  # every token on one line through a common offset
+    assert token_spread(line)["effective_rank"] == pytest.approx(1.0, abs=1e-3)
+    two = torch.cat([torch.randn(1000, 2) * torch.tensor([3.0, 1.0]), torch.zeros(1000, 14)], dim=1)
+    assert 1.5 < token_spread(two)["effective_rank"] < 2.0  # two directions, unequal variance

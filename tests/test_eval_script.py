@@ -66,6 +66,7 @@ def test_train_resume_and_val_only(setup, capsys):
         ckpt["classifiers"][0]["module.linear.weight"], ckpt2["classifiers"][0]["module.linear.weight"]
     )
     trained = json.loads((folder / "results.json").read_text())
+    assert 1.0 <= trained["effective_rank"] <= 96.0 and trained["token_std"] > 0  # the collapse check is reported
     capsys.readouterr()
     assert script.main(_args(base) + ["--val-only"]) == 0
     assert "val top-1" in capsys.readouterr().out

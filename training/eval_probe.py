@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from vjepa2_core.evals.build import EVAL_NAMES, build_classifiers, build_datasets, build_feature_model
 from vjepa2_core.evals.engine import ANTICIPATION, evaluate, frozen_features, head_loss, head_outputs, move_batch
+from vjepa2_core.evals.metrics import token_spread
 from vjepa2_core.evals.probe import build_head_optimizers, load_probe_states, probe_state
 from vjepa2_core.hub import CheckpointError, load_checkpoint
 from vjepa2_core.training.checkpoint import save_training_checkpoint, seed_everything
@@ -187,6 +188,15 @@ def build_run(cfg: dict, val_only: bool, resume: bool, dist) -> ProbeRun:
     return run
 
 
+@torch.no_grad()
+def feature_spread(run: ProbeRun) -> dict[str, float]:
+    """Token std and effective rank of the frozen features of the first validation batch (a collapse check)."""
+    inputs, indices, _ = move_batch(next(iter(run.val_loader)), run.name, run.device)
+    with autocast(run.device, run.dtype):
+        feats = frozen_features(run.model, inputs, indices, run.name)
+    return token_spread(feats[0].float())
+
+
 def save(run: ProbeRun, epoch: int, world_size: int) -> None:
     """`latest.pt` in the reference layout (heads with the `module.` prefix, one optimizer state per head)."""
     state = {
@@ -213,7 +223,7 @@ def report(run: ProbeRun, epoch: int, train_loss: float, rate: float, logger: CS
     logger.log({**row, "time_s": time.perf_counter() - run.t0})
     metric = "action mean-class recall@5" if run.name == ANTICIPATION else "top-1"
     lr, wd = run.heads[best]["lr"], run.heads[best]["weight_decay"]
-    result = {"epoch": epoch, "best_head": best, "best": scores[best], **all_scores}
+    result = {"epoch": epoch, "best_head": best, "best": scores[best], **all_scores, **run.spread}
     if is_main:
         print(f"[epoch {epoch}] val {metric} {scores[best]:.2f}% (best head {best}: lr {lr:g} wd {wd:g})", flush=True)
         (run.folder / "results.json").write_text(json.dumps(result))
@@ -246,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     resume_step = run.start_epoch if run.start_epoch and not val_only else None
     logger = CSVLogger(run.folder / log_name, LOG_COLUMNS, enabled=dist.is_main, resume_step=resume_step)
     run.t0, name = time.perf_counter(), run.name
+    run.spread = feature_spread(run)
+    if dist.is_main:
+        std, rank, dim = run.spread["token_std"], run.spread["effective_rank"], run.model.embed_dim
+        print(f"frozen features: token std {std:.3f}, effective rank {rank:.1f} of {dim}", flush=True)
     if val_only:
         report(run, run.start_epoch, float("nan"), 0.0, logger, dist.is_main)
         cleanup()

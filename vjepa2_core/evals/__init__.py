@@ -1,7 +1,7 @@
 """Frozen-encoder evaluations: attentive probes on video, image and anticipation tasks (reference `evals/`)."""
 
 from .anticipation import AnticipativeWrapper
-from .metrics import ClassMeanRecall, top1_correct, view_averaged_probs
+from .metrics import ClassMeanRecall, token_spread, top1_correct, view_averaged_probs
 from .probe import (
     AnticipativeClassifier,
     build_head_optimizers,
@@ -23,6 +23,7 @@ __all__ = [
     "load_probe",
     "load_probe_states",
     "probe_state",
+    "token_spread",
     "top1_correct",
     "view_averaged_probs",
 ]

@@ -1,4 +1,5 @@
-"""Probe metrics: top-1 of the view-averaged softmax, and mean-class recall@k (the EK100 anticipation score)."""
+"""Probe metrics: top-1 of the view-averaged softmax, mean-class recall@k (the EK100 anticipation score), and a
+collapse check of the frozen features themselves."""
 
 from __future__ import annotations
 
@@ -45,3 +46,16 @@ class ClassMeanRecall:
 def chance_recall(num_classes: int, k: int = 5) -> float:
     """Mean-class recall@k (%) of rankings drawn uniformly at random: k / C."""
     return 100.0 * min(k, num_classes) / num_classes
+
+
+def token_spread(tokens: Tensor) -> dict[str, float]:
+    """Collapse check of frozen tokens [..., D]: the mean per-dimension std over all tokens, and the effective rank
+    (RankMe: exp of the entropy of the normalised singular values of the centred tokens; D when every direction
+    carries equal variance, 1 when all tokens lie on one line). A pretrained encoder far below its random
+    initialisation has concentrated its features in few directions."""
+    x = tokens.reshape(-1, tokens.shape[-1]).double()
+    x = x - x.mean(0)
+    sv = torch.linalg.svdvals(x)
+    p = sv / sv.sum().clamp_min(1e-12)
+    entropy = -(p * p.clamp_min(1e-12).log()).sum()
+    return {"token_std": float(x.std(0).mean()), "effective_rank": float(entropy.exp())}
