@@ -84,3 +84,11 @@ sim-train-pretrained-encoder: install
 		--set meta.pretrain_checkpoint=$(SIM_RUN)/pretrain/latest.pt \
 		--set folder=$(SIM_RUN)/ac --set data.feature_cache=$(SIM_RUN)/ac/features
 	$(PY) -m vjepa2_ros.sim.export $(SIM_RUN)/ac/latest.pt $(SIM_RUN)/sim_reach_pretrained_encoder.safetensors
+
+# The shipped push model (issue 17): the reach recipe on push episodes (vjepa2_ros/models/README.md, push card).
+.PHONY: sim-train-push
+SIM_PUSH_RUN := runs/sim_push
+sim-train-push: install
+	$(VENV)/bin/vjepa2-sim-collect --task push --episodes 400 --steps 40 --seed 0 --out $(SIM_PUSH_RUN)/episodes
+	$(PY) training/train_ac.py --config config/train/sim_push_ac.yaml
+	$(PY) -m vjepa2_ros.sim.export $(SIM_PUSH_RUN)/ac_random_encoder/latest.pt vjepa2_ros/models/sim_push.safetensors

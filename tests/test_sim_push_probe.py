@@ -21,6 +21,9 @@ def test_candidate_moves_hold_first_all_distinct_within_one_step():
     assert len(np.unique(moves.round(6), axis=0)) == 37
     norms = np.linalg.norm(moves[1:, :3], axis=1)
     assert norms.max() == pytest.approx(0.05) and norms.min() == pytest.approx(0.02)
+    planar = candidate_moves(0.05, planar=True)  # the planar pusher: flat moves only
+    assert planar.shape == (33, 7) and np.all(planar[:, 2:] == 0) and np.all(planar[0] == 0)
+    assert len(np.unique(planar.round(6), axis=0)) == 33
 
 
 def test_outcomes_restore_the_state_and_the_energy_sees_the_block():

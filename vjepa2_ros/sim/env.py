@@ -43,7 +43,7 @@ class SimConfig:
     task_cameras: dict = field(
         default_factory=lambda: {
             "reach": {"lookat": [1.26, 0.75, 0.52], "distance": 1.3, "azimuth": 270.0, "elevation": -75.0},
-            "push": {"lookat": [1.32, 0.75, 0.42], "distance": 0.8, "azimuth": 180.0, "elevation": -60.0},
+            "push": {"lookat": [1.30, 0.75, 0.42], "distance": 0.8, "azimuth": 180.0, "elevation": -70.0},
         }
     )
     camera: dict | None = None
@@ -57,6 +57,11 @@ class SimConfig:
     max_step: float = FETCH_STEP_M  # largest end-effector move per step (m)
     workspace_low: tuple[float, float, float] = (-0.22, -0.28, -0.11)  # z floor ≈ 0.425 m, just above the table
     workspace_high: tuple[float, float, float] = (0.22, 0.28, 0.22)
+    # push: the x/y half-range of the workspace around home (m), what the push camera sees whole (the wider reach
+    # range let the grip leave the frame toward the robot), and a planar pusher: the grip stays at the block's
+    # centre height (views from above hide height; going around the block replaces going over it)
+    push_workspace_xy: tuple[float, float] = (0.20, 0.20)
+    push_planar: bool = True
     goal_low: tuple[float, float, float] = (-0.15, -0.15, -0.08)
     goal_high: tuple[float, float, float] = (0.15, 0.15, 0.12)
     min_start_goal_distance: float = 0.06  # random starts are at least this far from the goal (m)
@@ -65,6 +70,9 @@ class SimConfig:
     object_goal_range: float = 0.12  # push: object goal offset range in x/y (m)
     block_start_range: float = 0.10  # push: block start offset range in x/y around the initial grip position (m)
     block_half_size: float | None = 0.035  # push: half the block's edge (m), 7 cm cube; None = Fetch's own 0.025
+    # push: the block's colour (RGBA, flat, no texture): red stands out from the white table and the blue-grey arm,
+    # so the block weighs more in image energies; None = Fetch's grey texture
+    block_rgba: tuple[float, float, float, float] | None = (0.9, 0.1, 0.1, 1.0)
     push_clearance: float = 0.05  # push: grip site to block face, behind the block, before a push (m)
     goal_clearance: float = 0.03  # push: the same in the goal image (where a push leaves the grip; clear of it)
 
@@ -106,6 +114,8 @@ class FetchSim:
             self.model.vis.global_.fovy = float(fovy)
         self._hide_markers()
         self.block_half = None if self.cfg.task == "reach" else self._set_block_size(self.cfg.block_half_size)
+        if self.block_half is not None and self.cfg.block_rgba is not None:
+            self._set_block_colour(self.cfg.block_rgba)
         self.table_top = self._table_top()
         self.rng = np.random.default_rng(seed)
         self._env.reset(seed=int(self.rng.integers(2**31)))
@@ -120,6 +130,11 @@ class FetchSim:
         self._ref_rot_t = _rotation_from_matrix(self._grip_mat()).inv()
         self.low = self.home + np.asarray(self.cfg.workspace_low)
         self.high = self.home + np.asarray(self.cfg.workspace_high)
+        if self.block_half is not None:
+            xy = np.asarray(self.cfg.push_workspace_xy, dtype=np.float64)
+            self.low[:2], self.high[:2] = self.home[:2] - xy, self.home[:2] + xy
+            if self.cfg.push_planar:
+                self.low[2] = self.high[2] = self.table_top + self.block_half
         self._grip_cmd = self.gripper_closedness()
         self.goal: np.ndarray | None = None  # goal position (ee for reach, object for push)
         self.goal_ee: np.ndarray | None = None  # end-effector position shown in the goal image
@@ -147,6 +162,14 @@ class FetchSim:
         self.model.geom_rbound[gid] = half * np.sqrt(3.0)
         self.model.geom_aabb[gid] = [0.0, 0.0, 0.0, half, half, half]
         return float(half)
+
+    def _set_block_colour(self, rgba) -> None:
+        rgba = np.asarray(rgba, dtype=np.float64).reshape(-1)
+        if rgba.shape != (4,) or not np.all((rgba >= 0) & (rgba <= 1)):
+            raise SimError(f"block_rgba must be 4 numbers in [0, 1], got {self.cfg.block_rgba!r}")
+        gid = self.model.geom("object0").id
+        self.model.geom_matid[gid] = -1  # drop the textured material: the flat colour shows
+        self.model.geom_rgba[gid] = rgba
 
     def _table_top(self) -> float:
         """Height of the table's top face (m): the top of the table body's box."""
@@ -399,25 +422,31 @@ class FetchSim:
         now), then restore the current state exactly: the images of goals and sub-goals."""
         return self._with_scene(np.asarray(ee_xyz, dtype=np.float64), block_xyz, self.render)
 
-    def subgoal_images(self, every: int = 0, max_steps: int = 40) -> list[np.ndarray]:
+    def subgoal_images(self, every: int = 0, max_steps: int = 40, until_m: float = 0.03) -> list[np.ndarray]:
         """Images of the way to the goal, ending with the goal image; the current state is restored.
 
-        every = 0: the grip above the pose behind the block, lowered there (the block where it is now), then the
-        goal. every > 0: frames of the scripted pusher's own rollout from here, one every `every` steps until the
-        block is within 1 cm of its goal (at most `max_steps`), then the goal. Reach: the goal image alone.
+        every = 0: the grip above the pose behind the block (not for a planar pusher), lowered there (the block
+        where it is now), then the goal. every > 0: frames of the scripted pusher's own rollout from here, one
+        every `every` steps until the block is within 1 cm of its goal, or within `until_m` and the pusher is no
+        longer pushing (at most `max_steps`), then the goal (the pusher sometimes went round the block for a last
+        1-2 cm, and the goal image then pulled the arm back through the block). Reach: the goal image alone.
         """
         if self.block_half is None:
             return [self.goal_image()]
-        if every < 0 or max_steps < 1:
-            raise SimError(f"need every >= 0 and max_steps >= 1, got {every} and {max_steps}")
+        if every < 0 or max_steps < 1 or not until_m > 0:
+            raise SimError(f"need every >= 0, max_steps >= 1, until_m > 0, got {every}, {max_steps}, {until_m}")
         if every == 0:
             block = self.block_position()
             lift = self.block_half + 0.05
             poses = [self.behind_block(block, height=lift), self.behind_block(block)]
+            if self.high[2] - self.low[2] < 1e-9:  # a planar pusher: no lifted pose
+                poses = poses[1:]
             return [self.scene_image(p, block) for p in poses] + [self.goal_image()]
         snap, images = self.get_snapshot(), []
         try:
             for t in range(1, max_steps + 1):
+                if self.block_distance_to_goal() < until_m and not is_pushing(self):
+                    break  # close, and the pusher would go round the block again for the last centimetres
                 self.step(scripted_push_action(self))
                 done = self.block_distance_to_goal() < 0.01
                 if t % every == 0 and not done:
@@ -456,8 +485,9 @@ class FetchSim:
 
 def scripted_push_action(sim: FetchSim, target_xy: np.ndarray | None = None) -> np.ndarray:
     """The scripted pusher (an oracle on true positions): get behind the block relative to its target (default:
-    its goal), going over it when the block is in the way, lower the grip to the block's centre height, then push
-    toward the target, steering the grip back onto the block-target line. Returns a 7-D action."""
+    its goal), going over it (or, for a planar pusher, around it) when the block is in the way, lower the grip to
+    the block's centre height, then push toward the target, steering the grip back onto the block-target line.
+    Returns a 7-D action."""
     if sim.block_half is None or sim.goal is None:
         raise SimError("the scripted pusher needs the push task after reset()")
     h, step, action = sim.block_half, sim.cfg.max_step, np.zeros(ACTION_DIM)
@@ -470,16 +500,18 @@ def scripted_push_action(sim: FetchSim, target_xy: np.ndarray | None = None) -> 
     rel = ee[:2] - block[:2]
     along, perp = float(rel @ d), rel - float(rel @ d) * d
     push_z, safe_z = max(sim.table_top + h, sim.low[2]), sim.table_top + 2 * h + 0.04
-    behind = block[:2] - d * (h + sim.cfg.push_clearance)
-    low = ee[2] < push_z + 0.02
-    if low and -(h + sim.cfg.push_clearance + 0.03) < along < -h and np.linalg.norm(perp) < 0.015:
+    back = h + sim.cfg.push_clearance
+    behind = block[:2] - d * back
+    if _in_push_pose(sim, along, perp, push_z):
         action[:2] = d * min(step, dist) - perp  # push, correcting the sideways offset
         action[2] = push_z - ee[2]
     else:
         gap = behind - ee[:2]
         seg = np.clip(((block[:2] - ee[:2]) @ gap) / max(float(gap @ gap), 1e-9), 0.0, 1.0)
         blocked = np.linalg.norm(gap) > 0.01 and np.linalg.norm(ee[:2] + seg * gap - block[:2]) < h + 0.06
-        if ee[2] < safe_z - 0.01 and blocked:
+        if blocked and sim.high[2] < safe_z - 0.01:  # a planar pusher cannot rise: around the block
+            action[:2] = _around_block(sim, block[:2], d, rel, along, perp) - ee[:2]
+        elif ee[2] < safe_z - 0.01 and blocked:
             action[2] = safe_z - ee[2]  # rise first: the way behind the block passes over it
             if np.linalg.norm(rel) > h + 0.06:
                 action[:2] = gap
@@ -489,3 +521,38 @@ def scripted_push_action(sim: FetchSim, target_xy: np.ndarray | None = None) -> 
             action[2] = push_z - ee[2]  # behind the block: lower the grip
     action[:3] = np.clip(action[:3], -step, step)
     return action
+
+
+def is_pushing(sim: FetchSim) -> bool:
+    """Is the grip in the scripted pusher's push pose (low, behind the block, on the block-goal line)?"""
+    block = sim.block_position()
+    to_goal = sim.goal[:2] - block[:2]
+    d = to_goal / max(float(np.linalg.norm(to_goal)), 1e-9)
+    rel = sim.ee_position()[:2] - block[:2]
+    along = float(rel @ d)
+    return _in_push_pose(sim, along, rel - along * d, max(sim.table_top + sim.block_half, sim.low[2]))
+
+
+def _in_push_pose(sim: FetchSim, along: float, perp: np.ndarray, push_z: float) -> bool:
+    back = sim.block_half + sim.cfg.push_clearance
+    low = sim.ee_position()[2] < push_z + 0.02
+    return bool(low and -(back + 0.03) < along < -sim.block_half and np.linalg.norm(perp) < 0.015)
+
+
+def _around_block(sim: FetchSim, block: np.ndarray, d: np.ndarray, rel, along: float, perp) -> np.ndarray:
+    """The next x/y waypoint of a planar way around the block to the pose behind it: out to the side, along
+    the side to the back corner, then in. The side is the one the grip is on (or, in line, the one in the
+    workspace)."""
+    h, back, side_r = sim.block_half, sim.block_half + sim.cfg.push_clearance, sim.block_half + 0.06
+    p = float(np.linalg.norm(perp))
+    if p > 1e-3:
+        n = perp / p
+    else:
+        n = np.array([-d[1], d[0]])
+        if not sim._in_workspace_xy(block + n * side_r - d * back):
+            n = -n
+    if along <= -h:  # already behind the block's back face: straight in
+        return block - d * back
+    if p < side_r - 0.005:  # beside or in front of the block: out to the side first
+        return block + d * along + n * side_r
+    return block - d * back + n * side_r  # along the side to the back corner

@@ -7,6 +7,9 @@ within 3 cm of the goal position at the end of the step budget. Policies:
            in-process by default, or through the real simulator and planner nodes over DDS with `--via-ros`;
   random   uniform random deltas (lower bound);
   oracle   scripted straight-line moves using the true goal position (upper bound for the step budget).
+Push (`--task push`): success = block within 3 / 5 cm of its goal; the shipped push model and
+config/sim_push_planner.yaml by default; the planner's goals are the scripted pusher's rollout, one frame every
+`--push-subgoals` steps, then the goal image; the oracle is the scripted pusher on true positions.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import yaml
 
 from vjepa2_core.planning.cem import config_to_dict
 from vjepa2_core.planning.settings import PlanningSettings, planning_values, read_params_file, settings_from_values
-from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError
+from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError, scripted_push_action
 from vjepa2_ros.sim.filmstrip import save_film_strip
 from vjepa2_ros.sim.paths import REPO_CONFIG, SHIPPED_MODEL, ConfigFileError, config_file  # noqa: F401
 from vjepa2_ros.sim.perturb import PERTURBATIONS, make_sim, parse_perturbation
@@ -34,6 +37,9 @@ POLICIES = ("planner", "random", "oracle")
 
 
 SIM_PLANNER_PARAMS = REPO_CONFIG / "sim_planner.yaml"
+SIM_PUSH_PLANNER_PARAMS = REPO_CONFIG / "sim_push_planner.yaml"  # push: the planar pusher's workspace, sub-goal rules
+SHIPPED_PUSH_MODEL = SHIPPED_MODEL.with_name("sim_push.safetensors")
+TASK_DEFAULTS = {"reach": (SHIPPED_MODEL, SIM_PLANNER_PARAMS), "push": (SHIPPED_PUSH_MODEL, SIM_PUSH_PLANNER_PARAMS)}
 
 
 @dataclass
@@ -50,6 +56,8 @@ class EvalConfig:
     success_m: float = 0.03
     near_m: float = 0.05
     planner_params: str = str(SIM_PLANNER_PARAMS)
+    push_subgoals: int = 1  # push: the planner's goals are the scripted pusher's rollout, a frame every N steps, then
+    # the goal image (FetchSim.subgoal_images; the probe's choice, PUSH_SCENE.md); 0 = the goal image alone
     planner_overrides: dict[str, Any] = field(default_factory=dict)
 
     def planning(self) -> PlanningSettings:
@@ -83,10 +91,12 @@ class OraclePolicy:
     name = "oracle"
 
     def reset(self, sim: FetchSim) -> None:
-        if sim.cfg.task != "reach":
-            raise SimError("the scripted oracle only supports the reach task")
+        if sim.cfg.task not in ("reach", "push"):
+            raise SimError("the scripted oracle supports the reach and push tasks")
 
     def act(self, sim: FetchSim, image: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, dict]:
+        if sim.cfg.task == "push":
+            return scripted_push_action(sim), {}  # the scripted pusher on true positions
         action = np.zeros(7)
         action[:3] = np.clip(sim.goal_ee - state[:3], -sim.cfg.max_step, sim.cfg.max_step)
         return action, {}
@@ -97,15 +107,16 @@ class PlannerPolicy:
 
     name = "planner"
 
-    def __init__(self, world_model, settings: PlanningSettings, seed: int = 0):
+    def __init__(self, world_model, settings: PlanningSettings, seed: int = 0, push_subgoals: int = 0):
         from vjepa2_core.planning.controller import ClosedLoopController
 
         self.controller = ClosedLoopController(world_model, settings.cem, settings.limits, settings.rules)
-        self.seed = seed
+        self.seed, self.push_subgoals = seed, push_subgoals
         self.calls = 0
 
     def reset(self, sim: FetchSim) -> None:
-        self.controller.start(sim.goal_image())
+        push = sim.cfg.task == "push" and self.push_subgoals > 0
+        self.controller.start(sim.subgoal_images(every=self.push_subgoals) if push else sim.goal_image())
 
     def act(self, sim: FetchSim, image: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, dict]:
         self.calls += 1
@@ -227,12 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=d.episodes)
     p.add_argument("--task", default=d.task, choices=["reach", "push"])
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    p.add_argument("--model", default=str(SHIPPED_MODEL), help="AC checkpoint (default: the shipped sim model)")
+    p.add_argument("--model", default=None, help="AC checkpoint (default: the task's shipped sim model)")
     p.add_argument("--policies", default=",".join(POLICIES), help=f"comma-separated subset of {POLICIES}")
     p.add_argument("--max-steps", type=int, default=None, help="steps per episode (default: the params file's)")
     p.add_argument("--seed", type=int, default=d.seed, help="episode i uses seed+i for its start and goal")
     p.add_argument("--image-size", type=int, default=d.image_size)
-    p.add_argument("--params", default=d.planner_params, help="planner node params file (the node's settings)")
+    p.add_argument("--params", default=None, help="planner node params file (default: the task's sim params)")
+    p.add_argument("--push-subgoals", type=int, default=d.push_subgoals, help="push: sub-goal frame every N steps")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="planner setting override")
     for flag, name in SHORTHANDS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, help=f"= --set {name}=VALUE")
@@ -270,11 +282,16 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         seed=args.seed,
         image_size=args.image_size,
         perturb=args.perturb,
-        planner_params=args.params,
+        planner_params=str(args.params or TASK_DEFAULTS[args.task][1]),
+        push_subgoals=args.push_subgoals,
         planner_overrides=parse_overrides(args),
     )
     if cfg.episodes < 1 or cfg.steps() < 1:
         raise ValueError("--episodes and --max-steps must be >= 1")
+    if cfg.push_subgoals < 0:
+        raise ValueError(f"--push-subgoals must be >= 0, got {cfg.push_subgoals}")
+    if cfg.task == "push" and args.via_ros:
+        raise ValueError("--via-ros runs the reach task only (the push sub-goal images are in-process)")
     parse_perturbation(cfg.perturb)  # a bad spec fails before anything is simulated
     if cfg.perturb and args.via_ros:
         raise ValueError("--perturb is in-process only (the simulator node renders the unperturbed scene)")
@@ -305,7 +322,7 @@ def run_policies(cfg: EvalConfig, names: list[str], model: str, out: Path, via_r
     try:
         for name in names:
             if name == "planner":
-                policy = PlannerPolicy(world_model, settings, seed=cfg.seed)
+                policy = PlannerPolicy(world_model, settings, seed=cfg.seed, push_subgoals=cfg.push_subgoals)
             else:
                 policy = RandomPolicy(cfg.seed) if name == "random" else OraclePolicy()
             results["policies"][name] = evaluate(sim, policy, cfg, out / f"filmstrip_{name}.png", log=log)
@@ -336,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     try:
         cfg = config_from_args(args)
-        results = run_policies(cfg, names, args.model, out, args.via_ros, log)
+        model = str(args.model or TASK_DEFAULTS[cfg.task][0])
+        results = run_policies(cfg, names, model, out, args.via_ros, log)
     except (SimError, ConfigFileError, ValueError) as exc:
         parser.error(str(exc))
     except RuntimeError as exc:  # DemoError: a node did not come up or answer in time (--via-ros)

@@ -44,13 +44,16 @@ class ProbeConfig:
     strips: str = ""  # folder for one film strip per episode (empty = none)
 
 
-def candidate_moves(step: float) -> np.ndarray:
+def candidate_moves(step: float, planar: bool = False) -> np.ndarray:
     """37 moves [37, 7]: hold; flat moves in 16 directions at full step and 8 at 2/5 step (pushing is flat);
-    up and down at full and 2/5 step; and 8 moves at 45 degrees up or down in the 4 axis directions."""
+    up and down at full and 2/5 step; and 8 moves at 45 degrees up or down in the 4 axis directions.
+    planar (a grip held at one height): 33 flat moves [33, 7]: hold, 16 directions at full step, 16 at 2/5."""
     flat16, flat8 = np.arange(16) * np.pi / 8, np.arange(8) * np.pi / 4
-    flat = [
-        np.stack([np.cos(a), np.sin(a), np.zeros_like(a)], 1) * s for a, s in ((flat16, step), (flat8, 0.4 * step))
-    ]
+    sizes = ((flat16, step), (flat16, 0.4 * step)) if planar else ((flat16, step), (flat8, 0.4 * step))
+    flat = [np.stack([np.cos(a), np.sin(a), np.zeros_like(a)], 1) * s for a, s in sizes]
+    if planar:
+        moves = np.concatenate([np.zeros((1, 3)), *flat])
+        return np.concatenate([moves, np.zeros((len(moves), 4))], 1)
     vertical = np.array([[0, 0, 1], [0, 0, -1], [0, 0, 0.4], [0, 0, -0.4]]) * step
     axes = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]])
     slanted = np.array([[*a, z] for a in axes for z in (1, -1)]) / np.sqrt(2) * step
@@ -100,7 +103,7 @@ def run_episode(sim: FetchSim, cfg: ProbeConfig, scorer: EnergyScorer | None, se
     and timing."""
     sim.reset(seed=seed)
     rng = np.random.default_rng(seed)
-    moves = candidate_moves(sim.cfg.max_step)
+    moves = candidate_moves(sim.cfg.max_step, planar=bool(sim.high[2] - sim.low[2] < 1e-9))
     goals = (
         (sim.subgoal_images(cfg.subgoal_every) if cfg.subgoals else [sim.goal_image()])
         if cfg.policy == "energy"

@@ -1,0 +1,78 @@
+"""`vjepa2-sim-eval --task push`: the push params file is the task's default, the baselines bracket the
+task, and the planner gets the scripted pusher's rollout as sub-goal images."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_sim_eval import TINY
+
+from vjepa2_core.hub.loading import make_random_checkpoint
+from vjepa2_ros.sim.env import FetchSim, SimConfig
+from vjepa2_ros.sim.evaluate import (
+    SIM_PUSH_PLANNER_PARAMS,
+    EvalConfig,
+    OraclePolicy,
+    PlannerPolicy,
+    RandomPolicy,
+    evaluate,
+    load_world_model,
+    main,
+)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    s = FetchSim(SimConfig(task="push"), seed=0)
+    yield s
+    s.close()
+
+
+def push_cfg(**kw) -> EvalConfig:
+    return EvalConfig(task="push", planner_params=str(SIM_PUSH_PLANNER_PARAMS), **kw)
+
+
+def test_push_settings_pin_the_height_and_take_sub_goals():
+    settings = push_cfg().planning()
+    assert settings.rules.max_steps == 40 and settings.rules.subgoal_steps == 2 and settings.rules.hold_margin == 0
+    assert settings.cem.axis == {"z": 0.0, "gripper": 0.0}
+
+
+def test_push_baselines_bracket_the_task(sim):
+    cfg = push_cfg(episodes=2, max_steps=20, seed=510)
+    oracle = evaluate(sim, OraclePolicy(), cfg, None, log=lambda _: None)
+    rand = evaluate(sim, RandomPolicy(0), cfg, None, log=lambda _: None)
+    assert oracle["summary"]["success_rate_5cm"] == 1.0 and oracle["summary"]["success_rate_3cm"] == 1.0
+    assert rand["summary"]["success_rate_5cm"] == 0.0
+    assert rand["summary"]["mean_final_distance_m"] > oracle["summary"]["mean_final_distance_m"] + 0.04
+
+
+def test_planner_gets_the_pushers_rollout_as_sub_goals(sim, tmp_path):
+    wm = load_world_model(make_random_checkpoint(tmp_path / "tiny.safetensors", "vit_ac_tiny", seed=0))
+    cfg = push_cfg(episodes=1, max_steps=2, seed=511, planner_overrides=TINY)
+    policy = PlannerPolicy(wm, cfg.planning(), push_subgoals=1)
+    sim.reset(seed=511)
+    policy.reset(sim)
+    assert len(policy.controller.goals) == len(sim.subgoal_images(every=1)) >= 3
+    res = evaluate(sim, policy, cfg, None, log=lambda _: None)
+    assert res["episodes"][0]["steps"] == 2
+    z = [sim.table_top + sim.block_half]
+    assert abs(sim.ee_position()[2] - z[0]) < 0.003, "the planner's moves stay planar"
+
+
+def test_cli_push_defaults_to_the_push_params(tmp_path, capsys):
+    args = ["--task", "push", "--episodes", "1", "--max-steps", "3", "--policies", "oracle", "--json"]
+    assert main(args + ["--out", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["config"]["planner_params"] == str(SIM_PUSH_PLANNER_PARAMS) and out["config"]["max_steps"] == 3
+    assert "success_rate_5cm" in out["summaries"][0]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--task", "push", "--via-ros", "--episodes", "1", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "reach task only" in capsys.readouterr().err
+
+
+def test_push_params_file_lists_only_known_parameters_that_differ_from_the_defaults():
+    from test_ros_launch import test_params_files_list_only_known_parameters_that_differ_from_the_defaults as check
+
+    check(SIM_PUSH_PLANNER_PARAMS.name)
