@@ -474,7 +474,11 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros, traj, planner, che
         resp = ros.client.call(ros.plan, plan_request(goal, **small))
         assert not resp.success and resp.message.startswith("not configured"), resp.message
         assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
-        assert ros.client.call(ros.plan, plan_request(goal, **small)).success  # planning needs no activation
+        deadline = time.monotonic() + 15.0  # the camera subscription made by configure needs discovery first
+        while "no camera frame" in (resp := ros.client.call(ros.plan, plan_request(goal, **small))).message:
+            assert time.monotonic() < deadline, resp.message
+            time.sleep(0.2)
+        assert resp.success, resp.message  # planning needs no activation
         ros.wait_diag(lambda d: d["blocking"].startswith("inactive") and d["_message"].startswith("inactive"))
         from vjepa2_interfaces.action import ReachGoal
 
