@@ -111,9 +111,11 @@ def matmul_rate(
 def shape_matmul_rate(pred: torch.nn.Module, batch: int, repeats: int = 5) -> float:
     """FLOP/s of the predictor's own linear layers (qkv, proj, fc1, fc2 of one block) on one step's token batch."""
     blk, device = pred.predictor_blocks[0], next(pred.parameters()).device
-    x = torch.randn(batch * (pred.cond_tokens + pred.tokens_per_frame), pred.predictor_embed_dim, device=device)
+    dtype = blk.attn.qkv.weight.dtype  # bf16 when the world model runs in bf16
+    rows = batch * (pred.cond_tokens + pred.tokens_per_frame)
+    x = torch.randn(rows, pred.predictor_embed_dim, device=device, dtype=dtype)
     layers = [blk.attn.qkv, blk.attn.proj, blk.mlp.fc1, blk.mlp.fc2]
-    inputs = [x, x, x, torch.randn(x.shape[0], blk.mlp.fc1.out_features, device=device)]
+    inputs = [x, x, x, torch.randn(rows, blk.mlp.fc1.out_features, device=device, dtype=dtype)]
     flops = sum(2 * i.shape[0] * lin.in_features * lin.out_features for lin, i in zip(layers, inputs))
     best = float("inf")
     with torch.inference_mode():

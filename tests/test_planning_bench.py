@@ -60,6 +60,16 @@ def test_bench_json_on_fixture_checkpoint(fixtures_dir, capsys):
     assert all(len(row["all_s"]) == 2 and row["median_s"] > 0 for row in scaling["rows"])
 
 
+def test_bench_runs_in_bf16_against_the_bf16_peak(capsys):
+    bench = _bench()
+    args = ["--json", "--precision", "bf16", "--repeats", "1", "--threads", "1", "--max-horizon", "0"]
+    args += ["--samples", "8", "--topk", "2", "--iterations", "1", "--horizon", "2"]
+    assert bench.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["precision"] == "bf16" and report["same_seed_same_plan"]
+    assert report["median_s"] > 0 and 0 < report["fraction_of_shape_peak"]
+
+
 def test_bench_flop_count_matches_hand_count():
     bench = _bench()
     from vjepa2_core.models import build_reference_model

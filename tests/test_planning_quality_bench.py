@@ -33,6 +33,14 @@ def test_quality_bench_on_a_sim_pair_writes_json_and_png(tmp_path):
     assert set(report["summary"]["sim"]["cem"]) == {"0.01", "0.05"}
 
 
+def test_quality_bench_on_the_franka_pair(tmp_path):
+    out = tmp_path / "pq"
+    args = ["--out", str(out), "--scenes", "franka", "--planners", "cem", "--budgets", "0.01", "--threads", "1"]
+    assert _bench().main(args) == 0
+    rows = json.loads((out / "planner_quality.json").read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["scene"] == "franka" and rows[0]["energy"] > 0
+
+
 @pytest.mark.slow  # one simulated reach episode through the node's controller: ~20 s on the busy shared CPU
 def test_quality_bench_closed_loop_runs_sim_episodes_per_planner(tmp_path):
     out = tmp_path / "pq"
