@@ -37,7 +37,7 @@ import torch
 from vjepa2_core.planning.cem import CEMConfig
 from vjepa2_core.planning.energies import trajectory_energy
 from vjepa2_core.planning.planners import PLANNERS, make_planner
-from vjepa2_core.planning.world_model import DEFAULT_PRECISION, WorldModel
+from vjepa2_core.planning.world_model import WorldModel
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VJEPA2_SHARED", REPO.parent / "shared"))
@@ -63,8 +63,10 @@ def franka_scene(seed: int) -> dict[str, Any]:
         raise FileNotFoundError(f"{FRANKA_NPZ} not found (set VJEPA2_SHARED)")
     data = np.load(FRANKA_NPZ)
     torch.manual_seed(seed)
-    args = argparse.Namespace(ac_checkpoint=None, device="cpu", precision=DEFAULT_PRECISION, **FRANKA_MODEL)
-    wm, _ = _plan_bench().build_world_model(args)
+    bench = _plan_bench()
+    args = bench.build_parser().parse_args([])  # plan_bench's own defaults, then the model size
+    vars(args).update(FRANKA_MODEL)
+    wm, _ = bench.build_world_model(args)
     obs, states = data["observations"][0], torch.as_tensor(data["states"][0])
     pair = dict(current=obs[0], goal=obs[1], state=states[0], goal_xyz=None, name="franka")
     return dict(name="franka", world_model=wm, search=FRANKA_SEARCH, pairs=[pair])
