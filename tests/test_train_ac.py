@@ -278,3 +278,32 @@ def test_non_finite_loss_stops_with_exit_4_and_writes_nothing(dataset_csv, tmp_p
     assert not (tmp_path / "latest.pt").exists()
     with pytest.raises(NonFiniteLoss):  # library callers get the exception
         train_ac.train(tiny_cfg(dataset_csv, tmp_path / "lib", *sets))
+
+
+def test_finetuned_encoder_trains_with_an_ema_target_and_resumes(dataset_csv, tmp_path):
+    """meta.finetune_encoder: the encoder moves, its EMA copy lags it, both are saved and resume exactly."""
+    extra = ("meta.finetune_encoder=true", "optimization.enc_lr_scale=0.5", "optimization.ema=[0.9,0.9]")
+    out = tmp_path / "ft"
+    cfg = tiny_cfg(dataset_csv, out, "meta.max_steps=20", *extra)
+    start, _ = ac.build_models(cfg, ac.model_config(cfg))
+    train_ac.train(cfg)
+    ckpt = load_training_checkpoint(out / "latest.pt")
+    key = "blocks.0.mlp.fc1.weight"
+    w0, online, target = start.state_dict()[key], ckpt["encoder"][key], ckpt["target_encoder"][key]
+    assert not torch.equal(online, w0) and not torch.equal(target, w0)  # both moved from the initial weights
+    assert not torch.equal(online, target)  # the target is an EMA copy, not the online encoder
+    assert (target - w0).norm() < (online - w0).norm()  # ... and lags behind it
+    encoder, _ = load_ac_model(out / "latest.pt", key="target_encoder")  # what vjepa2_ros.sim.export ships
+    assert torch.equal(encoder.state_dict()[key], target)
+    # resume from step 10 reproduces the uninterrupted losses and weights
+    short = tmp_path / "short"
+    train_ac.train(tiny_cfg(dataset_csv, short, "meta.max_steps=10", "meta.save_every_freq=1", *extra))
+    train_ac.train(tiny_cfg(dataset_csv, short, "meta.max_steps=20", *extra), resume=True)
+    assert losses(short)[-10:] == losses(out)[-10:]
+    again = load_training_checkpoint(short / "latest.pt")
+    assert torch.equal(again["target_encoder"][key], target) and torch.equal(again["encoder"][key], online)
+
+
+def test_finetuned_encoder_refuses_a_feature_cache(dataset_csv, tmp_path):
+    with pytest.raises(ConfigError, match="feature_cache"):
+        tiny_cfg(dataset_csv, tmp_path / "r", "meta.finetune_encoder=true", f"data.feature_cache={tmp_path / 'c'}")

@@ -6,7 +6,9 @@
 
 The config is a reference-layout YAML; SCHEMA below lists every key (reference keys are required, the extensions
 have defaults). One optimisation step = frozen encoder on each frame -> teacher-forcing + rollout L1 loss on the
-AC predictor -> AdamW with a warmup-stable-decay learning rate and cosine weight decay. Resume state, checkpoint
+AC predictor -> AdamW with a warmup-stable-decay learning rate and cosine weight decay. With
+`meta.finetune_encoder` the encoder trains too (predictor inputs with gradients, targets from its EMA copy, which
+is the checkpoint's `target_encoder` that the planner loads). Resume state, checkpoint
 cadence, train.csv / val.csv and exit codes are the engine's, the same as pretraining
 (`vjepa2_core/training/engine.py`).
 """
@@ -14,6 +16,7 @@ cadence, train.csv / val.csv and exit codes are the engine's, the same as pretra
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import sys
 import time
@@ -29,6 +32,7 @@ from vjepa2_core.training.checkpoint import unwrap
 from vjepa2_core.training.config import ConfigError, Field, training_arg_parser
 from vjepa2_core.training.distributed import ResumableSampler, all_reduce_sum
 from vjepa2_core.training.optim import autocast, build_adamw, make_grad_scaler
+from vjepa2_core.training.pretrain_step import ema_momentum, ema_update
 from vjepa2_core.training.schedules import build_scheduler
 from vjepa2_core.training.slurm import add_launch_arguments
 
@@ -75,6 +79,11 @@ SCHEMA = {
         **engine.RUN_META_SCHEMA,
         "load_predictor": Field(bool),
         "pretrain_checkpoint": Field(str, nullable=True, doc="frozen encoder weights; null: random (tests)"),
+        "finetune_encoder": Field(
+            bool,
+            default=False,
+            doc="train the encoder with the predictor (lr x optimization.enc_lr_scale); targets from its EMA copy",
+        ),
         "context_encoder_key": Field(str),
         "target_encoder_key": Field(str),
     },
@@ -109,6 +118,7 @@ SCHEMA = {
         "betas": Field(list, default=[0.9, 0.999]),
         "eps": Field(float, default=1e-8),
         "enc_lr_scale": Field(Num, default=1.0),
+        "ema": Field(list, default=[0.998, 0.998], doc="target-encoder EMA momentum [start, end] (finetune_encoder)"),
     },
 }
 UNSUPPORTED = {  # reference options this implementation refuses rather than ignores
@@ -133,6 +143,10 @@ def check_config(cfg: dict) -> dict:
         raise ConfigError("data.dataset_fpcs: exactly one clip length is supported")
     if not 1 <= cfg["loss"]["auto_steps"] < cfg["data"]["dataset_fpcs"][0]:
         raise ConfigError("loss.auto_steps: must be at least 1 and below the clip length")
+    if cfg["meta"]["finetune_encoder"] and cfg["data"]["feature_cache"]:
+        raise ConfigError("data.feature_cache: must be null with meta.finetune_encoder (the features change)")
+    if len(cfg["optimization"]["ema"]) != 2:
+        raise ConfigError(f"optimization.ema must be [start, end], got {cfg['optimization']['ema']}")
     if not cfg["data"]["datasets"]:
         raise ConfigError("data.datasets: list at least one CSV of trajectory directories")
     return cfg
@@ -233,14 +247,31 @@ def evaluate(
     return {k: v / n for k, v in sums.items()}
 
 
-def batch_losses(model, encoder, batch, ds: DROIDDataset, cache: FeatureCache | None, cond: Conditioning, cfg, device):
-    """(teacher-forcing, rollout) losses of one batch: frozen-encoder targets, normalised actions and states."""
+def batch_losses(
+    model, encoder, batch, ds: DROIDDataset, cache: FeatureCache | None, cond: Conditioning, cfg, device, online=None
+):
+    """(teacher-forcing, rollout) losses of one batch: frozen-encoder targets, normalised actions and states.
+
+    With a fine-tuned encoder, `online` encodes the predictor's inputs (with gradients) and `encoder` is its EMA copy.
+    """
     loss_cfg = cfg["loss"]
     h = targets(batch, encoder, cache, ds, cfg, device)
+    context = None
+    if online is not None:
+        frames = batch["frames"].to(device, non_blocking=True)
+        context = ac.encode_frames(online, frames, cfg["data"]["tubelet_size"], loss_cfg["normalize_reps"], grad=True)
     ext = batch["extrinsics"].to(device) if cfg["model"]["use_extrinsics"] else None
     actions, states = cond.actions(batch["actions"].to(device)), cond.states(batch["states"].to(device))
     return ac.ac_losses(
-        model, h, actions, states, ext, loss_cfg["auto_steps"], loss_cfg["loss_exp"], loss_cfg["normalize_reps"]
+        model,
+        h,
+        actions,
+        states,
+        ext,
+        loss_cfg["auto_steps"],
+        loss_cfg["loss_exp"],
+        loss_cfg["normalize_reps"],
+        context=context,
     )
 
 
@@ -299,8 +330,12 @@ def train(cfg: dict, resume: bool = False) -> dict:
     opt_cfg, bs = cfg["optimization"], cfg["data"]["batch_size"]
     mcfg = ac.model_config(cfg)
     encoder, predictor = (m.to(run.device) for m in ac.build_models(cfg, mcfg))  # frozen encoder, trained predictor
+    online = None  # the fine-tuned encoder (meta.finetune_encoder); `encoder` is then its EMA target copy
+    if cfg["meta"]["finetune_encoder"]:
+        online = copy.deepcopy(encoder).requires_grad_(True).train()
     model = wrap_ddp(run, predictor)
-    optimizer = build_adamw([(predictor, 1.0)], betas=tuple(opt_cfg["betas"]), eps=opt_cfg["eps"])
+    groups = [(predictor, 1.0)] + ([(online, opt_cfg["enc_lr_scale"])] if online is not None else [])
+    optimizer = build_adamw(groups, betas=tuple(opt_cfg["betas"]), eps=opt_cfg["eps"])
     scaler = make_grad_scaler(run.device, run.dtype)
     schedule = build_scheduler(optimizer, opt_cfg, "wsd")
     train_ds, val_ds, cache, cond = make_data(cfg, mcfg)
@@ -308,26 +343,33 @@ def train(cfg: dict, resume: bool = False) -> dict:
     eng = engine.Engine(run, optimizer, schedule, scaler, opt_cfg["ipe"], bs, TRAIN_COLUMNS, VAL_COLUMNS)
     source = engine.resume_source(run, resume)
     if source is not None:
-        eng.resume(source, {"predictor": predictor.load_state_dict})
+        loaders = {"predictor": predictor.load_state_dict}
+        if online is not None:
+            loaders |= {"encoder": online.load_state_dict, "target_encoder": encoder.load_state_dict}
+        eng.resume(source, loaders)
     log.info(
         "AC post-training: %d train / %d held-out episodes, batch %d x %d ranks, %d steps on %s (%s)",
         len(train_ds), len(val_ds) if val_ds else 0, bs, run.dist.world_size, eng.total, run.device, run.dtype,
     )  # fmt: skip
 
     def weights() -> dict:
-        return ac.checkpoint_state(encoder, unwrap(model), mcfg, config=cfg)
+        if online is None:
+            return ac.checkpoint_state(encoder, unwrap(model), mcfg, config=cfg)
+        return ac.checkpoint_state(online, unwrap(model), mcfg, target_encoder=encoder, config=cfg)
 
     predictor.train()
     for batch in eng.batches(loader_factory(cfg, run, train_ds, sampler), len(sampler) // bs):
         lr, wd = schedule.step()
         with autocast(run.device, run.dtype):
-            jloss, sloss = batch_losses(model, encoder, batch, train_ds, cache, cond, cfg, run.device)
+            jloss, sloss = batch_losses(model, encoder, batch, train_ds, cache, cond, cfg, run.device, online)
             loss = jloss + sloss
         _, j, s = eng.check_finite(loss, jloss, sloss)  # means over ranks; NonFiniteLoss (exit 4) before the update
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if online is not None:
+            ema_update(encoder, online, ema_momentum(eng.step, opt_cfg["ema"], eng.total))
         eng.skipped += int(all_reduce_sum(batch["skipped"].sum().to(run.device)))
         row = dict(loss=eng.loss, jloss=j, sloss=s, lr=lr, wd=wd, skipped=eng.skipped, time=time.time())
         eng.step_done(bs, row)

@@ -102,12 +102,14 @@ def layer_norm(x: Tensor) -> Tensor:
     return F.layer_norm(x, (x.size(-1),))
 
 
-@torch.no_grad()
-def encode_frames(encoder: nn.Module, frames: Tensor, tubelet: int = 2, normalize: bool = True) -> Tensor:
-    """Each frame separately, repeated into a tubelet: [B,3,T,H,W] -> [B,T,g2,D]."""
+def encode_frames(
+    encoder: nn.Module, frames: Tensor, tubelet: int = 2, normalize: bool = True, grad: bool = False
+) -> Tensor:
+    """Each frame separately, repeated into a tubelet: [B,3,T,H,W] -> [B,T,g2,D]; `grad` when the encoder trains."""
     b, c, t, h, w = frames.shape
     x = frames.permute(0, 2, 1, 3, 4).reshape(b * t, c, 1, h, w).repeat(1, 1, tubelet, 1, 1)
-    z = encoder(x)
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        z = encoder(x)
     z = layer_norm(z) if normalize else z
     return z.reshape(b, t, z.shape[1], z.shape[2])
 
@@ -133,16 +135,23 @@ def ac_losses(
     auto_steps: int = 2,
     loss_exp: float = 1.0,
     normalize: bool = True,
+    context: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """(teacher-forcing loss, rollout loss) for targets h [B,T,g2,D], actions [B,T-1,7], states [B,T,7]."""
+    """(teacher-forcing loss, rollout loss) for targets h [B,T,g2,D], actions [B,T-1,7], states [B,T,7].
+
+    The predictor's inputs are `context` (a trained encoder's features of the same frames) when given, else h.
+    """
     b, t, g2, d = h.shape
     if not 1 <= auto_steps <= t - 1:
         raise ValueError(f"auto_steps must be in [1, {t - 1}] for {t}-frame clips, got {auto_steps}")
+    if context is not None and context.shape != h.shape:
+        raise ValueError(f"context features {tuple(context.shape)} must match the targets {tuple(h.shape)}")
     flat = h.reshape(b, t * g2, d)
+    inputs = flat if context is None else context.reshape(b, t * g2, d)
     ext = extrinsics[:, :-1] if extrinsics is not None else None
-    z_tf = predict(predictor, flat[:, :-g2], actions, states[:, :-1], ext, normalize)
+    z_tf = predict(predictor, inputs[:, :-g2], actions, states[:, :-1], ext, normalize)
     jloss = _l1(z_tf, flat[:, g2:], loss_exp)
-    seq = torch.cat([flat[:, :g2], z_tf[:, :g2]], dim=1)
+    seq = torch.cat([inputs[:, :g2], z_tf[:, :g2]], dim=1)
     for n in range(1, auto_steps):
         ext = extrinsics[:, : n + 1] if extrinsics is not None else None
         nxt = predict(predictor, seq, actions[:, : n + 1], states[:, : n + 1], ext, normalize)[:, -g2:]
@@ -184,12 +193,16 @@ def checkpoint_state(
     encoder: nn.Module,
     predictor: nn.Module,
     mcfg: Mapping[str, dict],
+    target_encoder: nn.Module | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Reference checkpoint layout (`encoder`, `target_encoder`, `predictor`, ...) plus `model_config`."""
+    """Reference checkpoint layout (`encoder`, `target_encoder`, `predictor`, ...) plus `model_config`.
+
+    `target_encoder` is the EMA copy when the encoder was fine-tuned (what the planner loads), else the encoder.
+    """
     return {
         "encoder": encoder.state_dict(),
-        "target_encoder": encoder.state_dict(),
+        "target_encoder": (target_encoder or encoder).state_dict(),
         "predictor": predictor.state_dict(),
         "model_config": copy_model_config(mcfg),
         **extra,
