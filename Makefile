@@ -53,8 +53,10 @@ selfcheck: install
 	$(VENV)/bin/vjepa2-selfcheck
 
 # The main command: the simulated arm reaches a goal image through the ROS 2 planner node (shipped sim model).
+# `make demo TASK=push`: the arm pushes the block to where the goal image shows it (shipped push model).
+TASK ?= reach
 demo: install
-	$(PY) -m vjepa2_ros.sim.demo --out runs/sim_demo $(SIM_DEMO_ARGS)
+	$(PY) -m vjepa2_ros.sim.demo --task $(TASK) --out runs/sim_demo $(SIM_DEMO_ARGS)
 
 bench: install
 	for b in bench/*_bench.py; do $(PY) $$b || exit 1; done
@@ -65,7 +67,7 @@ clean:
 # Simulated Fetch arm (issue 8): the closed-loop demo over ROS 2 and the success-rate evaluation.
 .PHONY: sim-demo sim-eval sim-train sim-train-pretrained-encoder
 sim-demo: install
-	$(PY) -m vjepa2_ros.sim.demo --out runs/sim_demo $(SIM_DEMO_ARGS)
+	$(PY) -m vjepa2_ros.sim.demo --task $(TASK) --out runs/sim_demo $(SIM_DEMO_ARGS)
 
 sim-eval: install
 	$(VENV)/bin/vjepa2-sim-eval --episodes 20 --task reach --out runs/sim_eval $(SIM_EVAL_ARGS)

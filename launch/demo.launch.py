@@ -1,7 +1,8 @@
-"""Simulated-arm demo on a full ROS 2 install: `ros2 launch vjepa2_ros demo.launch.py [model:=CKPT] [seed:=3]`.
+"""Simulated-arm demo on a full ROS 2 install: `ros2 launch vjepa2_ros demo.launch.py [task:=push] [seed:=3]`.
 
-Starts vjepa2_sim and vjepa2_planner (topics wired by config/sim_planner.yaml) and the demo client, which sends
-the sim's goal image as a ReachGoal, prints each step and saves the image strip. With `client:=false` only the
+Starts vjepa2_sim and vjepa2_planner (topics wired by config/sim_planner.yaml, or sim_push_planner.yaml for
+task:=push, with the task's shipped model) and the demo client, which sends the sim's goal image (push: after the
+sim oracle's sub-goal images) as a ReachGoal, prints each step and saves the image strip. With `client:=false` only the
 sim and the planner run, to be driven from the CLI or RViz (an empty goal image means the sim's goal image):
     ros2 action send_goal /vjepa2_planner/reach_goal vjepa2_interfaces/action/ReachGoal "{max_steps: 10}" --feedback
 Without `ros2 launch` (pip-only installs) `make sim-demo` does the same with plain processes.
@@ -18,10 +19,10 @@ from launch_ros.substitutions import FindPackageShare
 
 SHARE = FindPackageShare("vjepa2_ros")
 ARGUMENTS = {
-    "model": ("", "AC checkpoint for the planner (empty: the shipped vjepa2_ros/models/sim_reach.safetensors)"),
+    "model": ("", "AC checkpoint for the planner (empty: the task's shipped model in vjepa2_ros/models)"),
     "seed": ("3", "start and goal of the episode"),
     "task": ("reach", "reach | push"),
-    "max_steps": ("20", "ReachGoal step budget"),
+    "max_steps": ("0", "ReachGoal step budget (0: the task params file's max_steps)"),
     "out": ("sim_demo", "directory for the image strip"),
     "client": ("true", "start the demo client (false: only sim and planner, drive them with ros2 action/service)"),
     "autostart": ("true", "planner configures and activates itself; false: drive its lifecycle (change_state)"),
@@ -43,14 +44,14 @@ def generate_launch_description() -> LaunchDescription:
         executable="vjepa2_planner",
         name="vjepa2_planner",
         parameters=[
-            PathJoinSubstitution([SHARE, "config", "sim_planner.yaml"]),
+            PathJoinSubstitution([SHARE, "config", _task_default(1, name=True)]),
             {"model.checkpoint": _model_path(), "autostart": arg("autostart")},
         ],
         output="screen",
     )
     client = ExecuteProcess(
         cmd=[sys.executable, "-m", "vjepa2_ros.sim.demo", "--no-spawn", "--max-steps", arg("max_steps")]
-        + ["--out", arg("out")],
+        + ["--task", arg("task"), "--out", arg("out")],
         output="screen",
         on_exit=Shutdown(reason="demo finished"),
         condition=IfCondition(arg("client")),
@@ -58,12 +59,13 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([*declared, sim, planner, client])
 
 
+def _task_default(index: int, name: bool = False) -> PythonExpression:
+    """vjepa2_ros.sim.paths.TASK_DEFAULTS[task][index] (0: shipped model, 1: params file), as a path or file name."""
+    paths = "__import__('vjepa2_ros.sim.paths', fromlist=['x']).TASK_DEFAULTS"
+    part = "name" if name else "as_posix()"
+    return PythonExpression([f"{paths}['", LaunchConfiguration("task"), f"'][{index}].{part}"])
+
+
 def _model_path() -> PythonExpression:
-    """The `model` argument, or the shipped model path when it is empty."""
-    return PythonExpression(
-        [
-            "'",
-            LaunchConfiguration("model"),
-            "' or __import__('vjepa2_ros.sim.evaluate', fromlist=['x']).SHIPPED_MODEL.as_posix()",
-        ]
-    )
+    """The `model` argument, or the task's shipped model path when it is empty."""
+    return PythonExpression(["'", LaunchConfiguration("model"), "' or '", _task_default(0), "'"])

@@ -69,9 +69,6 @@ def test_cli_push_defaults_to_the_push_params(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["config"]["planner_params"] == str(SIM_PUSH_PLANNER_PARAMS) and out["config"]["max_steps"] == 3
     assert "success_rate_5cm" in out["summaries"][0]
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--task", "push", "--via-ros", "--episodes", "1", "--out", str(tmp_path)])
-    assert exit_info.value.code == 2 and "reach task only" in capsys.readouterr().err
 
 
 def test_push_params_file_lists_only_known_parameters_that_differ_from_the_defaults():

@@ -81,7 +81,8 @@ else:
     _INTERFACES_ERROR = ""
 
 NODE_NAME = "vjepa2_planner"
-MAX_SUBGOALS = 16  # sub-goal images per ReachGoal (each is decoded, encoded and kept for the episode)
+MAX_SUBGOALS = 64  # sub-goal images per ReachGoal (each is decoded, encoded and kept for the episode); the sim
+# push oracle gives one a step, up to 40
 # Per-request CEM budgets beyond these are refused (memory and time), not attempted; the AC model takes 32 frames.
 MAX_BUDGET = {"horizon": 31, "samples": 100_000, "iterations": 1_000}
 # Executor threads: camera, pose/gripper + timer, stop/resume/cancel, the action loop and PLAN_SERVICE_SLOTS

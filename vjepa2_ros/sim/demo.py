@@ -3,9 +3,11 @@
 Starts `vjepa2_sim` and `vjepa2_planner` as separate processes over DDS, waits for the camera and the goal image,
 sends a `ReachGoal` goal (the sim's goal image), prints each step, and ends with the final distance and a saved
 image strip (start | steps | goal). `launch/demo.launch.py` starts the same two nodes on a full ROS 2 install;
-`--no-spawn` then runs only this client.
+`--no-spawn` then runs only this client. `--task push` (`make demo TASK=push`): the arm pushes the block to where
+the goal image shows it, with the shipped push model and params, and the simulator oracle's sub-goal images
+(`~/subgoal_images`, one every `--subgoals` steps) sent in the same ReachGoal; success = block within 5 cm.
 
-    .venv/bin/python -m vjepa2_ros.sim.demo [--model CKPT] [--seed 3] [--max-steps 20] [--out sim_demo]
+    .venv/bin/python -m vjepa2_ros.sim.demo [--task push] [--model CKPT] [--seed 3] [--max-steps N] [--out sim_demo]
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from vjepa2_ros.sim.filmstrip import save_film_strip
-from vjepa2_ros.sim.paths import SHIPPED_MODEL, ConfigFileError, config_file
+from vjepa2_ros.sim.paths import TASK_DEFAULTS, ConfigFileError, config_file
 
 SIM = "/vjepa2_sim"
 PLANNER = "/vjepa2_planner"
-SUCCESS_M = 0.03
+SUCCESS_M = {"reach": 0.03, "push": 0.05}  # reach: grip within 3 cm; push: block within 5 cm (Fetch's threshold)
 STARTUP_RETRIES = 10  # goals refused at step 0 because the planner has no camera/pose yet
 NOT_YET_SEEN = ("no_camera", "no_state")
 
@@ -171,6 +173,30 @@ class DemoClient:
             self.spin_until(lambda: False, 1.0, "", procs, quiet=True)
         return result
 
+    def subgoal_images(self, every: int, procs: list[subprocess.Popen], timeout: float = 60.0) -> list:
+        """The simulator oracle's way to the current goal (Image messages, the last is the goal image)."""
+        from vjepa2_interfaces.srv import SubgoalImages
+
+        client = self.node.create_client(SubgoalImages, f"{SIM}/subgoal_images")
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise DemoError(f"service {SIM}/subgoal_images did not appear")
+            future = client.call_async(SubgoalImages.Request(every=int(every)))
+            self.spin_until(future.done, timeout, f"{SIM}/subgoal_images to answer", procs)
+        finally:
+            self.node.destroy_client(client)
+        response = future.result()
+        if not response.success or not response.images:
+            raise DemoError(f"the simulator gave no sub-goal images: {response.message}")
+        return list(response.images)
+
+    def goal_for(self, task: str, subgoals: int, max_steps: int, procs: list[subprocess.Popen]):
+        """The episode's ReachGoal: push with sub-goals > 0 sends the oracle's images before the goal image."""
+        goal = self.ReachGoal.Goal(goal_image=self.goal_msg, max_steps=max_steps)
+        if task == "push" and subgoals > 0:
+            *goal.subgoal_images, goal.goal_image = self.subgoal_images(subgoals, procs)
+        return goal
+
     def fresh_image(self, procs, timeout: float = 10.0) -> np.ndarray:
         self.image = None
         self.spin_until(lambda: self.image is not None, timeout, "a camera image", procs)
@@ -186,7 +212,9 @@ def run(args: argparse.Namespace) -> dict:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    procs = [] if args.no_spawn else start_nodes(args.model, args.seed, args.task, out)
+    model, params = TASK_DEFAULTS[args.task]
+    procs = [] if args.no_spawn else start_nodes(args.model or str(model), args.seed, args.task, out, [params])
+    success_m = SUCCESS_M[args.task]
     rclpy.init()
     client = None
     try:
@@ -208,9 +236,13 @@ def run(args: argparse.Namespace) -> dict:
                 frames.append(client.image)
                 labels.append(f"t={fb.step} {d * 100:.1f}cm")
             act = " ".join(f"{a:+.3f}" for a in list(fb.action)[:3]) or "-"
-            print(f"[demo] step {fb.step:3d}  energy {fb.energy:.4f}  dxyz {act}  distance {d * 100:.1f} cm")
+            stage = f"  goal {fb.subgoal + 1}/{n_goals}" if n_goals > 1 else ""
+            print(f"[demo] step {fb.step:3d}{stage}  energy {fb.energy:.4f}  dxyz {act}  distance {d * 100:.1f} cm")
 
-        goal = client.ReachGoal.Goal(goal_image=client.goal_msg, max_steps=args.max_steps)
+        goal = client.goal_for(args.task, args.subgoals, args.max_steps, procs)
+        if goal.subgoal_images:
+            print(f"[demo] {len(goal.subgoal_images)} sub-goal images from the simulator oracle, then the goal")
+        n_goals = len(goal.subgoal_images) + 1
         goal.energy_threshold = float(args.energy_threshold)
         result = client.reach_with_retries(goal, on_feedback, args.timeout, procs)
         frames.append(client.fresh_image(procs))
@@ -225,14 +257,17 @@ def run(args: argparse.Namespace) -> dict:
             "final_energy": float(result.final_energy),
             "start_distance_m": start_distance,
             "final_distance_m": final,
-            "reached_3cm": final < SUCCESS_M,
+            "task": args.task,
+            "success_m": success_m,
+            "reached": final < success_m,
             "strip": str(strip),
         }
         print(f"[demo] planner: {result.message} after {result.steps} steps (energy {result.final_energy:.4f})")
-        verdict = "reached" if final < SUCCESS_M else "did not reach"
+        verdict = "reached" if final < success_m else "did not reach"
+        what = "block" if args.task == "push" else "grip"
         print(
-            f"[demo] final distance {final * 100:.1f} cm (start {start_distance * 100:.1f} cm); "
-            f"{verdict} the 3 cm goal; image strip: {strip}"
+            f"[demo] final distance ({what}) {final * 100:.1f} cm (start {start_distance * 100:.1f} cm); "
+            f"{verdict} the {success_m * 100:.0f} cm goal; image strip: {strip}"
         )
         return summary
     finally:
@@ -244,10 +279,15 @@ def run(args: argparse.Namespace) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vjepa2-sim-demo", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=str(SHIPPED_MODEL), help="AC checkpoint for the planner")
+    from vjepa2_ros.sim.evaluate import EvalConfig
+
+    p.add_argument("--task", default="reach", choices=sorted(TASK_DEFAULTS))
+    p.add_argument("--model", default=None, help="AC checkpoint for the planner (default: the task's shipped model)")
     p.add_argument("--seed", type=int, default=3, help="start and goal of the episode")
-    p.add_argument("--task", default="reach")
-    p.add_argument("--max-steps", type=int, default=20)
+    p.add_argument("--max-steps", type=int, default=0, help="0: the task params file's max_steps")
+    p.add_argument(
+        "--subgoals", type=int, default=EvalConfig.push_subgoals, help="push: oracle sub-goal every N steps (0: none)"
+    )
     p.add_argument("--energy-threshold", type=float, default=0.0, help="planner stops at this energy (0: never)")
     p.add_argument("--out", default="sim_demo", help="directory for the image strip and the node logs")
     p.add_argument("--timeout", type=float, default=480.0, help="seconds for the whole reach")
@@ -259,8 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.no_spawn and not Path(args.model).is_file():
-        parser.error(f"model {args.model} not found (train it, or pass --model PATH)")
+    model = args.model or str(TASK_DEFAULTS[args.task][0])
+    if not args.no_spawn and not Path(model).is_file():
+        parser.error(f"model {model} not found (train it, or pass --model PATH)")
+    if args.max_steps < 0 or args.subgoals < 0:
+        parser.error("--max-steps and --subgoals must be >= 0")
     # keep the demo on this machine unless the user chose otherwise; a random domain avoids crosstalk
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     if not args.no_spawn:

@@ -30,16 +30,19 @@ from vjepa2_core.planning.cem import config_to_dict
 from vjepa2_core.planning.settings import PlanningSettings, planning_values, read_params_file, settings_from_values
 from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError, scripted_push_action
 from vjepa2_ros.sim.filmstrip import save_film_strip
-from vjepa2_ros.sim.paths import REPO_CONFIG, SHIPPED_MODEL, ConfigFileError, config_file  # noqa: F401
+from vjepa2_ros.sim.paths import (  # noqa: F401 - SHIPPED_* and the params files are part of this module's API
+    REPO_CONFIG,
+    SHIPPED_MODEL,
+    SHIPPED_PUSH_MODEL,
+    SIM_PLANNER_PARAMS,
+    SIM_PUSH_PLANNER_PARAMS,
+    TASK_DEFAULTS,
+    ConfigFileError,
+    config_file,
+)
 from vjepa2_ros.sim.perturb import PERTURBATIONS, make_sim, parse_perturbation
 
 POLICIES = ("planner", "random", "oracle")
-
-
-SIM_PLANNER_PARAMS = REPO_CONFIG / "sim_planner.yaml"
-SIM_PUSH_PLANNER_PARAMS = REPO_CONFIG / "sim_push_planner.yaml"  # push: the planar pusher's workspace, sub-goal rules
-SHIPPED_PUSH_MODEL = SHIPPED_MODEL.with_name("sim_push.safetensors")
-TASK_DEFAULTS = {"reach": (SHIPPED_MODEL, SIM_PLANNER_PARAMS), "push": (SHIPPED_PUSH_MODEL, SIM_PUSH_PLANNER_PARAMS)}
 
 
 @dataclass
@@ -290,8 +293,6 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         raise ValueError("--episodes and --max-steps must be >= 1")
     if cfg.push_subgoals < 0:
         raise ValueError(f"--push-subgoals must be >= 0, got {cfg.push_subgoals}")
-    if cfg.task == "push" and args.via_ros:
-        raise ValueError("--via-ros runs the reach task only (the push sub-goal images are in-process)")
     parse_perturbation(cfg.perturb)  # a bad spec fails before anything is simulated
     if cfg.perturb and args.via_ros:
         raise ValueError("--perturb is in-process only (the simulator node renders the unperturbed scene)")

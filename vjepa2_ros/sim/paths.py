@@ -6,7 +6,12 @@ import sys
 from pathlib import Path
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "sim_reach.safetensors"
+SHIPPED_PUSH_MODEL = SHIPPED_MODEL.with_name("sim_push.safetensors")
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
+SIM_PLANNER_PARAMS = REPO_CONFIG / "sim_planner.yaml"
+SIM_PUSH_PLANNER_PARAMS = REPO_CONFIG / "sim_push_planner.yaml"  # push: the planar pusher's workspace, sub-goal rules
+# per task: (shipped model, planner params file), the defaults of vjepa2-sim-eval and the demo alike
+TASK_DEFAULTS = {"reach": (SHIPPED_MODEL, SIM_PLANNER_PARAMS), "push": (SHIPPED_PUSH_MODEL, SIM_PUSH_PLANNER_PARAMS)}
 
 
 class ConfigFileError(RuntimeError):

@@ -4,7 +4,9 @@ Publishes (node-private names, remap them to the planner's inputs):
   ~/image (sensor_msgs/Image rgb8), ~/ee_pose (PoseStamped), ~/gripper (Float64 closedness 0..1),
   ~/goal_image (Image, latched), ~/goal_pose (PoseStamped, latched), ~/goal_distance (Float64, metres).
 Executes: ~/ee_target (PoseStamped, absolute position; orientation ignored) one clamped step per tick,
-  ~/gripper_command (Float64 closedness 0..1). Service ~/reset (std_srvs/Trigger) starts a new episode: the one
+  ~/gripper_command (Float64 closedness 0..1). Service ~/subgoal_images (vjepa2_interfaces/SubgoalImages): the
+  scripted oracle's way to the current goal as images, ending with the goal image (what ReachGoal.subgoal_images
+  takes; on a real robot a user records them). Service ~/reset (std_srvs/Trigger) starts a new episode: the one
 of the `seed` parameter if it was set since the last reset (`ros2 param set /vjepa2_sim seed 1003`, the episode
 `vjepa2-sim-eval --seed 1003` runs first), else the next random one.
 The pose orientation is relative to the reference grip frame (see vjepa2_ros.sim.env), so the euler triple
@@ -29,6 +31,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 
+from vjepa2_interfaces.srv import SubgoalImages
 from vjepa2_ros.conversions import rgb_to_image, state_to_pose_stamped
 from vjepa2_ros.ros_utils import ignore_sigint, quiet_sigint
 from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError
@@ -62,6 +65,7 @@ class SimNode(Node):
         self.create_subscription(PoseStamped, "~/ee_target", self.on_target, 10)
         self.create_subscription(Float64, "~/gripper_command", self.on_gripper, 10)
         self.create_service(Trigger, "~/reset", self.on_reset)
+        self.create_service(SubgoalImages, "~/subgoal_images", self.on_subgoal_images)
 
         self._requested_seed: int | None = None
         self.add_on_set_parameters_callback(self.on_set_parameters)
@@ -111,6 +115,18 @@ class SimNode(Node):
         response.message = self.new_episode(seed)
         response.success = True
         self.get_logger().info(response.message)
+        return response
+
+    def on_subgoal_images(self, request: SubgoalImages.Request, response: SubgoalImages.Response):
+        """The oracle's rollout is simulated from the current state and undone; the episode goes on unchanged."""
+        try:
+            images = self.sim.subgoal_images(every=int(request.every))
+        except SimError as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        stamp = self.get_clock().now().to_msg()
+        response.images = [rgb_to_image(im, stamp=stamp, frame_id=self.frame_id) for im in images]
+        response.success, response.message = True, f"{len(images)} images, the last is the goal image"
         return response
 
     def tick(self) -> None:
