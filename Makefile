@@ -94,3 +94,18 @@ sim-train-push: install
 	$(VENV)/bin/vjepa2-sim-collect --task push --episodes 400 --steps 40 --seed 0 --out $(SIM_PUSH_RUN)/episodes
 	$(PY) training/train_ac.py --config config/train/sim_push_ac.yaml
 	$(PY) -m vjepa2_ros.sim.export $(SIM_PUSH_RUN)/ac_random_encoder/latest.pt vjepa2_ros/models/sim_push.safetensors
+
+# What pretraining is worth on push (issue 17; results in the push card): after sim-train-push, the same AC recipe
+# on (b) an encoder pretrained by our V-JEPA loop on the push video, frozen, and (c) that encoder fine-tuned in the
+# AC stage (meta.finetune_encoder, encoder lr x0.1, EMA target); (a) is the shipped random frozen encoder.
+.PHONY: sim-train-push-encoders
+sim-train-push-encoders: install
+	$(PY) training/pretrain.py --config config/train/sim_push_pretrain.yaml
+	$(PY) training/train_ac.py --config config/train/sim_push_ac.yaml \
+		--set meta.pretrain_checkpoint=$(SIM_PUSH_RUN)/pretrain/latest.pt \
+		--set folder=$(SIM_PUSH_RUN)/ac_pretrained --set data.feature_cache=$(SIM_PUSH_RUN)/ac_pretrained/features
+	$(PY) -m vjepa2_ros.sim.export $(SIM_PUSH_RUN)/ac_pretrained/latest.pt $(SIM_PUSH_RUN)/push_pretrained.safetensors
+	$(PY) training/train_ac.py --config config/train/sim_push_ac.yaml \
+		--set meta.pretrain_checkpoint=$(SIM_PUSH_RUN)/pretrain/latest.pt --set folder=$(SIM_PUSH_RUN)/ac_finetuned \
+		--set data.feature_cache=null --set meta.finetune_encoder=true --set optimization.enc_lr_scale=0.1
+	$(PY) -m vjepa2_ros.sim.export $(SIM_PUSH_RUN)/ac_finetuned/latest.pt $(SIM_PUSH_RUN)/push_finetuned.safetensors
