@@ -136,6 +136,27 @@ def test_demo_launch_without_client_is_driven_from_the_cli(ws_env, tmp_path):
     assert code == 0 and "vjepa2_planner-2]: process has finished cleanly" in launch.text(), launch.text()[-4000:]
 
 
+def test_demo_launch_push_takes_the_push_model_params_and_serves_subgoals(ws_env, tmp_path):
+    """`task:=push`: the planner gets the shipped push model and config/sim_push_planner.yaml (installed share),
+    and the sim's ~/subgoal_images answers through the installed vjepa2_interfaces."""
+    launch = Launch(["vjepa2_ros", "demo.launch.py", "client:=false", "task:=push", "seed:=1002"], ws_env, tmp_path)
+    try:
+        launch.wait_for(r"vjepa2_planner ready", 120)
+        launch.wait_for(r"\[vjepa2_sim\]: ready: task push", 120)
+        model = ros2(ws_env, "param", "get", "/vjepa2_planner", "model.checkpoint")
+        assert "sim_push.safetensors" in model, model
+        axis = ros2(ws_env, "param", "get", "/vjepa2_planner", "cem.axis")
+        assert "z=0,gripper=0" in axis, axis
+        reply = ros2(
+            ws_env, "service", "call", "/vjepa2_sim/subgoal_images", "vjepa2_interfaces/srv/SubgoalImages",
+            "{every: 0}", timeout=120,
+        )  # fmt: skip
+        assert "success=True" in reply and "2 images, the last is the goal image" in reply, reply[-2000:]
+    finally:
+        code = launch.ctrl_c()
+    assert code == 0, launch.text()[-4000:]
+
+
 @pytest.fixture(scope="module")
 def tiny_params(tmp_path_factory) -> Path:
     from vjepa2_core.hub import make_random_checkpoint
