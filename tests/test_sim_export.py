@@ -36,3 +36,16 @@ def test_export_rejects_non_ac_checkpoints(tmp_path):
         text=True,
     )
     assert res.returncode != 0 and "AC training checkpoint" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_export_of_a_finetuned_encoder_ships_its_ema_target(tmp_path):
+    """train_ac with meta.finetune_encoder saves the online encoder as `encoder` and its EMA copy as
+    `target_encoder`; the shipped file plans with the EMA copy (the targets' feature space)."""
+    src = make_random_checkpoint(tmp_path / "random.pt", "vit_ac_tiny", seed=1)
+    ckpt = load_checkpoint(src)
+    online = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in ckpt["encoder"].items()}
+    src = save_checkpoint(tmp_path / "latest.pt", {**ckpt, "encoder": online, "target_encoder": ckpt["encoder"]})
+    info = export(src, tmp_path / "shipped.safetensors")
+    shipped = load_checkpoint(info["path"])["encoder"]
+    for key, value in ckpt["encoder"].items():
+        torch.testing.assert_close(shipped[key], value, rtol=0, atol=0)

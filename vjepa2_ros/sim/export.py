@@ -33,8 +33,10 @@ def export(checkpoint: str | Path, out: str | Path, note: str = "") -> dict:
         extra["train_config"] = json.dumps(ckpt["config"])
     out = save_ac_checkpoint(out, ckpt[enc_key], ckpt["predictor"], ckpt["model_config"], **extra)
 
-    # the exported file must plan exactly like the training checkpoint
-    a, b = WorldModel.from_checkpoint(str(checkpoint)), WorldModel.from_checkpoint(str(out))
+    # the exported file must plan exactly like the training checkpoint with the encoder exported (with a fine-tuned
+    # encoder: its EMA target, not the online copy under "encoder")
+    a = WorldModel.from_checkpoint(None, checkpoint={**ckpt, "encoder": ckpt[enc_key]})
+    b = WorldModel.from_checkpoint(str(out))
     size = a.crop_size
     image = torch.randint(0, 256, (size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     state, action = torch.zeros(1, 7), torch.full((1, 1, 7), 0.01)
