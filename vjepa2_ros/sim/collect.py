@@ -8,6 +8,9 @@ the whole action range (including "stay still", which the planner needs for hold
 Push adds a fourth kind, so that the block actually moves (random arm motion alone rarely touches it):
   push:     the scripted pusher toward a random target (from a random side, not only toward the goal), with
             Gaussian noise on every action.
+Pick-and-place adds a fifth instead, so that the block is actually grasped, lifted and carried:
+  pick:     the scripted picker carrying the block to a random target on or above the table (sometimes its
+            goal), with Gaussian noise on every move and random gripper toggles.
 `videos.csv` lists the same MP4s for self-supervised pretraining of the encoder on simulator video.
 Videos are written at `fps = 4` so the DROID loader (fps 4) samples consecutive frames: one frame per action.
 They are re-encoded losslessly (FFV1 in the .mp4 container, which OpenCV/ffmpeg read): at 64 px the default mp4v
@@ -25,14 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError, scripted_push_action
+from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError, scripted_pick_action, scripted_push_action
 
 VIDEO_FPS = 4.0
 VIDEO_LIST = "videos.csv"
-SEGMENT_KINDS = ("waypoint", "jitter", "hold", "push")
-SEGMENT_PROBS = {"reach": (0.55, 0.35, 0.10, 0.0), "push": (0.20, 0.15, 0.05, 0.60)}
+SEGMENT_KINDS = ("waypoint", "jitter", "hold", "push", "pick")
+SEGMENT_PROBS = {
+    "reach": (0.55, 0.35, 0.10, 0.0, 0.0),
+    "push": (0.20, 0.15, 0.05, 0.60, 0.0),
+    "pick_and_place": (0.15, 0.10, 0.05, 0.0, 0.70),
+}
 PUSH_NOISE = 0.15  # push segments: action noise, as a fraction of the largest step
 PUSH_TARGET_RANGE = (0.05, 0.15)  # push segments: how far the block is to be pushed (m)
+PICK_NOISE = 0.08  # pick segments: action noise (push's 0.15 kept the picker from centring on the block)
+PICK_TOGGLE_P = 0.04  # pick segments: chance per step of a random gripper command (+1 close / -1 open)
 
 
 def exploration_actions(sim: FetchSim, rng: np.random.Generator):
@@ -46,6 +55,9 @@ def exploration_actions(sim: FetchSim, rng: np.random.Generator):
         length = int(rng.integers(2, 9))
         if kind == "push":
             yield from push_segment(sim, rng)
+            continue
+        if kind == "pick":
+            yield from pick_segment(sim, rng)
             continue
         if kind == "waypoint":
             goal = rng.uniform(sim.low, sim.high)
@@ -72,6 +84,23 @@ def push_segment(sim: FetchSim, rng: np.random.Generator, max_len: int = 16):
         action = scripted_push_action(sim, target)
         action[:3] += rng.normal(0.0, PUSH_NOISE * sim.cfg.max_step, 3)
         yield np.clip(action, -sim.cfg.max_step, sim.cfg.max_step)
+
+
+def pick_segment(sim: FetchSim, rng: np.random.Generator, max_len: int = 30):
+    """Noisy scripted pick-and-place of the block to a random target on or above the table (sometimes its goal),
+    with random gripper toggles (drops, missed and repeated grasps)."""
+    angle = rng.uniform(0.0, 2 * np.pi)
+    xy = sim.block_position()[:2] + rng.uniform(*PUSH_TARGET_RANGE) * np.array([np.cos(angle), np.sin(angle)])
+    target = np.r_[xy, sim.table_top + sim.block_half + rng.uniform(*sim.cfg.pick_goal_height)]
+    if rng.random() < 0.3 or not sim.on_table_xy(xy):
+        target = sim.goal
+    for _ in range(int(rng.integers(12, max_len + 1))):
+        action = scripted_pick_action(sim, target)
+        action[:3] += rng.normal(0.0, PICK_NOISE * sim.cfg.max_step, 3)
+        if rng.random() < PICK_TOGGLE_P:
+            action[6] = rng.choice([-1.0, 1.0])
+        action[:3] = np.clip(action[:3], -sim.cfg.max_step, sim.cfg.max_step)  # the gripper keeps its +-1
+        yield action
 
 
 def collect_episode(sim: FetchSim, steps: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -18,11 +18,17 @@ import numpy as np
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before mujoco is imported
 
-TASKS = {"reach": "FetchReach-v4", "push": "FetchPush-v4"}
+TASKS = {"reach": "FetchReach-v4", "push": "FetchPush-v4", "pick_and_place": "FetchPickAndPlace-v4"}
 FETCH_STEP_M = 0.05  # Fetch's own largest move per step; ours by default
 GRIP_OPEN_M, GRIP_CLOSED_M = 0.100, 0.003  # finger-joint sum when fully open / closed
+GRASP_FINGER_GAP = -0.0012  # each finger joint minus the block's half edge, closed on the block (m, measured)
+HOLD_SAG_M = 0.002  # pick_and_place: a grip this close to its commanded target is re-settled at the target
+GRASP_OFFSET = np.array([0.002, 0.0, 0.0])  # block centre minus grip site while held (m, measured; z within 4 mm)
 STATE_DIM = ACTION_DIM = 7
 REACH_HOME_HEIGHT = 0.13  # FetchReach's initial grip height above the table top (m): the workspace reference
+# pick-and-place: an oblique view from the table's far edge, so that height shows as image height (the steep push
+# view hides a lift); measured in vjepa2_ros/models/PICK_PLACE_SCENE.md
+PICK_CAMERA = {"lookat": [1.30, 0.75, 0.50], "distance": 0.8, "azimuth": 180.0, "elevation": -45.0}
 
 
 class SimError(RuntimeError):
@@ -44,6 +50,7 @@ class SimConfig:
         default_factory=lambda: {
             "reach": {"lookat": [1.26, 0.75, 0.52], "distance": 1.3, "azimuth": 270.0, "elevation": -75.0},
             "push": {"lookat": [1.30, 0.75, 0.42], "distance": 0.8, "azimuth": 180.0, "elevation": -70.0},
+            "pick_and_place": PICK_CAMERA,
         }
     )
     camera: dict | None = None
@@ -75,6 +82,10 @@ class SimConfig:
     block_rgba: tuple[float, float, float, float] | None = (0.9, 0.1, 0.1, 1.0)
     push_clearance: float = 0.05  # push: grip site to block face, behind the block, before a push (m)
     goal_clearance: float = 0.03  # push: the same in the goal image (where a push leaves the grip; clear of it)
+    # pick_and_place: the goal's height above the block's resting height (m, uniform in this range; Fetch's goals
+    # can be in the air), and the grip's height above the block's centre in the approach pose (open, above it)
+    pick_goal_height: tuple[float, float] = (0.0, 0.15)
+    pick_approach_height: float = 0.08
 
 
 def _rotation_from_matrix(mat: np.ndarray):
@@ -133,12 +144,15 @@ class FetchSim:
         if self.block_half is not None:
             xy = np.asarray(self.cfg.push_workspace_xy, dtype=np.float64)
             self.low[:2], self.high[:2] = self.home[:2] - xy, self.home[:2] + xy
-            if self.cfg.push_planar:
+            if self.cfg.push_planar and self.cfg.task == "push":
                 self.low[2] = self.high[2] = self.table_top + self.block_half
         self._grip_cmd = self.gripper_closedness()
-        self.goal: np.ndarray | None = None  # goal position (ee for reach, object for push)
+        self.goal: np.ndarray | None = None  # goal position (ee for reach, object for push and pick_and_place)
         self.goal_ee: np.ndarray | None = None  # end-effector position shown in the goal image
         self.push_dir: np.ndarray | None = None  # push: unit x/y direction from the block's start to its goal
+        fingers = ("robot0:l_gripper_finger_joint", "robot0:r_gripper_finger_joint")
+        self._finger_qpos = np.array([self.model.joint(f).qposadr[0] for f in fingers])
+        self._finger_dof = np.array([self.model.joint(f).dofadr[0] for f in fingers])
 
     # ----------------------------------------------------------------------------------------------- scene set-up
     def _hide_markers(self) -> None:
@@ -214,7 +228,7 @@ class FetchSim:
         return np.concatenate([self._grip_pos(), euler, [self.gripper_closedness()]]).astype(np.float32)
 
     def block_position(self) -> np.ndarray:
-        """Push: the block's centre (m, world)."""
+        """Push, pick_and_place: the block's centre (m, world)."""
         if self.block_half is None:
             raise SimError(f"the {self.cfg.task} task has no block")
         return self.data.joint("object0:joint").qpos[:3].copy()
@@ -230,7 +244,7 @@ class FetchSim:
         return np.ascontiguousarray(self._env.render())
 
     def distance_to_goal(self) -> float:
-        """Reach: end effector to goal; push: object to goal (metres)."""
+        """Reach: end effector to goal; push, pick_and_place: object to goal (metres)."""
         if self.goal is None:
             raise SimError("no goal set: call reset() or set_goal() first")
         if self.cfg.task != "reach":
@@ -282,7 +296,7 @@ class FetchSim:
             n_steps = max(n_steps, self.cfg.settle_steps)
         self._pull_grip(target, n_steps)
         if self.posture_reset and self.block_half is not None:
-            self._resettle_posture()
+            self._resettle_posture(target)
 
     def _pull_grip(self, target: np.ndarray, n_steps: int) -> None:
         self._env._utils.reset_mocap2body_xpos(self.model, self.data)
@@ -292,18 +306,25 @@ class FetchSim:
             self.data.ctrl[:] = finger  # the two finger position actuators
         self._physics_step(n_steps)
 
-    def _resettle_posture(self) -> None:
+    def _resettle_posture(self, target: np.ndarray) -> None:
         """Push: after the physical move, re-settle the arm from its home posture at the grip position it reached,
         with the block parked meanwhile and then restored (position and velocity): the same posture for the same
-        grip position, without sweeping the arm through the block."""
+        grip position, without sweeping the arm through the block. Pick_and_place: at the commanded `target` when
+        the grip reached it within `HOLD_SAG_M` (a held block sags the grip ~0.3 mm a step, which added up to
+        centimetres while holding still; a controller holds its commanded pose), else where it stopped."""
         joint = self.data.joint("object0:joint")
         qpos, qvel = joint.qpos.copy(), joint.qvel.copy()
+        fingers = self.data.qpos[self._finger_qpos].copy(), self.data.qvel[self._finger_dof].copy()
         grip = self._grip_pos()
+        if not self._env.block_gripper and np.linalg.norm(grip - target) < HOLD_SAG_M:
+            grip = target
         self._park_block()
         self._home_posture()
         self._pull_grip(grip, self.cfg.resettle_steps)
         joint = self.data.joint("object0:joint")
         joint.qpos[:], joint.qvel[:] = qpos, qvel
+        if not self._env.block_gripper:  # pick_and_place: the fingers as they were (a held block stays held)
+            self.data.qpos[self._finger_qpos], self.data.qvel[self._finger_dof] = fingers
         self._mj.mj_forward(self.model, self.data)
 
     # ---------------------------------------------------------------------------------------------- state, goals
@@ -317,6 +338,9 @@ class FetchSim:
     def set_snapshot(self, snapshot: np.ndarray) -> None:
         self._mj.mj_setState(self.model, self.data, np.asarray(snapshot), self._mj.mjtState.mjSTATE_INTEGRATION)
         self._mj.mj_forward(self.model, self.data)
+        if not self._env.block_gripper:  # the gripper command, from the finger actuators' restored targets
+            finger = float(self.data.ctrl[0])
+            self._grip_cmd = float(np.clip((GRIP_OPEN_M / 2 - finger) / ((GRIP_OPEN_M - GRIP_CLOSED_M) / 2), 0, 1))
 
     def sample_position(self) -> np.ndarray:
         return self.home + self.rng.uniform(self.cfg.goal_low, self.cfg.goal_high)
@@ -328,7 +352,7 @@ class FetchSim:
         self._env.reset(seed=int(self.rng.integers(2**31)))
         self._grip_cmd = self.gripper_closedness()
         if self.block_half is not None:
-            self._reset_push()
+            self._reset_block()
             return self.state()
         self.teleport(self.sample_position())
         for _ in range(1000):
@@ -338,14 +362,18 @@ class FetchSim:
         self.set_goal(goal)
         return self.state()
 
-    def _reset_push(self) -> None:
+    def _reset_block(self) -> None:
         """Arm first (block parked off the table), then the block clear of it: the arm never sweeps into it.
 
         The block starts within `block_start_range` of the initial grip position, its goal `min_start_goal_distance`
         to `object_goal_range` away and inside `goal_low`..`goal_high` (x/y: well on the table), such that the pose
-        behind it (pre-push) and the goal pose are in the workspace.
+        behind it (pre-push) and the goal pose are in the workspace. Pick_and_place: the gripper starts open, and
+        the goal is `pick_goal_height` above the block's resting height.
         """
+        pick = self.cfg.task == "pick_and_place"
         self._park_block()
+        if pick:
+            self._grip_cmd = 0.0
         self.teleport(self.sample_position())
         ee, h, r = self._grip_pos(), self.block_half, self.cfg.block_start_range
         for _ in range(1000):
@@ -362,7 +390,8 @@ class FetchSim:
         else:
             raise SimError("could not sample a push start: the workspace is too small for the block ranges")
         self.place_block(np.r_[block, self.table_top + h])
-        self.set_goal(np.r_[goal, self.table_top + h])
+        lift = self.rng.uniform(*self.cfg.pick_goal_height) if pick else 0.0
+        self.set_goal(np.r_[goal, self.table_top + h + lift])
 
     def on_table_xy(self, xy: np.ndarray) -> bool:
         """Push: is x/y inside the goal range (`goal_low`..`goal_high` around home), well inside the table?"""
@@ -395,6 +424,9 @@ class FetchSim:
         if self.block_half is None:
             self.goal_ee = goal.copy()
             return
+        if self.cfg.task == "pick_and_place":  # the goal image: the block held at its goal by the closed gripper
+            self.goal_ee = np.clip(goal - GRASP_OFFSET, self.low, self.high)
+            return
         # push: the goal image shows the grip resting behind the block (relative to the push), clear of it
         to_goal = goal[:2] - self.block_position()[:2]
         dist = np.linalg.norm(to_goal)
@@ -417,10 +449,13 @@ class FetchSim:
         """Render the scene as it looks with the goal reached, then restore the current state exactly."""
         return self._with_goal_scene(self.render)
 
-    def scene_image(self, ee_xyz: np.ndarray, block_xyz: np.ndarray | None = None) -> np.ndarray:
+    def scene_image(
+        self, ee_xyz: np.ndarray, block_xyz: np.ndarray | None = None, grasp: bool | None = None
+    ) -> np.ndarray:
         """Render the scene with the grip at `ee_xyz` and (push) the block at `block_xyz` (default: where it is
-        now), then restore the current state exactly: the images of goals and sub-goals."""
-        return self._with_scene(np.asarray(ee_xyz, dtype=np.float64), block_xyz, self.render)
+        now), then restore the current state exactly: the images of goals and sub-goals. Pick_and_place: `grasp`
+        True = the gripper closed on the block at `block_xyz`, False = the gripper open, the block on the table."""
+        return self._with_scene(np.asarray(ee_xyz, dtype=np.float64), block_xyz, self.render, grasp=grasp)
 
     def subgoal_images(self, every: int = 0, max_steps: int = 40, until_m: float = 0.03) -> list[np.ndarray]:
         """Images of the way to the goal, ending with the goal image; the current state is restored.
@@ -430,11 +465,18 @@ class FetchSim:
         every `every` steps until the block is within 1 cm of its goal, or within `until_m` and the pusher is no
         longer pushing (at most `max_steps`), then the goal (the pusher sometimes went round the block for a last
         1-2 cm, and the goal image then pulled the arm back through the block). Reach: the goal image alone.
+        Pick_and_place: every = 0: approach (the open gripper above the block), grasp (closed on it where it is),
+        the goal; every > 0: frames of the scripted picker's rollout until the block is within 1 cm of its goal.
         """
         if self.block_half is None:
             return [self.goal_image()]
         if every < 0 or max_steps < 1 or not until_m > 0:
             raise SimError(f"need every >= 0, max_steps >= 1, until_m > 0, got {every}, {max_steps}, {until_m}")
+        pick = self.cfg.task == "pick_and_place"
+        if every == 0 and pick:
+            block = self.block_position()
+            approach = self.scene_image(block + [0.0, 0.0, self.cfg.pick_approach_height], block, grasp=False)
+            return [approach, self.scene_image(block - GRASP_OFFSET, block, grasp=True), self.goal_image()]
         if every == 0:
             block = self.block_position()
             lift = self.block_half + 0.05
@@ -445,9 +487,9 @@ class FetchSim:
         snap, images = self.get_snapshot(), []
         try:
             for t in range(1, max_steps + 1):
-                if self.block_distance_to_goal() < until_m and not is_pushing(self):
+                if not pick and self.block_distance_to_goal() < until_m and not is_pushing(self):
                     break  # close, and the pusher would go round the block again for the last centimetres
-                self.step(scripted_push_action(self))
+                self.step(scripted_pick_action(self) if pick else scripted_push_action(self))
                 done = self.block_distance_to_goal() < 0.01
                 if t % every == 0 and not done:
                     images.append(self.render())
@@ -460,24 +502,35 @@ class FetchSim:
     def _with_goal_scene(self, fn):
         if self.goal is None:
             raise SimError("no goal set: call reset() or set_goal() first")
-        return self._with_scene(self.goal_ee, self.goal, fn)
+        grasp = True if self.cfg.task == "pick_and_place" else None
+        return self._with_scene(self.goal_ee, self.goal, fn, grasp=grasp)
 
-    def _with_scene(self, ee_xyz: np.ndarray, block_xyz: np.ndarray | None, fn):
+    def _with_scene(self, ee_xyz: np.ndarray, block_xyz: np.ndarray | None, fn, grasp: bool | None = None):
         """Set the scene, call fn, restore. The arm is settled first from its home posture (so the image does
-        not depend on the path) with the block out of its way; the block is set after it, so it is not pushed."""
-        snap = self.get_snapshot()
+        not depend on the path) with the block out of its way; the block is set after it, so it is not pushed.
+        grasp (pick_and_place): True = the fingers closed to the block's width and the block between them at
+        `block_xyz`; False = the gripper open and the block on the table; None = the gripper as it is."""
+        snap, grip_cmd = self.get_snapshot(), self._grip_cmd
         try:
             if self.block_half is not None:
                 block = self.block_position() if block_xyz is None else np.asarray(block_xyz, dtype=np.float64)
                 self._park_block()
+            if grasp is not None:
+                self._grip_cmd = 1.0 if grasp else 0.0
             if not self.posture_reset:
                 self._home_posture()
             self.teleport(ee_xyz)
             if self.block_half is not None:
-                self.place_block(np.r_[block[:2], self.table_top + self.block_half])
+                z = block[2] if grasp else self.table_top + self.block_half
+                self.place_block(np.r_[block[:2], z])
+            if grasp:
+                self.data.qpos[self._finger_qpos] = GRASP_FINGER_GAP + self.block_half  # each finger on a face
+                self.data.qvel[self._finger_dof] = 0.0
+                self._mj.mj_forward(self.model, self.data)
             return fn()
         finally:
             self.set_snapshot(snap)
+            self._grip_cmd = grip_cmd
 
     def close(self) -> None:
         self._env.close()
@@ -556,3 +609,49 @@ def _around_block(sim: FetchSim, block: np.ndarray, d: np.ndarray, rel, along: f
     if p < side_r - 0.005:  # beside or in front of the block: out to the side first
         return block + d * along + n * side_r
     return block - d * back + n * side_r  # along the side to the back corner
+
+
+def is_holding(sim: FetchSim) -> bool:
+    """Pick_and_place: is the gripper commanded closed with the block between its fingers (the fingers stopped
+    on the block, the block centred at the grip site within a half edge)?"""
+    h = sim.block_half
+    opening = float(sim.data.qpos[sim._finger_qpos].sum())
+    near = np.linalg.norm(sim.block_position() - sim.ee_position()) < h
+    return bool(sim._grip_cmd > 0.5 and opening > h and near)
+
+
+def scripted_pick_action(sim: FetchSim, target_xyz: np.ndarray | None = None) -> np.ndarray:
+    """The scripted picker (an oracle on true positions): with the gripper open, go above the block (rising first
+    when low beside it), descend to its centre, close; holding it, carry it to the target (default: its goal),
+    lifted clear of the table on the way; closed without the block, open. Returns a 7-D action (dgripper +1 closes).
+    """
+    if sim.cfg.task != "pick_and_place" or sim.goal is None:
+        raise SimError("the scripted picker needs the pick_and_place task after reset()")
+    h, step, action = sim.block_half, sim.cfg.max_step, np.zeros(ACTION_DIM)
+    ee, block = sim.ee_position(), sim.block_position()
+    target = sim.goal if target_xyz is None else np.asarray(target_xyz, dtype=np.float64)
+    if is_holding(sim):
+        delta = target - block
+        carry_z = sim.table_top + h + 0.04  # lift before carrying, so the block does not drag on the table
+        if np.linalg.norm(delta[:2]) > 0.02 and block[2] < carry_z - 0.005:
+            delta = np.r_[0.0, 0.0, carry_z - block[2]]
+        action[:3] = delta
+    elif sim._grip_cmd > 0.5:
+        action[6] = -1.0  # closed on nothing: open
+    else:
+        rel = block - ee
+        above = block + [0.0, 0.0, sim.cfg.pick_approach_height]
+        off, low = float(np.linalg.norm(rel[:2])), ee[2] < block[2] + h + 0.02
+        if off > 0.008:
+            if low and off < 0.015:
+                action[:2] = rel[:2]  # low and nearly centred (a noisy descent): centre in place
+            elif low and off < h + 0.06:
+                action[2] = above[2] - ee[2]  # low beside the block: rise first
+            else:
+                action[:3] = above - ee
+        elif ee[2] - block[2] > 0.005:
+            action[2] = block[2] - ee[2]  # above the block: descend to its centre
+        else:
+            action[6] = 1.0  # around the block: close
+    action[:3] = np.clip(action[:3], -step, step)
+    return action

@@ -10,6 +10,8 @@ within 3 cm of the goal position at the end of the step budget. Policies:
 Push (`--task push`): success = block within 3 / 5 cm of its goal; the shipped push model and
 config/sim_push_planner.yaml by default; the planner's goals are the scripted pusher's rollout, one frame every
 `--push-subgoals` steps, then the goal image; the oracle is the scripted pusher on true positions.
+Pick-and-place (`--task pick_and_place`): the same with the gripper in the action (random actions include random
+gripper moves); the planner's goals are the scripted picker's rollout; the oracle is the scripted picker.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import yaml
 
 from vjepa2_core.planning.cem import config_to_dict
 from vjepa2_core.planning.settings import PlanningSettings, planning_values, read_params_file, settings_from_values
-from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError, scripted_push_action
+from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError, scripted_pick_action, scripted_push_action
 from vjepa2_ros.sim.filmstrip import save_film_strip
 from vjepa2_ros.sim.paths import (  # noqa: F401 - SHIPPED_* and the params files are part of this module's API
     REPO_CONFIG,
@@ -85,6 +87,8 @@ class RandomPolicy:
     def act(self, sim: FetchSim, image: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, dict]:
         action = np.zeros(7)
         action[:3] = self.rng.uniform(-sim.cfg.max_step, sim.cfg.max_step, 3)
+        if sim.cfg.task == "pick_and_place":
+            action[6] = self.rng.uniform(-1.0, 1.0)  # the gripper is part of the action
         return action, {}
 
 
@@ -94,12 +98,14 @@ class OraclePolicy:
     name = "oracle"
 
     def reset(self, sim: FetchSim) -> None:
-        if sim.cfg.task not in ("reach", "push"):
-            raise SimError("the scripted oracle supports the reach and push tasks")
+        if sim.cfg.task not in ("reach", "push", "pick_and_place"):
+            raise SimError("the scripted oracle supports the reach, push and pick_and_place tasks")
 
     def act(self, sim: FetchSim, image: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, dict]:
         if sim.cfg.task == "push":
             return scripted_push_action(sim), {}  # the scripted pusher on true positions
+        if sim.cfg.task == "pick_and_place":
+            return scripted_pick_action(sim), {}  # the scripted picker on true positions
         action = np.zeros(7)
         action[:3] = np.clip(sim.goal_ee - state[:3], -sim.cfg.max_step, sim.cfg.max_step)
         return action, {}
@@ -118,7 +124,7 @@ class PlannerPolicy:
         self.calls = 0
 
     def reset(self, sim: FetchSim) -> None:
-        push = sim.cfg.task == "push" and self.push_subgoals > 0
+        push = sim.cfg.task in ("push", "pick_and_place") and self.push_subgoals > 0
         self.controller.start(sim.subgoal_images(every=self.push_subgoals) if push else sim.goal_image())
 
     def act(self, sim: FetchSim, image: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -239,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vjepa2-sim-eval", description=__doc__.split("\n")[0])
     d = EvalConfig()
     p.add_argument("--episodes", type=int, default=d.episodes)
-    p.add_argument("--task", default=d.task, choices=["reach", "push"])
+    p.add_argument("--task", default=d.task, choices=["reach", "push", "pick_and_place"])
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.add_argument("--model", default=None, help="AC checkpoint (default: the task's shipped sim model)")
     p.add_argument("--policies", default=",".join(POLICIES), help=f"comma-separated subset of {POLICIES}")

@@ -9,6 +9,9 @@ lowered there, the goal), and the probe moves on to the next image by the contro
 still beats every move (a plateau), when the energy falls below `--subgoal-threshold`, or after
 `--subgoal-steps` steps. `--policy random` and `--policy oracle` (the scripted pusher) are the baselines.
 Success = block within 5 cm of its goal (Fetch's threshold) after `--steps` steps; 3 cm is reported too.
+`--task pick_and_place`: the same probe on the pick-and-place scene, with gripper open / close among the
+candidates; its sub-goals are the approach, grasp and goal images (or the scripted picker's rollout), and the
+oracle is the scripted picker.
 """
 
 from __future__ import annotations
@@ -22,15 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError, scripted_push_action
+from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError, scripted_pick_action, scripted_push_action
 
 POLICIES = ("energy", "random", "oracle")
+TASKS = ("push", "pick_and_place")
 
 
 @dataclass
 class ProbeConfig:
     """One probe run: seeds, step budget, policy and sub-goal rules."""
 
+    task: str = "push"
     seed: int = 500
     episodes: int = 10
     steps: int = 40
@@ -44,10 +49,20 @@ class ProbeConfig:
     strips: str = ""  # folder for one film strip per episode (empty = none)
 
 
-def candidate_moves(step: float, planar: bool = False) -> np.ndarray:
+def candidate_moves(step: float, planar: bool = False, gripper: bool = False) -> np.ndarray:
     """37 moves [37, 7]: hold; flat moves in 16 directions at full step and 8 at 2/5 step (pushing is flat);
     up and down at full and 2/5 step; and 8 moves at 45 degrees up or down in the 4 axis directions.
-    planar (a grip held at one height): 33 flat moves [33, 7]: hold, 16 directions at full step, 16 at 2/5."""
+    planar (a grip held at one height): 33 flat moves [33, 7]: hold, 16 directions at full step, 16 at 2/5.
+    gripper: two more, close and open in place (dgripper +1 / -1)."""
+    moves = _arm_moves(step, planar)
+    if not gripper:
+        return moves
+    grip = np.zeros((2, 7))
+    grip[:, 6] = [1.0, -1.0]
+    return np.concatenate([moves, grip])
+
+
+def _arm_moves(step: float, planar: bool) -> np.ndarray:
     flat16, flat8 = np.arange(16) * np.pi / 8, np.arange(8) * np.pi / 4
     sizes = ((flat16, step), (flat16, 0.4 * step)) if planar else ((flat16, step), (flat8, 0.4 * step))
     flat = [np.stack([np.cos(a), np.sin(a), np.zeros_like(a)], 1) * s for a, s in sizes]
@@ -103,7 +118,8 @@ def run_episode(sim: FetchSim, cfg: ProbeConfig, scorer: EnergyScorer | None, se
     and timing."""
     sim.reset(seed=seed)
     rng = np.random.default_rng(seed)
-    moves = candidate_moves(sim.cfg.max_step, planar=bool(sim.high[2] - sim.low[2] < 1e-9))
+    pick = sim.cfg.task == "pick_and_place"
+    moves = candidate_moves(sim.cfg.max_step, planar=bool(sim.high[2] - sim.low[2] < 1e-9), gripper=pick)
     goals = (
         (sim.subgoal_images(cfg.subgoal_every) if cfg.subgoals else [sim.goal_image()])
         if cfg.policy == "energy"
@@ -115,7 +131,7 @@ def run_episode(sim: FetchSim, cfg: ProbeConfig, scorer: EnergyScorer | None, se
     frames, labels = [sim.render()], ["start"]
     for t in range(cfg.steps):
         if cfg.policy == "oracle":
-            action = scripted_push_action(sim)
+            action = scripted_pick_action(sim) if pick else scripted_push_action(sim)
         elif cfg.policy == "random":
             action = moves[int(rng.integers(len(moves)))]
         else:
@@ -139,7 +155,8 @@ def run_episode(sim: FetchSim, cfg: ProbeConfig, scorer: EnergyScorer | None, se
     if cfg.strips:
         from vjepa2_ros.sim.filmstrip import save_film_strip
 
-        save_film_strip(Path(cfg.strips) / f"push_{cfg.policy}_{seed}.png", frames, sim.goal_image(), labels=labels)
+        strip = Path(cfg.strips) / f"{sim.cfg.task}_{cfg.policy}_{seed}.png"
+        save_film_strip(strip, frames, sim.goal_image(), labels=labels)
     return {
         "start_distance": round(start_dist, 4),
         "final_distance": round(sim.distance_to_goal(), 4),
@@ -168,19 +185,21 @@ def probe(sim_cfg: SimConfig, cfg: ProbeConfig, log=print) -> dict:
     """Run the probe on seeds cfg.seed .. cfg.seed + episodes - 1; returns per-episode results and a summary."""
     if cfg.policy not in POLICIES:
         raise SimError(f"unknown policy {cfg.policy!r}; choose one of {POLICIES}")
+    if cfg.task not in TASKS:
+        raise SimError(f"unknown probe task {cfg.task!r}; choose one of {TASKS}")
     scorer = None
     if cfg.policy == "energy":
         from vjepa2_ros.sim.evaluate import SHIPPED_MODEL
 
         scorer = EnergyScorer(cfg.model or str(SHIPPED_MODEL))
-    sim = FetchSim(replace(sim_cfg, task="push"), seed=cfg.seed)
+    sim = FetchSim(replace(sim_cfg, task=cfg.task), seed=cfg.seed)
     episodes = []
     try:
         for i in range(cfg.episodes):
             ep = run_episode(sim, cfg, scorer, cfg.seed + i)
             episodes.append({"seed": cfg.seed + i, **ep})
             moved, switches = ep["block_moved"], ep["subgoal_switches"]
-            log(f"[push-probe] seed {cfg.seed + i}: {ep['start_distance']:.3f} -> {ep['final_distance']:.3f} m "
+            log(f"[{cfg.task}-probe] seed {cfg.seed + i}: {ep['start_distance']:.3f} -> {ep['final_distance']:.3f} m "
                 f"(block moved {moved:.3f}, sub-goal switches {switches}, {ep['seconds']} s)")  # fmt: skip
     finally:
         sim.close()
@@ -190,6 +209,7 @@ def probe(sim_cfg: SimConfig, cfg: ProbeConfig, log=print) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     d = ProbeConfig()
     p = argparse.ArgumentParser(prog="vjepa2-push-probe", description=__doc__.split("\n")[0])
+    p.add_argument("--task", default=d.task, choices=TASKS, help="the scene to probe")
     p.add_argument("--seed", type=int, default=d.seed, help="first seed (episodes use seed, seed+1, ...)")
     p.add_argument("--episodes", type=int, default=d.episodes)
     p.add_argument("--steps", type=int, default=d.steps, help="step budget per episode")
@@ -225,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    names = ("seed", "episodes", "steps", "policy", "subgoals", "subgoal_every", "subgoal_threshold", "subgoal_steps")
-    names += ("model", "strips")
+    names = ("task", "seed", "episodes", "steps", "policy", "subgoals", "subgoal_every", "subgoal_threshold")
+    names += ("subgoal_steps", "model", "strips")
     cfg = ProbeConfig(plateau=not args.no_plateau, **{name: getattr(args, name) for name in names})
     try:
         result = probe(sim_cfg, cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
