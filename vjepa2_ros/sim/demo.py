@@ -28,7 +28,7 @@ from vjepa2_ros.sim.paths import TASK_DEFAULTS, ConfigFileError, config_file
 
 SIM = "/vjepa2_sim"
 PLANNER = "/vjepa2_planner"
-SUCCESS_M = {"reach": 0.03, "push": 0.05}  # reach: grip within 3 cm; push: block within 5 cm (Fetch's threshold)
+SUCCESS_M = {"reach": 0.03, "push": 0.05, "pick_and_place": 0.05}  # reach: grip; others: block (Fetch threshold)
 STARTUP_RETRIES = 10  # goals refused at step 0 because the planner has no camera/pose yet
 NOT_YET_SEEN = ("no_camera", "no_state")
 
@@ -191,9 +191,9 @@ class DemoClient:
         return list(response.images)
 
     def goal_for(self, task: str, subgoals: int, max_steps: int, procs: list[subprocess.Popen]):
-        """The episode's ReachGoal: push with sub-goals > 0 sends the oracle's images before the goal image."""
+        """The episode's ReachGoal: push and pick-and-place with sub-goals > 0 send the oracle's images first."""
         goal = self.ReachGoal.Goal(goal_image=self.goal_msg, max_steps=max_steps)
-        if task == "push" and subgoals > 0:
+        if task != "reach" and subgoals > 0:
             *goal.subgoal_images, goal.goal_image = self.subgoal_images(subgoals, procs)
         return goal
 
@@ -264,7 +264,7 @@ def run(args: argparse.Namespace) -> dict:
         }
         print(f"[demo] planner: {result.message} after {result.steps} steps (energy {result.final_energy:.4f})")
         verdict = "reached" if final < success_m else "did not reach"
-        what = "block" if args.task == "push" else "grip"
+        what = "grip" if args.task == "reach" else "block"
         print(
             f"[demo] final distance ({what}) {final * 100:.1f} cm (start {start_distance * 100:.1f} cm); "
             f"{verdict} the {success_m * 100:.0f} cm goal; image strip: {strip}"
