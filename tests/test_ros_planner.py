@@ -212,10 +212,13 @@ def test_reach_goal_moves_through_its_subgoal_images(ros, traj):
     assert status_name(result.status) == "succeeded", result.result.message
     commanded = [f.feedback.subgoal for f in feedback if f.feedback.action]
     assert commanded == [0, 0, 1, 1], commanded  # two steps toward the sub-goal, then toward the goal
-    too_many = [image_msg(np.zeros((2, 2, 3), np.uint8))] * 17
+    from vjepa2_ros.planner_node import MAX_SUBGOALS
+
+    too_many = [image_msg(np.zeros((2, 2, 3), np.uint8))] * (MAX_SUBGOALS + 1)
     handle = ros.send_goal(image_msg(frames[1]), [], max_steps=2, subgoal_images=too_many)
     result = ros.client.wait_future(handle.get_result_async())
-    assert status_name(result.status) == "aborted" and "at most 16 sub-goal images" in result.result.message
+    assert status_name(result.status) == "aborted", result.result.message
+    assert f"at most {MAX_SUBGOALS} sub-goal images, got {MAX_SUBGOALS + 1}" in result.result.message
 
 
 def test_stop_blocks_commands_until_resume(ros, traj):
