@@ -79,7 +79,17 @@ def test_push_demo_sends_subgoals_and_the_planner_switches_after_two_steps(tmp_p
 @pytest.mark.slow
 def test_push_via_ros_runs_the_in_process_episode(tmp_path):
     common = ["--task", "push", "--episodes", "1", "--max-steps", "2", "--policies", "planner", "--seed", "1002"]
-    common += ["--samples", "16", "--iterations", "2", "--topk", "4", "--json"]
+    common += [
+        "--samples",
+        "16",
+        "--iterations",
+        "2",
+        "--topk",
+        "4",
+        "--set",
+        "hold_margin=-1",
+        "--json",
+    ]  # always move
     runs = {}
     for name, extra in (("planner", []), ("planner_ros", ["--via-ros"])):
         res = subprocess.run(
