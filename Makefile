@@ -79,13 +79,18 @@ sim-train: install
 	$(PY) training/train_ac.py --config config/train/sim_reach_ac.yaml
 	$(PY) -m vjepa2_ros.sim.export $(SIM_RUN)/ac_random_encoder/latest.pt vjepa2_ros/models/sim_reach.safetensors
 
+# AC post-training from the encoder that RUN/pretrain/latest.pt holds, then the export the planner loads:
+# $(call ac_from_pretrained,AC_CONFIG,RUN,FOLDER,OUT[,MORE --set overrides]) (config/train/AC_CONFIG.yaml, RUN/FOLDER)
+define ac_from_pretrained
+	$(PY) training/train_ac.py --config config/train/$(1).yaml --set meta.pretrain_checkpoint=$(2)/pretrain/latest.pt \
+		--set folder=$(2)/$(3) --set data.feature_cache=$(2)/$(3)/features $(5)
+	$(PY) -m vjepa2_ros.sim.export $(2)/$(3)/latest.pt $(4)
+endef
+
 # The same AC recipe on an encoder pretrained by our V-JEPA loop on the sim video: what pretraining is worth.
 sim-train-pretrained-encoder: install
 	$(PY) training/pretrain.py --config config/train/sim_reach_pretrain.yaml
-	$(PY) training/train_ac.py --config config/train/sim_reach_ac.yaml \
-		--set meta.pretrain_checkpoint=$(SIM_RUN)/pretrain/latest.pt \
-		--set folder=$(SIM_RUN)/ac --set data.feature_cache=$(SIM_RUN)/ac/features
-	$(PY) -m vjepa2_ros.sim.export $(SIM_RUN)/ac/latest.pt $(SIM_RUN)/sim_reach_pretrained_encoder.safetensors
+	$(call ac_from_pretrained,sim_reach_ac,$(SIM_RUN),ac,$(SIM_RUN)/sim_reach_pretrained_encoder.safetensors)
 
 # The shipped push model (issue 17): the reach recipe on push episodes (vjepa2_ros/models/README.md, push card).
 .PHONY: sim-train-push
@@ -101,11 +106,6 @@ sim-train-push: install
 .PHONY: sim-train-push-encoders
 sim-train-push-encoders: install
 	$(PY) training/pretrain.py --config config/train/sim_push_pretrain.yaml
-	$(PY) training/train_ac.py --config config/train/sim_push_ac.yaml \
-		--set meta.pretrain_checkpoint=$(SIM_PUSH_RUN)/pretrain/latest.pt \
-		--set folder=$(SIM_PUSH_RUN)/ac_pretrained --set data.feature_cache=$(SIM_PUSH_RUN)/ac_pretrained/features
-	$(PY) -m vjepa2_ros.sim.export $(SIM_PUSH_RUN)/ac_pretrained/latest.pt $(SIM_PUSH_RUN)/push_pretrained.safetensors
-	$(PY) training/train_ac.py --config config/train/sim_push_ac.yaml \
-		--set meta.pretrain_checkpoint=$(SIM_PUSH_RUN)/pretrain/latest.pt --set folder=$(SIM_PUSH_RUN)/ac_finetuned \
-		--set data.feature_cache=null --set meta.finetune_encoder=true --set optimization.enc_lr_scale=0.1
-	$(PY) -m vjepa2_ros.sim.export $(SIM_PUSH_RUN)/ac_finetuned/latest.pt $(SIM_PUSH_RUN)/push_finetuned.safetensors
+	$(call ac_from_pretrained,sim_push_ac,$(SIM_PUSH_RUN),ac_pretrained,$(SIM_PUSH_RUN)/push_pretrained.safetensors)
+	$(call ac_from_pretrained,sim_push_ac,$(SIM_PUSH_RUN),ac_finetuned,$(SIM_PUSH_RUN)/push_finetuned.safetensors,\
+		--set data.feature_cache=null --set meta.finetune_encoder=true --set optimization.enc_lr_scale=0.1)

@@ -11,7 +11,7 @@ import sys
 import cv2
 import pytest
 
-from vjepa2_ros.sim.evaluate import SHIPPED_MODEL
+from vjepa2_ros.sim.paths import SHIPPED_MODEL
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

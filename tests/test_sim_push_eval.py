@@ -12,8 +12,6 @@ from test_sim_eval import TINY
 from vjepa2_core.hub.loading import make_random_checkpoint
 from vjepa2_ros.sim.env import FetchSim, SimConfig
 from vjepa2_ros.sim.evaluate import (
-    SHIPPED_PUSH_MODEL,
-    SIM_PUSH_PLANNER_PARAMS,
     EvalConfig,
     OraclePolicy,
     PlannerPolicy,
@@ -22,6 +20,7 @@ from vjepa2_ros.sim.evaluate import (
     load_world_model,
     main,
 )
+from vjepa2_ros.sim.paths import SHIPPED_PUSH_MODEL, SIM_PUSH_PLANNER_PARAMS
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vjepa2_ros.sim.env import FetchSim, SimConfig
-from vjepa2_ros.sim.evaluate import SHIPPED_MODEL
+from vjepa2_ros.sim.paths import SHIPPED_MODEL
 from vjepa2_ros.sim.push_probe import EnergyScorer, ProbeConfig, candidate_moves, energy_split, outcome_images, probe
 
 

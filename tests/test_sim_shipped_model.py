@@ -14,8 +14,9 @@ import torch
 from safetensors import safe_open
 
 from vjepa2_ros.sim.env import FetchSim, SimConfig
-from vjepa2_ros.sim.evaluate import SHIPPED_MODEL, EvalConfig, PlannerPolicy, evaluate, load_world_model
+from vjepa2_ros.sim.evaluate import EvalConfig, PlannerPolicy, evaluate, load_world_model
 from vjepa2_ros.sim.export import MAX_SHIPPED_MB
+from vjepa2_ros.sim.paths import SHIPPED_MODEL
 
 
 def test_shipped_model_is_small_and_describes_itself():

@@ -353,9 +353,8 @@ def train(cfg: dict, resume: bool = False) -> dict:
     )  # fmt: skip
 
     def weights() -> dict:
-        if online is None:
-            return ac.checkpoint_state(encoder, unwrap(model), mcfg, config=cfg)
-        return ac.checkpoint_state(online, unwrap(model), mcfg, target_encoder=encoder, config=cfg)
+        trained = online if online is not None else encoder  # the EMA target is `encoder` either way
+        return ac.checkpoint_state(trained, unwrap(model), mcfg, target_encoder=encoder, config=cfg)
 
     predictor.train()
     for batch in eng.batches(loader_factory(cfg, run, train_ds, sampler), len(sampler) // bs):

@@ -202,7 +202,7 @@ def checkpoint_state(
     """
     return {
         "encoder": encoder.state_dict(),
-        "target_encoder": (target_encoder or encoder).state_dict(),
+        "target_encoder": (encoder if target_encoder is None else target_encoder).state_dict(),
         "predictor": predictor.state_dict(),
         "model_config": copy_model_config(mcfg),
         **extra,

@@ -190,10 +190,11 @@ class DemoClient:
             raise DemoError(f"the simulator gave no sub-goal images: {response.message}")
         return list(response.images)
 
-    def goal_for(self, task: str, subgoals: int, max_steps: int, procs: list[subprocess.Popen]):
-        """The episode's ReachGoal: push and pick-and-place with sub-goals > 0 send the oracle's images first."""
+    def goal_for(self, subgoals: int, max_steps: int, procs: list[subprocess.Popen]):
+        """The episode's ReachGoal: with sub-goals > 0 the oracle's images go first (reach has none: the sim's list
+        is then the goal image alone)."""
         goal = self.ReachGoal.Goal(goal_image=self.goal_msg, max_steps=max_steps)
-        if task != "reach" and subgoals > 0:
+        if subgoals > 0:
             *goal.subgoal_images, goal.goal_image = self.subgoal_images(subgoals, procs)
         return goal
 
@@ -239,7 +240,7 @@ def run(args: argparse.Namespace) -> dict:
             stage = f"  goal {fb.subgoal + 1}/{n_goals}" if n_goals > 1 else ""
             print(f"[demo] step {fb.step:3d}{stage}  energy {fb.energy:.4f}  dxyz {act}  distance {d * 100:.1f} cm")
 
-        goal = client.goal_for(args.task, args.subgoals, args.max_steps, procs)
+        goal = client.goal_for(args.subgoals, args.max_steps, procs)
         if goal.subgoal_images:
             print(f"[demo] {len(goal.subgoal_images)} sub-goal images from the simulator oracle, then the goal")
         n_goals = len(goal.subgoal_images) + 1
@@ -286,7 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=3, help="start and goal of the episode")
     p.add_argument("--max-steps", type=int, default=0, help="0: the task params file's max_steps")
     p.add_argument(
-        "--subgoals", type=int, default=EvalConfig.push_subgoals, help="push: oracle sub-goal every N steps (0: none)"
+        "--subgoals",
+        type=int,
+        default=EvalConfig.push_subgoals,
+        help="oracle sub-goal every N steps (0: none; reach: none)",
     )
     p.add_argument("--energy-threshold", type=float, default=0.0, help="planner stops at this energy (0: never)")
     p.add_argument("--out", default="sim_demo", help="directory for the image strip and the node logs")

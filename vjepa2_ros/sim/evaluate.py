@@ -32,16 +32,7 @@ from vjepa2_core.planning.cem import config_to_dict
 from vjepa2_core.planning.settings import PlanningSettings, planning_values, read_params_file, settings_from_values
 from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError, scripted_pick_action, scripted_push_action
 from vjepa2_ros.sim.filmstrip import save_film_strip
-from vjepa2_ros.sim.paths import (  # noqa: F401 - SHIPPED_* and the params files are part of this module's API
-    REPO_CONFIG,
-    SHIPPED_MODEL,
-    SHIPPED_PUSH_MODEL,
-    SIM_PLANNER_PARAMS,
-    SIM_PUSH_PLANNER_PARAMS,
-    TASK_DEFAULTS,
-    ConfigFileError,
-    config_file,
-)
+from vjepa2_ros.sim.paths import SIM_PLANNER_PARAMS, TASK_DEFAULTS, ConfigFileError, config_file
 from vjepa2_ros.sim.perturb import PERTURBATIONS, make_sim, parse_perturbation
 
 POLICIES = ("planner", "random", "oracle")
@@ -124,8 +115,8 @@ class PlannerPolicy:
         self.calls = 0
 
     def reset(self, sim: FetchSim) -> None:
-        push = sim.cfg.task in ("push", "pick_and_place") and self.push_subgoals > 0
-        self.controller.start(sim.subgoal_images(every=self.push_subgoals) if push else sim.goal_image())
+        # FetchSim.subgoal_images ends with the goal image and is the goal image alone for reach
+        self.controller.start(sim.subgoal_images(every=self.push_subgoals) if self.push_subgoals else sim.goal_image())
 
     def act(self, sim: FetchSim, image: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, dict]:
         self.calls += 1

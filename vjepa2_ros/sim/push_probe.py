@@ -189,7 +189,7 @@ def probe(sim_cfg: SimConfig, cfg: ProbeConfig, log=print) -> dict:
         raise SimError(f"unknown probe task {cfg.task!r}; choose one of {TASKS}")
     scorer = None
     if cfg.policy == "energy":
-        from vjepa2_ros.sim.evaluate import SHIPPED_MODEL
+        from vjepa2_ros.sim.paths import SHIPPED_MODEL
 
         scorer = EnergyScorer(cfg.model or str(SHIPPED_MODEL))
     sim = FetchSim(replace(sim_cfg, task=cfg.task), seed=cfg.seed)

@@ -83,7 +83,7 @@ def _episode(client: DemoClient, cfg, seed: int, procs, timeout_per_step: float)
                 first_success = int(fb.step)
 
     steps = cfg.steps()
-    goal = client.goal_for(cfg.task, cfg.push_subgoals, steps, procs)
+    goal = client.goal_for(cfg.push_subgoals, steps, procs)
     last = time.perf_counter()  # the first step's time starts when the goal goes out
     result = client.reach_with_retries(goal, on_feedback, timeout_per_step * steps, procs)
     client.spin_until(lambda: False, 0.5, "", procs, quiet=True)  # the last command is executed at the next tick
