@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,8 +32,16 @@ def configs() -> tuple[dict, dict]:
 def test_encoder_of_pretraining_fits_post_training(configs):
     pre, ac = configs
     assert ac["meta"]["pretrain_checkpoint"] is None  # the shipped recipe: a random frozen encoder
-    ablation = (REPO / "Makefile").read_text().split("sim-train-pretrained-encoder: install", 1)[1].split("\n\n")[0]
-    assert "meta.pretrain_checkpoint=$(SIM_RUN)/pretrain/latest.pt" in ablation
+    ablation = subprocess.run(
+        ["make", "-n", "--no-print-directory", "sim-train-pretrained-encoder"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "MAKEFLAGS": ""},
+    ).stdout
+    post = [line for line in ablation.splitlines() if "training/train_ac.py" in line]
+    assert len(post) == 1 and "meta.pretrain_checkpoint=runs/sim_reach/pretrain/latest.pt" in post[0], ablation
     assert pre["folder"] == "runs/sim_reach/pretrain"
     for key in ("model_name", "embed_dim", "depth", "num_heads"):
         assert pre["model"][key] == ac["model"][key], key
