@@ -176,7 +176,8 @@ def test_gradient_through_the_cached_rollout_equals_the_uncached_one():
         pred, _ = wm.rollout_differentiable(rep, START, a, cached=cached)
         (pred[:, -1] - goal).abs().mean((-1, -2)).sum().backward()
         grads.append(a.grad)
-        torch.testing.assert_close(pred.detach(), wm.rollout(rep, START, actions, cached=cached)[0], atol=1e-6, rtol=0)
+        # the inference rollout runs the fast CPU kernels, the differentiable one F.linear/SDPA: fp32 rounding apart
+        torch.testing.assert_close(pred.detach(), wm.rollout(rep, START, actions, cached=cached)[0], atol=1e-5, rtol=0)
     assert grads[0].abs().max() > 0
     torch.testing.assert_close(grads[0], grads[1], atol=1e-7, rtol=1e-4)
     # every planner runs on the real model, within bounds, with a finite energy, also under inference mode

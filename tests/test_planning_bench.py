@@ -46,6 +46,12 @@ def test_bench_json_on_fixture_checkpoint(fixtures_dir, capsys):
     ):
         assert key in report and report[key] > 0
     assert report["cache_speedup"] == pytest.approx(report["uncached_median_s"] / report["median_s"])
+    assert report["speedup_over_reference_path"] == pytest.approx(
+        report["reference_path_median_s"] / report["median_s"]
+    )
+    assert len(report["all_runs"]["reference"]) == 2
+    peaks = report["matmul_peak_by_kernel_gflops_per_s"]
+    assert "torch.mm" in peaks and report["matmul_peak_gflops_per_s"] == pytest.approx(max(peaks.values()))
     assert 0 < report["outside_predictor_fraction"] < 1
     assert report["model"]["tokens_per_frame"] == 16 and report["model"]["predictor_embed_dim"] == 64
     split = report["split_s"]

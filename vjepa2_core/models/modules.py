@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .cpu_kernels import linear_gelu, small_attention
+
 Rope = tuple[Tensor, Tensor]
 # LayerNorm of the backbones (every reference size function passes eps=1e-6); the probe uses plain nn.LayerNorm.
 BackboneNorm = partial(nn.LayerNorm, eps=1e-6)
@@ -152,7 +154,11 @@ class MLP(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        exact_gelu = isinstance(self.act, nn.GELU) and self.act.approximate == "none"
+        hidden = linear_gelu(self.fc1, x) if exact_gelu else None  # fused where fc1 is a packed inference layer
+        if hidden is None:
+            hidden = self.act(self.fc1(x))
+        return self.drop(self.fc2(self.drop(hidden)))
 
 
 def swiglu_hidden(hidden_features: int, wide_silu: bool = True) -> int:
@@ -207,7 +213,9 @@ class Attention(nn.Module):
         if kv_hook is not None:
             k, v = kv_hook(k, v)
         drop = self.attn_drop if self.training else 0.0
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+        x = small_attention(q, k, v) if attn_mask is None and drop == 0.0 else None
+        if x is None:
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, C)))
 
 

@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vjepa2_core.data.transforms import ac_preprocess
+from vjepa2_core.devices import keep_freed_cpu_memory
 from vjepa2_core.models.conditioning import Conditioning
+from vjepa2_core.models.cpu_kernels import onednn_linear_available, pack_linears
 from vjepa2_core.planning.poses import compose_pose
 
 ImageBatch = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
@@ -56,12 +58,17 @@ class WorldModel:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_cpu_memory()  # rollouts allocate the same activations every step: reuse them, no page faults
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)
         self.predictor = predictor.to(self.device).eval().requires_grad_(False)
         if precision == "bf16":  # in place: autocast re-casts frozen fp32 weights on every call, bf16 ones never
             for module in (*self.encoder.modules(), *self.predictor.modules()):
                 if isinstance(module, nn.Linear | nn.Conv2d | nn.Conv3d):
                     module.to(torch.bfloat16)
+        if self.device.type == "cpu" and onednn_linear_available():  # GEMMs on prepacked weights, GELU fused
+            pack_linears(self.encoder)
+            pack_linears(self.predictor)
         self.crop_size = int(crop_size)
         self.normalize_reps = normalize_reps
         self.conditioning = conditioning or Conditioning()  # maps only the predictor's inputs; CEM stays physical

@@ -1,0 +1,163 @@
+"""The planner's fast CPU kernels give the reference kernels' results, and step aside where they do not apply."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import resource
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vjepa2_core.devices import keep_freed_cpu_memory
+from vjepa2_core.models.cpu_kernels import (
+    PackedLinear,
+    linear_gelu,
+    onednn_linear_available,
+    pack_linears,
+    reference_kernels,
+    small_attention,
+)
+from vjepa2_core.models.modules import MLP
+
+needs_onednn = pytest.mark.skipif(not onednn_linear_available(), reason="this torch build has no oneDNN CPU kernels")
+
+
+def packed(in_features: int = 48, out_features: int = 80, bias: bool = True) -> tuple[nn.Linear, PackedLinear]:
+    torch.manual_seed(0)
+    plain = nn.Linear(in_features, out_features, bias=bias).requires_grad_(False)
+    return plain, PackedLinear.from_linear(plain)
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(7, 48), (3, 66, 48), (1, 48)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_linear_equals_linear_and_fuses_exact_gelu(shape, bias):
+    plain, fast = packed(bias=bias)
+    x = torch.randn(shape)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fast(x, activation="gelu"), F.gelu(plain(x)), rtol=1e-5, atol=1e-5)
+        assert "_packed_weight" in fast.__dict__  # the oneDNN path ran, not the fallback
+
+
+@needs_onednn
+def test_packed_linear_shares_parameters_and_state_dict():
+    model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    weight = model[0].weight
+    assert pack_linears(model) == 2
+    assert isinstance(model[0], PackedLinear) and model[0].weight is weight
+    assert model.state_dict().keys() == before.keys()
+    with torch.inference_mode():
+        model(torch.randn(2, 8))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    clone = copy.deepcopy(model)  # the packed oneDNN copy is not part of the module's state
+    restored = pickle.loads(pickle.dumps(model))
+    x = torch.randn(5, 8)
+    with torch.inference_mode():
+        torch.testing.assert_close(clone(x), model(x))
+        torch.testing.assert_close(restored(x), model(x))
+
+
+@needs_onednn
+def test_packed_linear_follows_weight_changes():
+    plain, fast = packed()
+    x = torch.randn(4, 48)
+    with torch.inference_mode():
+        fast(x)
+    with torch.no_grad():
+        plain.weight.mul_(-2.0)  # the shared parameter changes in place (load_state_dict, an optimiser step)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), F.linear(x, plain.weight, plain.bias), rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_packed_linear_keeps_autograd_on_the_plain_path():
+    plain, fast = packed()
+    x = torch.randn(4, 48, requires_grad=True)
+    y = fast(x, activation="gelu")
+    assert y.requires_grad
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    x2 = x.detach().requires_grad_(True)
+    (expected,) = torch.autograd.grad(F.gelu(plain(x2)).sum(), x2)
+    torch.testing.assert_close(grad, expected)
+    assert linear_gelu(fast, x) is None  # no fused inference pass when autograd needs the graph
+
+
+@needs_onednn
+def test_packed_linear_bf16_matches_autocast_linear():
+    plain, fast = packed()
+    plain.to(torch.bfloat16)
+    x = torch.randn(6, 48)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = plain(x)
+        got = fast(x)
+    assert got.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected.float(), rtol=2e-2, atol=2e-2)
+
+
+@needs_onednn
+def test_reference_kernels_switch_the_fast_paths_off():
+    plain, fast = packed()
+    x = torch.randn(4, 48)
+    with torch.inference_mode(), reference_kernels():
+        assert torch.equal(fast(x), F.linear(x, plain.weight, plain.bias))
+        assert "_packed_weight" not in fast.__dict__
+        q = torch.randn(2, 3, 5, 8)
+        assert small_attention(q, q, q) is None
+    with torch.inference_mode():
+        assert small_attention(q, q, q) is not None
+
+
+@needs_onednn
+def test_mlp_fused_gelu_equals_unfused():
+    torch.manual_seed(1)
+    mlp = MLP(32, 128).eval().requires_grad_(False)
+    x = torch.randn(2, 9, 32)
+    with torch.inference_mode():
+        expected = mlp(x)
+        pack_linears(mlp)
+        assert linear_gelu(mlp.fc1, x) is not None
+        torch.testing.assert_close(mlp(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cached", [66, 132, 198])
+def test_small_attention_equals_sdpa_on_rollout_layouts(cached):
+    torch.manual_seed(2)
+    B, N, H, D = 7, 66, 6, 32
+    qkv = torch.randn(B, N, 3, H, D)
+    q = qkv[:, :, 0].transpose(1, 2)  # the strided view the attention layer hands over
+    buf = torch.randn(B, H, cached + 40, D)  # a cache buffer with spare room, read through a slice
+    k, v = buf[:, :, :cached], torch.randn(B, H, cached, D)
+    with torch.inference_mode():
+        got = small_attention(q, k, v)
+        expected = F.scaled_dot_product_attention(q, k, v)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert got.transpose(1, 2).is_contiguous()  # the caller's transpose(1, 2).reshape costs no copy
+
+
+def test_small_attention_steps_aside_for_grad_and_low_precision():
+    q = torch.randn(2, 2, 4, 8, requires_grad=True)
+    assert small_attention(q, q, q) is None
+    with torch.inference_mode():
+        assert small_attention(q.detach().bfloat16(), q.detach().bfloat16(), q.detach().bfloat16()) is None
+        long = torch.randn(1, 1, 2000, 8)
+        assert small_attention(long[:, :, :4], long, long) is None
+
+
+def test_freed_cpu_memory_is_reused_without_page_faults():
+    if not keep_freed_cpu_memory():
+        pytest.skip("not glibc: the allocator cannot be tuned here")
+    size = 5 << 20  # 20 MB of fp32, a rollout step's MLP activation
+    for _ in range(3):
+        torch.empty(size).fill_(1.0)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        torch.empty(size).fill_(1.0)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert faults < 1000, f"{faults} page faults for 10 reused 20 MB blocks (fresh pages would be ~50000)"

@@ -1,0 +1,133 @@
+"""Fast CPU inference kernels for the planner's rollouts: oneDNN linears on prepacked weights, chunked attention.
+
+Why: through ``F.linear`` (MKL: weight re-laid-out per call, bias copied into the output first, GELU a separate
+pass) the predictor's linear layers run at 90-150 GFLOP/s on this CPU; through oneDNN on a weight prepacked once,
+bias and exact (erf) GELU in the GEMM's epilogue, at 160-195 GFLOP/s, equal to fp32 rounding. ``PackedLinear`` is an
+``nn.Linear`` (same parameters, same state dict) that takes that path only where it is valid: fp32, or bf16 weights
+under bf16 autocast, on the CPU with oneDNN and no autograd (gradient planners differentiate through F.linear); the
+packed copy is rebuilt when the weight changes (load_state_dict, an optimiser step). ``small_attention`` replaces
+SDPA for short unmasked inference attention. ``reference_kernels()`` switches both off (F.linear and SDPA, the
+reference's kernels) so that benchmarks compare the two in one process (bench/plan_bench.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_ENABLED = [True]  # reference_kernels() switches the fast paths off (benchmarks compare the two in one process)
+
+
+def onednn_linear_available() -> bool:
+    """Whether this torch has the oneDNN CPU linear kernels (x86 builds do)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+class PackedLinear(nn.Linear):
+    """nn.Linear with a oneDNN inference path on a prepacked weight; ``forward(x, activation="gelu")`` fuses GELU."""
+
+    def forward(self, x: Tensor, activation: str = "none") -> Tensor:
+        dtype = self._fast_dtype(x)
+        if dtype is None:
+            y = F.linear(x, self.weight, self.bias)
+            return F.gelu(y) if activation == "gelu" else y
+        algorithm = "none" if activation == "gelu" else ""  # oneDNN's name for the exact (erf) GELU
+        x = x.to(dtype).contiguous()
+        return torch.ops.mkldnn._linear_pointwise(x, self._packed(x), self.bias, activation, [], algorithm)
+
+    def _fast_dtype(self, x: Tensor) -> torch.dtype | None:
+        """The dtype F.linear would compute in where the oneDNN path gives the same result; None elsewhere."""
+        if not _ENABLED[0] or x.device.type != "cpu" or x.numel() == 0 or not onednn_linear_available():
+            return None
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            return None
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        if dtype not in (torch.float32, torch.bfloat16) or self.weight.dtype != dtype:
+            return None  # e.g. fp32 weights under bf16 autocast: F.linear casts them on every call
+        if self.bias is not None and self.bias.dtype != dtype:
+            return None
+        return dtype
+
+    def _packed(self, x: Tensor) -> Tensor | None:
+        key = (self.weight.data_ptr(), self.weight._version)
+        cached = self.__dict__.get("_packed_weight")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        rows = max(1, x.numel() // max(1, x.shape[-1]))
+        with torch.no_grad():
+            packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), rows)
+        self.__dict__["_packed_weight"] = (key, packed)  # not a buffer: never saved, never moved by .to()
+        return packed
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_packed_weight", None)  # oneDNN tensors cannot be pickled or deep-copied; rebuilt on first use
+        return state
+
+    @classmethod
+    def from_linear(cls, layer: nn.Linear) -> PackedLinear:
+        """A PackedLinear sharing ``layer``'s parameters (no copy)."""
+        out = cls.__new__(cls)
+        nn.Module.__init__(out)
+        out.in_features, out.out_features = layer.in_features, layer.out_features
+        out.weight, out.bias = layer.weight, layer.bias
+        return out
+
+
+def pack_linears(module: nn.Module) -> int:
+    """Replace every plain nn.Linear inside ``module`` by a PackedLinear sharing its parameters; how many."""
+    count = 0
+    for parent in module.modules():
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                setattr(parent, name, PackedLinear.from_linear(child))
+                count += 1
+    return count
+
+
+def linear_gelu(layer: nn.Module, x: Tensor) -> Tensor | None:
+    """gelu(layer(x)) in one fused pass where ``layer`` can do it; None where the caller must run the two steps."""
+    if isinstance(layer, PackedLinear) and layer._fast_dtype(x) is not None:
+        return layer(x, activation="gelu")
+    return None
+
+
+@contextmanager
+def reference_kernels() -> Iterator[None]:
+    """Inside this block PackedLinear runs F.linear and attention runs SDPA (the reference's kernels); process-wide."""
+    before, _ENABLED[0] = _ENABLED[0], False
+    try:
+        yield
+    finally:
+        _ENABLED[0] = before
+
+
+_CHUNK_SCORES = 1 << 18  # floats of attention scores per chunk of small_attention (1 MiB: stays in a 2 MiB L2)
+
+
+def small_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
+    """softmax(q k^T / sqrt(d)) v for short inference attention on the CPU as batched GEMMs over L2-sized chunks.
+
+    Why: at the planner's shapes (66 queries of head dim 32 against 66-200 cached keys, hundreds of heads) the CPU
+    flash kernel runs at 35-50 GFLOP/s; bmm on chunks whose scores fit in L2 runs 1.3-1.6x faster (bench/
+    plan_bench.py). Returns [B, H, N, d] as a transposed view of a token-major buffer (so the caller's
+    ``transpose(1, 2).reshape`` is free), or None where SDPA should run (GPU, autograd, masks, long sequences).
+    """
+    if not _ENABLED[0] or q.device.type != "cpu" or q.dtype != torch.float32 or q.ndim != 4 or k.shape[2] > 1024:
+        return None
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return None
+    B, H, N, D = q.shape
+    L = k.shape[2]
+    out = q.new_empty(B, N, H, D)
+    step = max(1, _CHUNK_SCORES // (H * N * L))
+    for i in range(0, B, step):
+        j = min(B, i + step)
+        scores = torch.bmm((q[i:j] * D**-0.5).flatten(0, 1), k[i:j].flatten(0, 1).transpose(1, 2))
+        mixed = torch.bmm(scores.softmax(-1), v[i:j].flatten(0, 1))
+        out[i:j] = mixed.view(j - i, H, N, D).transpose(1, 2)
+    return out.transpose(1, 2)
