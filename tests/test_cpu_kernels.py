@@ -171,6 +171,10 @@ def test_small_attention_steps_aside_for_grad_and_low_precision():
         assert small_attention(long[:, :, :4], long, long) is None
         encoder = torch.randn(1, 16, 256, 64)  # an encoder's attention: SDPA is faster there
         assert small_attention(encoder, encoder, encoder) is None
+        q = torch.randn(4, 4, 6, 8)
+        shared = torch.randn(1, 4, 6, 8)  # a batch that SDPA would broadcast
+        assert small_attention(q, shared, shared) is None
+        assert small_attention(q, q[:, :, :0], q[:, :, :0]) is None
 
 
 def test_freed_cpu_memory_is_reused_without_page_faults():

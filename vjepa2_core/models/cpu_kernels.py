@@ -57,7 +57,7 @@ class PackedLinear(nn.Linear):
             return None
         return dtype
 
-    def _packed(self, x: Tensor) -> Tensor | None:
+    def _packed(self, x: Tensor) -> Tensor:
         key = (self.weight.data_ptr(), self.weight._version)
         cached = self.__dict__.get("_packed_weight")
         if cached is not None and cached[0] == key:
@@ -129,6 +129,8 @@ def small_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
         return None
     B, H, N, D = q.shape
     L = k.shape[2]
+    if k.shape != (B, H, L, D) or v.shape[:3] != (B, H, L) or k.dtype != q.dtype or v.dtype != q.dtype or L == 0:
+        return None  # broadcast batches, mixed dtypes, no keys: SDPA's rules apply
     if N > 128 or L > 1024 or B * H < 16:  # measured: SDPA wins on long queries (encoders) and on a few heads
         return None
     out = q.new_empty(B, N, H, D)
