@@ -57,7 +57,7 @@ def test_packed_linear_shares_parameters_and_state_dict():
     model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 4))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     weight = model[0].weight
-    assert pack_linears(model) == 2
+    assert pack_linears(model) == (2, (8 * 16 + 16 * 4) * 4)
     assert isinstance(model[0], PackedLinear) and model[0].weight is weight
     assert model.state_dict().keys() == before.keys()
     with torch.inference_mode():
@@ -70,6 +70,12 @@ def test_packed_linear_shares_parameters_and_state_dict():
     with torch.inference_mode():
         torch.testing.assert_close(clone(x), model(x))
         torch.testing.assert_close(restored(x), model(x))
+
+
+def test_pack_linears_stays_within_its_byte_budget():
+    model = nn.Sequential(nn.Linear(8, 16), nn.Linear(16, 16), nn.Linear(16, 4))
+    assert pack_linears(model, max_bytes=8 * 16 * 4 + 16 * 4 * 4) == (2, (8 * 16 + 16 * 4) * 4)  # skips the 2nd
+    assert [isinstance(m, PackedLinear) for m in model] == [True, False, True]
 
 
 @needs_onednn
@@ -188,3 +194,24 @@ def test_freed_cpu_memory_is_reused_without_page_faults():
         torch.empty(size).fill_(1.0)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert faults < 1000, f"{faults} page faults for 10 reused 20 MB blocks (fresh pages would be ~50000)"
+
+
+@needs_onednn
+def test_world_model_rolls_out_on_the_fast_kernels_as_on_the_reference_ones():
+    import numpy as np
+
+    from vjepa2_core.planning.world_model import WorldModel
+
+    wm = WorldModel.random("vit_ac_tiny", seed=0)
+    assert any(isinstance(m, PackedLinear) for m in wm.predictor.modules())
+    assert any(isinstance(m, PackedLinear) for m in wm.encoder.modules())
+    image = np.random.default_rng(0).integers(0, 256, size=(1, 64, 64, 3), dtype=np.uint8)
+    actions = torch.randn(32, 3, 7) * 0.05
+    state = torch.tensor([0.45, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0])
+    with reference_kernels():
+        rep = wm.encode(image)
+        expected, _ = wm.rollout(rep, state, actions)
+    torch.testing.assert_close(wm.encode(image), rep, rtol=1e-5, atol=1e-5)
+    got, _ = wm.rollout(rep, state, actions)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert any("_packed_weight" in m.__dict__ for m in wm.predictor.modules())  # the fast path ran

@@ -83,15 +83,20 @@ class PackedLinear(nn.Linear):
         return out
 
 
-def pack_linears(module: nn.Module) -> int:
-    """Replace every plain nn.Linear inside ``module`` by a PackedLinear sharing its parameters; how many."""
-    count = 0
+def pack_linears(module: nn.Module, max_bytes: int | None = None) -> tuple[int, int]:
+    """Replace plain nn.Linear layers inside ``module`` by PackedLinears sharing their parameters.
+
+    Each packed layer later holds a oneDNN copy of its weight (as large as the weight), so at most ``max_bytes`` of
+    weights are packed, in module order (the rest stay plain). Returns (layers packed, weight bytes packed).
+    """
+    count, used = 0, 0
     for parent in module.modules():
         for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear:
+            size = child.weight.numel() * child.weight.element_size() if type(child) is nn.Linear else 0
+            if size and (max_bytes is None or used + size <= max_bytes):
                 setattr(parent, name, PackedLinear.from_linear(child))
-                count += 1
-    return count
+                count, used = count + 1, used + size
+    return count, used
 
 
 def linear_gelu(layer: nn.Module, x: Tensor) -> Tensor | None:

@@ -26,7 +26,10 @@ from vjepa2_core.data.transforms import ac_preprocess
 from vjepa2_core.devices import keep_freed_cpu_memory
 from vjepa2_core.models.conditioning import Conditioning
 from vjepa2_core.models.cpu_kernels import onednn_linear_available, pack_linears
+from vjepa2_core.planning.budget import available_bytes
 from vjepa2_core.planning.poses import compose_pose
+
+PACKED_WEIGHTS_FRACTION = 0.25  # of the RAM a plan may use (budget.available_bytes) that packed weight copies may take
 
 ImageBatch = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
 
@@ -67,8 +70,9 @@ class WorldModel:
                 if isinstance(module, nn.Linear | nn.Conv2d | nn.Conv3d):
                     module.to(torch.bfloat16)
         if self.device.type == "cpu" and onednn_linear_available():  # GEMMs on prepacked weights, GELU fused
-            pack_linears(self.encoder)
-            pack_linears(self.predictor)
+            budget = int(available_bytes("cpu") * PACKED_WEIGHTS_FRACTION)  # packed copies double the weights
+            _, used = pack_linears(self.predictor, budget)  # the rollout's hot path first
+            pack_linears(self.encoder, budget - used)
         self.crop_size = int(crop_size)
         self.normalize_reps = normalize_reps
         self.conditioning = conditioning or Conditioning()  # maps only the predictor's inputs; CEM stays physical
