@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from vjepa2_core.models.cpu_kernels import onednn_linear_available, reference_kernels
+from vjepa2_core.models.cpu_kernels import PackedLinear, onednn_linear_available, reference_kernels
 from vjepa2_core.planning.cem import CEMConfig, CEMPlanner, config_to_dict
 from vjepa2_core.planning.world_model import DEFAULT_PRECISION, PRECISIONS, WorldModel
 from vjepa2_core.selfcheck import scene
@@ -104,8 +104,8 @@ def matmul_rate(
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     kernels = {"torch.mm": lambda: torch.mm(a, b)}
     if device.type == "cpu" and onednn_linear_available():
-        packed = torch.ops.mkldnn._reorder_linear_weight(b, n)
-        kernels["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
+        layer = PackedLinear(n, n, bias=False, dtype=dtype).requires_grad_(False)  # a @ W^T: the same n^3 GEMM
+        kernels["onednn"] = lambda: layer(a)
     rates = {}
     for name, kernel in kernels.items():
         kernel()  # warm-up

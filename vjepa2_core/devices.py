@@ -40,10 +40,11 @@ def check_device(name: str | torch.device) -> torch.device:
 
 # glibc mallopt parameters (malloc.h; values are C ints); the mmap threshold cannot exceed 32 MiB on 64-bit glibc
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD, _TRIM_THRESHOLD = 32 << 20, 2**31 - 1
 _CPU_ALLOCATOR_TUNED: bool | None = None
 
 
-def keep_freed_cpu_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 2**31 - 1) -> bool:
+def keep_freed_cpu_memory() -> bool:
     """Make glibc keep freed blocks of up to 32 MiB for reuse instead of returning them to the kernel.
 
     Why: by default glibc serves and frees blocks of a few MiB and more with mmap/munmap, so every rollout step's
@@ -58,8 +59,8 @@ def keep_freed_cpu_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 
             import ctypes
 
             libc = ctypes.CDLL("libc.so.6")
-            ok = libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
-            _CPU_ALLOCATOR_TUNED = ok and libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)) == 1
+            ok = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1
+            _CPU_ALLOCATOR_TUNED = ok and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
         except (OSError, AttributeError):
             _CPU_ALLOCATOR_TUNED = False
     return _CPU_ALLOCATOR_TUNED

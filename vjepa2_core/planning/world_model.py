@@ -61,18 +61,18 @@ class WorldModel:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
         self.device = torch.device(device)
-        if self.device.type == "cpu":
-            keep_freed_cpu_memory()  # rollouts allocate the same activations every step: reuse them, no page faults
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)
         self.predictor = predictor.to(self.device).eval().requires_grad_(False)
         if precision == "bf16":  # in place: autocast re-casts frozen fp32 weights on every call, bf16 ones never
             for module in (*self.encoder.modules(), *self.predictor.modules()):
                 if isinstance(module, nn.Linear | nn.Conv2d | nn.Conv3d):
                     module.to(torch.bfloat16)
-        if self.device.type == "cpu" and onednn_linear_available():  # GEMMs on prepacked weights, GELU fused
-            budget = int(available_bytes("cpu") * PACKED_WEIGHTS_FRACTION)  # packed copies double the weights
-            _, used = pack_linears(self.predictor, budget)  # the rollout's hot path first
-            pack_linears(self.encoder, budget - used)
+        if self.device.type == "cpu":
+            keep_freed_cpu_memory()  # rollouts allocate the same activations every step: reuse them, no page faults
+            if onednn_linear_available():  # GEMMs on prepacked weights, GELU fused
+                budget = int(available_bytes("cpu") * PACKED_WEIGHTS_FRACTION)  # packed copies double the weights
+                _, used = pack_linears(self.predictor, budget)  # the rollout's hot path first
+                pack_linears(self.encoder, budget - used)
         self.crop_size = int(crop_size)
         self.normalize_reps = normalize_reps
         self.conditioning = conditioning or Conditioning()  # maps only the predictor's inputs; CEM stays physical
