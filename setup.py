@@ -46,7 +46,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
     ],
-    package_data={"vjepa2_ros": ["models/*", "models/**/*"]},
+    package_data={"vjepa2_ros": ["models/*", "models/**/*"], "vjepa2_core": ["models/native/*.c"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",

@@ -74,13 +74,16 @@ class ACCache:
         return self._derive(lambda t: t.clone(memory_format=torch.contiguous_format), owned=True)
 
     # -- appending (used by ACPredictor) ---------------------------------------------------------------------
+    def layer(self, index: int) -> CacheLayer:
+        """Layer ``index`` as the attention's K/V hook."""
+        return CacheLayer(self, index)
+
     def _extend(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write this call's k/v after the committed tokens; return all keys/values to attend to."""
         if k.requires_grad or v.requires_grad:  # autograd: in-place writes would break the saved earlier frames
             return self._extend_functional(layer, k, v)
         need = self.length + k.shape[2]
-        self.keys[layer] = buf_k = self._writable(self.keys[layer], k, need)
-        self.values[layer] = buf_v = self._writable(self.values[layer], v, need)
+        buf_k, buf_v = self.reserve(layer, k)
         buf_k[:, :, self.length : need] = k
         buf_v[:, :, self.length : need] = v
         return buf_k[:, :, :need], buf_v[:, :, :need]
@@ -93,14 +96,22 @@ class ACCache:
         self.keys[layer], self.values[layer] = k, v
         return k, v
 
-    def _writable(self, buf: Tensor | None, new: Tensor, need: int) -> Tensor:
-        if buf is not None and self._owned and buf.shape[2] >= need and buf.shape[0] == new.shape[0]:
-            if buf.dtype == new.dtype and buf.device == new.device:
+    def reserve(self, layer: int, like: Tensor) -> tuple[Tensor, Tensor]:
+        """Writable, contiguous key/value buffers [B, heads, >= length + tokens, head_dim] of ``layer`` holding the
+        committed tokens, for ``like`` [B, heads, tokens, head_dim] new ones (the new keys, or a view of their
+        shape, dtype and device). The caller writes them after the first ``length`` tokens (fused kernels do)."""
+        need = self.length + like.shape[2]
+        self.keys[layer] = buf_k = self._writable(self.keys[layer], like, need)
+        self.values[layer] = buf_v = self._writable(self.values[layer], like, need)
+        return buf_k, buf_v
+
+    def _writable(self, buf: Tensor | None, like: Tensor, need: int) -> Tensor:
+        B, H, per_frame, D = like.shape
+        if buf is not None and self._owned and buf.shape[2] >= need and buf.shape[0] == B and buf.is_contiguous():
+            if buf.dtype == like.dtype and buf.device == like.device:
                 return buf
-        per_frame = new.shape[2]
         capacity = max(need, 2 * self.length, (self.max_frames or 0) * per_frame)
-        B, H, _, D = new.shape
-        grown = new.new_empty(B, H, capacity, D)
+        grown = like.new_empty(B, H, capacity, D)
         if buf is not None and self.length:
             grown[:, :, : self.length] = buf[:, :, : self.length]
         return grown
@@ -110,3 +121,24 @@ class ACCache:
         self.length += tokens
         self.num_frames += frames
         self._owned = True  # every layer now has a private buffer
+
+
+class CacheLayer:
+    """One layer of an ACCache as an attention K/V hook: called with this step's keys/values it appends them and
+    returns all keys/values to attend to; fused kernels instead ``reserve`` the buffers and write the keys/values
+    themselves (the cache's ``length`` committed tokens come first)."""
+
+    __slots__ = ("cache", "index")
+
+    def __init__(self, cache: ACCache, index: int) -> None:
+        self.cache, self.index = cache, index
+
+    def __call__(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        return self.cache._extend(self.index, k, v)
+
+    def reserve(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        return self.cache.reserve(self.index, like)
+
+    @property
+    def length(self) -> int:
+        return self.cache.length

@@ -204,7 +204,7 @@ class ACPredictor(nn.Module):
 
         rope = self._rope(T, past, attention_dtype(tokens), tokens.device)
         mask = self._mask(T, past, tokens.device)
-        hooks = [partial(cache._extend, i) for i in range(self.depth)] if cache is not None else None
+        hooks = [cache.layer(i) for i in range(self.depth)] if cache is not None else None
         tokens = run_blocks(
             self.predictor_blocks, tokens, rope, mask, self.use_activation_checkpointing, kv_hooks=hooks
         )

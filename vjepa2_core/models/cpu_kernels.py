@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import native
+
 _MIN_ROWS = 32  # measured: 1 row 0.4x, 16 rows 0.9x, 66 rows 1.1x, 256+ rows 1.1-1.8x of F.linear
 _ENABLED = [True]  # reference_kernels() switches the fast paths off (benchmarks compare the two in one process)
 
@@ -152,3 +154,40 @@ def small_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
         mixed = torch.bmm(scores.softmax(-1), v[i:j].flatten(0, 1))
         out[i:j] = mixed.view(j - i, H, N, D).transpose(1, 2)
     return out.transpose(1, 2)
+
+
+_MAX_FRAME_QUERIES, _MAX_FRAME_KEYS = 256, 4096  # the kernel's scratch per task stays within a few MiB
+
+
+def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Tensor | None:
+    """One cached rollout step's attention in the native kernel: RoPE on q/k, the new keys/values appended to
+    ``cache_layer``'s buffers, attention over all cached tokens. Returns [B, N, heads * head_dim] (token-major,
+    ready for the output projection), or None where the caller must run the PyTorch path (the cache is untouched).
+
+    ``qkv`` is the fused projection [B, N, 3, heads, head_dim]; ``rope`` the (cos, sin) tables [N, head_dim]; the
+    kernel runs for fp32 CPU inference with head_dim a multiple of the machine's vector width.
+    """
+    if not _ENABLED[0] or qkv.device.type != "cpu" or qkv.dtype != torch.float32 or qkv.ndim != 5:
+        return None
+    if torch.is_grad_enabled() and qkv.requires_grad:
+        return None
+    B, N, three, H, D = qkv.shape
+    cos, sin = rope
+    if three != 3 or cos.shape != (N, D) or sin.shape != (N, D) or cos.dtype != torch.float32:
+        return None
+    if not hasattr(cache_layer, "reserve") or N > _MAX_FRAME_QUERIES or cache_layer.length + N > _MAX_FRAME_KEYS:
+        return None  # a plain K/V hook, or more tokens than the kernel's scratch is sized for
+    lib = native.library()
+    if lib is None or D % lib.vector_width:
+        return None
+    past = cache_layer.length
+    keys, values = cache_layer.reserve(qkv[:, :, 1].transpose(1, 2))
+    qkv, cos, sin = qkv.contiguous(), cos.contiguous(), sin.float().contiguous()
+    out = qkv.new_empty(B, N, H * D)
+    rc = lib.frame_attention(
+        qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), keys.data_ptr(), values.data_ptr(), out.data_ptr(),
+        B, N, H, D, keys.shape[2], past, D**-0.5, torch.get_num_threads(),
+    )  # fmt: skip
+    if rc:
+        raise RuntimeError(f"native frame_attention failed ({rc}) for B={B} N={N} heads={H} head_dim={D}")
+    return out

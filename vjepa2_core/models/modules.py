@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cpu_kernels import linear_gelu, small_attention
+from .cpu_kernels import frame_attention, linear_gelu, small_attention
 
 Rope = tuple[Tensor, Tensor]
 # LayerNorm of the backbones (every reference size function passes eps=1e-6); the probe uses plain nn.LayerNorm.
@@ -208,11 +208,15 @@ class Attention(nn.Module):
     ) -> Tensor:
         B, N, C = x.shape
         qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim))  # [B, N, 3, heads, hd]
+        drop = self.attn_drop if self.training else 0.0
+        if kv_hook is not None and rope is not None and attn_mask is None and drop == 0.0:
+            fused = frame_attention(qkv, rope, kv_hook)  # a rollout step on the CPU: one native kernel
+            if fused is not None:
+                return self.proj_drop(self.proj(fused))
         qk = qkv[:, :, :2] if rope is None else apply_rope(qkv[:, :, :2], token_major_rope(rope))  # one pass for q, k
         q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         if kv_hook is not None:
             k, v = kv_hook(k, v)
-        drop = self.attn_drop if self.training else 0.0
         x = small_attention(q, k, v) if attn_mask is None and drop == 0.0 else None
         if x is None:
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)

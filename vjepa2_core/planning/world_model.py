@@ -24,6 +24,7 @@ from torch import nn
 
 from vjepa2_core.data.transforms import ac_preprocess
 from vjepa2_core.devices import keep_freed_cpu_memory
+from vjepa2_core.models import native
 from vjepa2_core.models.conditioning import Conditioning
 from vjepa2_core.models.cpu_kernels import onednn_linear_available, pack_linears
 from vjepa2_core.planning.budget import available_bytes
@@ -73,6 +74,8 @@ class WorldModel:
                 budget = int(available_bytes("cpu") * PACKED_WEIGHTS_FRACTION)  # packed copies double the weights
                 _, used = pack_linears(self.predictor, budget)  # the rollout's hot path first
                 pack_linears(self.encoder, budget - used)
+            if precision == "fp32":
+                native.library()  # build (or load) the rollout's attention kernel now, not in the first plan
         self.crop_size = int(crop_size)
         self.normalize_reps = normalize_reps
         self.conditioning = conditioning or Conditioning()  # maps only the predictor's inputs; CEM stays physical

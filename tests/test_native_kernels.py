@@ -1,0 +1,143 @@
+"""The native frame-attention kernel (RoPE, cache append, attention) equals the PyTorch path; its build is cached."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vjepa2_core.models import native
+from vjepa2_core.models.ac_cache import ACCache
+from vjepa2_core.models.cpu_kernels import frame_attention, reference_kernels
+from vjepa2_core.models.modules import apply_rope, rope_tables, token_major_rope
+from vjepa2_core.planning.world_model import WorldModel
+
+if native.compiler() is None:  # conditional: machines without a C compiler run the PyTorch kernels (tested elsewhere)
+    pytest.skip("no C compiler on this machine", allow_module_level=True)
+
+
+def test_the_library_builds_here_and_reports_its_vector_width():
+    lib = native.library()
+    assert lib is not None, "a C compiler is present, so the native kernels must build"
+    assert lib.vector_width in (8, 16)
+    assert lib.path.is_file() and lib.path.parent == native.cache_dir()
+
+
+def step_inputs(B: int, N: int, H: int, D: int, past: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    qkv = torch.randn(B, N, 3, H, D, generator=g)
+    pos = torch.randint(0, 9, (N, 3), generator=g).float()
+    rotate = torch.rand(N, 3, generator=g) > 0.3
+    rope = rope_tables(pos, D, torch.float32, rotate)
+    cache = ACCache(depth=1, max_frames=None)
+    if past:
+        cache._extend(0, torch.randn(B, H, past, D, generator=g), torch.randn(B, H, past, D, generator=g))
+        cache._commit(1, past)
+    return qkv, rope, cache
+
+
+def eager_step(qkv, rope, cache: ACCache):
+    """The PyTorch path of Attention.forward with a K/V hook: RoPE, append, SDPA, token-major output."""
+    B, N, _, H, D = qkv.shape
+    qk = apply_rope(qkv[:, :, :2], token_major_rope(rope))
+    q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+    k, v = cache.layer(0)(k, v)
+    return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, H * D)
+
+
+@pytest.mark.parametrize(
+    "B,N,H,D,past",
+    [(100, 66, 6, 32, 132), (3, 66, 6, 32, 0), (1, 1, 16, 64, 0), (5, 17, 2, 64, 40), (8, 7, 3, 48, 5)],
+)
+def test_frame_attention_equals_rope_append_and_sdpa(B, N, H, D, past):
+    qkv, rope, cache = step_inputs(B, N, H, D, past)
+    twin = cache.clone()
+    with torch.inference_mode():
+        want = eager_step(qkv, rope, twin)
+        got = frame_attention(qkv, rope, cache.layer(0))
+    if D % native.library().vector_width:
+        assert got is None and cache.keys[0].shape[2] == past  # left to PyTorch, cache untouched
+        return
+    assert got is not None and got.shape == (B, N, H * D)
+    torch.testing.assert_close(got, want, atol=2e-6, rtol=1e-5)
+    need = past + N  # the kernel appended this step's rotated keys and values after the cached ones
+    torch.testing.assert_close(cache.keys[0][:, :, :need], twin.keys[0][:, :, :need], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(cache.values[0][:, :, :need], twin.values[0][:, :, :need], atol=0, rtol=0)
+
+
+def test_frame_attention_is_repeatable_across_thread_counts():
+    qkv, rope, cache = step_inputs(9, 66, 6, 32, 66)
+    outs = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                outs.append(frame_attention(qkv, rope, cache.clone().layer(0)))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
+def test_frame_attention_steps_aside_for_grad_low_precision_and_reference_kernels():
+    qkv, rope, cache = step_inputs(4, 10, 2, 32, 10)
+    assert frame_attention(qkv.bfloat16(), rope, cache.layer(0)) is None
+    assert frame_attention(qkv.requires_grad_(), rope, cache.layer(0)) is None
+    with torch.inference_mode(), reference_kernels():
+        assert frame_attention(qkv.detach(), rope, cache.layer(0)) is None
+    assert cache.keys[0].shape[2] == 10  # nothing was reserved or written
+    with torch.inference_mode():  # a plain callable K/V hook (no reserve) keeps the PyTorch path
+        assert frame_attention(qkv.detach(), rope, lambda k, v: (k, v)) is None
+
+
+def test_frame_attention_grows_a_cache_view_without_touching_its_source():
+    qkv, rope, cache = step_inputs(1, 12, 2, 32, 12)
+    source = cache.keys[0].clone()
+    view = cache.expand(5)  # batch-1 context shared by 5 samples, as in the planner
+    with torch.inference_mode():
+        got = frame_attention(qkv.expand(5, -1, -1, -1, -1), rope, view.layer(0))
+        want = eager_step(qkv.expand(5, -1, -1, -1, -1), rope, cache.expand(5))
+    torch.testing.assert_close(got, want, atol=2e-6, rtol=1e-5)
+    assert torch.equal(cache.keys[0], source)
+
+
+def test_world_model_rollout_on_the_native_kernel_equals_the_uncached_reference():
+    wm = WorldModel.random("vit_ac_tiny", seed=3)
+    torch.manual_seed(0)
+    reps = torch.randn(1, wm.tokens_per_frame, wm.predictor.embed_dim)
+    state, actions = torch.zeros(1, 7), torch.randn(20, 3, 7) * 0.05
+    fast = wm.rollout(reps, state, actions)[0]
+    with reference_kernels():
+        ref = wm.rollout(reps, state, actions, cached=False)[0]
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_build_is_cached_by_content_and_a_broken_compiler_falls_back(tmp_path):
+    lib = native.library()
+    again = native.build(native.compiler(), lib.path.parent)
+    assert again == lib.path  # same source, compiler and CPU: the cached build is reused
+    script = (
+        "import warnings, torch\n"
+        "from vjepa2_core.models import native\n"
+        "from vjepa2_core.planning.world_model import WorldModel\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    assert native.library() is None\n"
+        "    wm = WorldModel.random('vit_ac_tiny', seed=3)\n"
+        "    out = wm.rollout(torch.zeros(1, wm.tokens_per_frame, wm.predictor.embed_dim), torch.zeros(1, 7),"
+        " torch.zeros(4, 2, 7))[0]\n"
+        "assert torch.isfinite(out).all()\n"
+        "print('|'.join(str(x.message) for x in w))\n"
+    )
+    env = {**os.environ, "CC": "false", "VJEPA2_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "native CPU kernels unavailable" in proc.stdout
+    env = {**os.environ, "VJEPA2_NATIVE_KERNELS": "0", "VJEPA2_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert not list(tmp_path.rglob("*.so"))  # switched off: nothing was built

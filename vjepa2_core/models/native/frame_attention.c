@@ -1,0 +1,280 @@
+/* One rollout step of the action-conditioned predictor's attention, fused: RoPE on the new frame's q/k, the new
+ * keys/values written into the K/V cache, softmax(q k^T / sqrt(d)) v over every cached token, and the output
+ * written token-major for the output projection. fp32 throughout.
+ *
+ * Why: in eager PyTorch these are seven passes over memory plus hundreds of small GEMM calls per layer (head dim
+ * 32-64, 66 queries, 66-330 keys), which ran at a quarter of this CPU's matmul peak. Here each (sample, head) is
+ * one task whose q, k^T, scores and output stay in L2, with register-tiled FMA loops.
+ *
+ * Built at first use with the machine's C compiler (-O3 -march=native -fopenmp) by vjepa2_core/models/native;
+ * OpenMP resolves to the runtime PyTorch already loaded, so the work runs on PyTorch's own thread pool.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#ifdef __AVX512F__
+#define VL 16 /* floats per vector register */
+#define RQ 8  /* query rows per register tile: 8 rows x 2 vectors = 16 accumulators of 32 */
+#else
+#define VL 8
+#define RQ 6 /* 6 x 2 = 12 accumulators of 16 registers */
+#endif
+
+typedef float vec __attribute__((vector_size(VL * 4)));
+typedef int ivec __attribute__((vector_size(VL * 4)));
+
+static inline vec load(const float *p) {
+    vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store(float *p, vec v) { memcpy(p, &v, sizeof v); }
+
+#if VL == 16
+static inline vec splat(float x) { return (vec)_mm512_set1_ps(x); }
+#elif defined(__AVX__)
+static inline vec splat(float x) { return (vec)_mm256_set1_ps(x); }
+#else
+static inline vec splat(float x) {
+    vec v;
+    for (int i = 0; i < VL; i++) v[i] = x;
+    return v;
+}
+#endif
+
+/* exp for x <= 0 (scores minus their row maximum): Cody-Waite range reduction and a degree-6 polynomial
+ * (Cephes' expf coefficients, ~1 ulp); below -87.3 it returns about 1e-38 instead of 0 (harmless: every row's
+ * maximum contributes exp(0) = 1 to its sum). */
+static inline vec exp_nonpositive(vec x) {
+    ivec low = x < splat(-87.3f);
+    x = (vec)(((ivec)x & ~low) | ((ivec)splat(-87.3f) & low));
+    vec fx = x * splat(1.44269504088896341f) + splat(0.5f);
+    ivec n = __builtin_convertvector(fx, ivec);
+    n += (ivec)(__builtin_convertvector(n, vec) > fx); /* truncation -> floor: minus 1 where it rounded up */
+    vec fn = __builtin_convertvector(n, vec);
+    vec r = x - fn * splat(0.693359375f) - fn * splat(-2.12194440e-4f);
+    vec y = splat(1.9875691500e-4f);
+    y = y * r + splat(1.3981999507e-3f);
+    y = y * r + splat(8.3334519073e-3f);
+    y = y * r + splat(4.1665795894e-2f);
+    y = y * r + splat(1.6666665459e-1f);
+    y = y * r + splat(5.0000001201e-1f);
+    y = y * r * r + r + splat(1.0f);
+    ivec scale = (n + 127) << 23;
+    return y * (vec)scale;
+}
+
+static inline size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+/* Queries padded for both the score tiles (lanes over queries) and the output tiles (RQ rows). */
+static inline size_t padded_queries(int N) { return round_up(round_up(N, RQ), VL); }
+
+/* Scratch floats one task of `heads` heads needs: q^T [heads, D, nq], scores^T [L, nq], 1/row sums [nq]. */
+static size_t scratch_floats(int heads, int N, int L, int D) {
+    size_t nq = padded_queries(N);
+    return (size_t)heads * nq * D + (size_t)L * nq + nq;
+}
+
+/* Pair swap (x[1], x[0], x[3], x[2], ...): the partner of each element in the reference's RoPE. */
+static inline vec swap_pairs(vec x) {
+#if VL == 16
+    return __builtin_shuffle(x, (ivec){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+#else
+    return __builtin_shuffle(x, (ivec){1, 0, 3, 2, 5, 4, 7, 6});
+#endif
+}
+
+/* RoPE tables for one call: [0] cos and [1] signed sin (-sin on even, +sin on odd dims) for k, [2], [3] the same
+ * times the attention scale for q. x_rot = x * cos + swap_pairs(x) * signed_sin. */
+typedef struct {
+    const float *cos_k, *sin_k, *cos_q, *sin_q;
+} rope_tables;
+
+/* Heads h0..h1-1 of sample b. Inlined per head dim (32, 64, other) so that row offsets are constants in the tile
+ * loops. A task takes all heads of a sample where there are enough samples: the sample's qkv rows are then read
+ * once, front to back, instead of one head's slice per task. */
+static inline __attribute__((always_inline)) void attend(const float *qkv, rope_tables rope, float *keys,
+                                                         float *values, float *out, int b, int h0, int h1, int N,
+                                                         int H, const int D, int cap, int past, float *scratch) {
+    const int L = past + N;
+    const size_t nq = padded_queries(N);
+    const size_t token = (size_t)3 * H * D; /* qkv stride between tokens */
+    float *ST = scratch + (size_t)(h1 - h0) * D * nq, *inv = ST + (size_t)L * nq;
+    const float *x = qkv + (size_t)b * N * token;
+
+    /* 1. RoPE: q (scaled) transposed into q^T [D, nq] per head; k and v appended to the cache */
+    for (int n = 0; n < N; n++) {
+        const size_t t = (size_t)n * D;
+        for (int h = h0; h < h1; h++) {
+            const float *q = x + n * token + (size_t)h * D, *k = q + (size_t)H * D, *v = k + (size_t)H * D;
+            const size_t row = ((size_t)b * H + h) * cap + past + n;
+            float *k_out = keys + row * D, *v_out = values + row * D, *QT = scratch + (size_t)(h - h0) * D * nq;
+            for (int d = 0; d < D; d += VL) {
+                vec qd = load(q + d), kd = load(k + d);
+                vec qr = qd * load(rope.cos_q + t + d) + swap_pairs(qd) * load(rope.sin_q + t + d);
+                store(k_out + d, kd * load(rope.cos_k + t + d) + swap_pairs(kd) * load(rope.sin_k + t + d));
+                store(v_out + d, load(v + d));
+                for (int i = 0; i < VL; i++) QT[(size_t)(d + i) * nq + n] = qr[i];
+            }
+        }
+    }
+    for (int h = h0; h < h1; h++)
+        for (int d = 0; d < D; d++)
+            for (size_t n = N; n < nq; n++) scratch[((size_t)(h - h0) * D + d) * nq + n] = 0.0f;
+
+    for (int h = h0; h < h1; h++) {
+        const float *QT = scratch + (size_t)(h - h0) * D * nq;
+        const float *K = keys + ((size_t)b * H + h) * cap * D, *V = values + ((size_t)b * H + h) * cap * D;
+        /* 2. scores^T [L, nq] = K Q^T: tiles of RQ keys x 2 vectors of queries, then KR keys x 1 vector */
+        enum { KR = 2 * RQ };
+        size_t n0 = 0;
+        for (; n0 + 2 * VL <= nq; n0 += 2 * VL) {
+            int l0 = 0;
+            for (; l0 + RQ <= L; l0 += RQ) {
+                vec acc[RQ][2];
+                for (int r = 0; r < RQ; r++) acc[r][0] = acc[r][1] = splat(0.0f);
+                for (int d = 0; d < D; d++) {
+                    vec q0 = load(QT + (size_t)d * nq + n0), q1 = load(QT + (size_t)d * nq + n0 + VL);
+                    for (int r = 0; r < RQ; r++) {
+                        vec k = splat(K[(size_t)(l0 + r) * D + d]);
+                        acc[r][0] += k * q0;
+                        acc[r][1] += k * q1;
+                    }
+                }
+                for (int r = 0; r < RQ; r++) {
+                    store(ST + (size_t)(l0 + r) * nq + n0, acc[r][0]);
+                    store(ST + (size_t)(l0 + r) * nq + n0 + VL, acc[r][1]);
+                }
+            }
+            for (; l0 < L; l0++) {
+                vec a0 = splat(0.0f), a1 = splat(0.0f);
+                for (int d = 0; d < D; d++) {
+                    vec k = splat(K[(size_t)l0 * D + d]);
+                    a0 += k * load(QT + (size_t)d * nq + n0);
+                    a1 += k * load(QT + (size_t)d * nq + n0 + VL);
+                }
+                store(ST + (size_t)l0 * nq + n0, a0);
+                store(ST + (size_t)l0 * nq + n0 + VL, a1);
+            }
+        }
+        for (; n0 < nq; n0 += VL) {
+            int l0 = 0;
+            for (; l0 + KR <= L; l0 += KR) {
+                vec acc[KR];
+                for (int r = 0; r < KR; r++) acc[r] = splat(0.0f);
+                for (int d = 0; d < D; d++) {
+                    vec qd = load(QT + (size_t)d * nq + n0);
+                    for (int r = 0; r < KR; r++) acc[r] += splat(K[(size_t)(l0 + r) * D + d]) * qd;
+                }
+                for (int r = 0; r < KR; r++) store(ST + (size_t)(l0 + r) * nq + n0, acc[r]);
+            }
+            for (; l0 < L; l0++) {
+                vec acc = splat(0.0f);
+                for (int d = 0; d < D; d++) acc += splat(K[(size_t)l0 * D + d]) * load(QT + (size_t)d * nq + n0);
+                store(ST + (size_t)l0 * nq + n0, acc);
+            }
+        }
+
+        /* 3. softmax numerators in place, lanes over queries; 1 / sums in inv */
+        for (size_t n0 = 0; n0 < nq; n0 += VL) {
+            vec m = load(ST + n0);
+            for (int l = 1; l < L; l++) {
+                vec s = load(ST + (size_t)l * nq + n0);
+                ivec gt = s > m;
+                m = (vec)(((ivec)s & gt) | ((ivec)m & ~gt));
+            }
+            vec sum = splat(0.0f);
+            for (int l = 0; l < L; l++) {
+                vec p = exp_nonpositive(load(ST + (size_t)l * nq + n0) - m);
+                store(ST + (size_t)l * nq + n0, p);
+                sum += p;
+            }
+            store(inv + n0, splat(1.0f) / sum);
+        }
+
+        /* 4. out[b, n, h, :] = (P V)[n] / sum: tiles of RQ queries x 2 vectors (or 1 where D is an odd number of them) */
+        float *o = out + (size_t)b * N * H * D + (size_t)h * D;
+        const size_t out_token = (size_t)H * D;
+        for (size_t n0 = 0; n0 < (size_t)N; n0 += RQ) {
+            int d0 = 0;
+            for (; d0 + 2 * VL <= D; d0 += 2 * VL) {
+                vec acc[RQ][2];
+                for (int r = 0; r < RQ; r++) acc[r][0] = acc[r][1] = splat(0.0f);
+                for (int l = 0; l < L; l++) {
+                    vec v0 = load(V + (size_t)l * D + d0), v1 = load(V + (size_t)l * D + d0 + VL);
+                    const float *p = ST + (size_t)l * nq + n0;
+                    for (int r = 0; r < RQ; r++) {
+                        acc[r][0] += splat(p[r]) * v0;
+                        acc[r][1] += splat(p[r]) * v1;
+                    }
+                }
+                for (int r = 0; r < RQ && n0 + r < (size_t)N; r++) {
+                    float *dst = o + (n0 + r) * out_token + d0;
+                    store(dst, acc[r][0] * splat(inv[n0 + r]));
+                    store(dst + VL, acc[r][1] * splat(inv[n0 + r]));
+                }
+            }
+            for (; d0 < D; d0 += VL) {
+                vec acc[RQ];
+                for (int r = 0; r < RQ; r++) acc[r] = splat(0.0f);
+                for (int l = 0; l < L; l++) {
+                    vec v0 = load(V + (size_t)l * D + d0);
+                    const float *p = ST + (size_t)l * nq + n0;
+                    for (int r = 0; r < RQ; r++) acc[r] += splat(p[r]) * v0;
+                }
+                for (int r = 0; r < RQ && n0 + r < (size_t)N; r++)
+                    store(o + (n0 + r) * out_token + d0, acc[r] * splat(inv[n0 + r]));
+            }
+        }
+    }
+}
+
+/* Width of this build's vectors: head dims must be a multiple of it. */
+int frame_attention_vector_width(void) { return VL; }
+
+/* qkv [B, N, 3, H, D] contiguous; cos/sin [N, D]; keys/values [B, H, cap, D] contiguous holding `past` tokens
+ * (the new N are written after them); out [B, N, H, D]. Returns 0, or -1 on bad sizes / no memory. */
+int frame_attention(const float *qkv, const float *cos_t, const float *sin_t, float *keys, float *values, float *out,
+                    int B, int N, int H, int D, int cap, int past, float scale, int threads) {
+    if (B < 1 || N < 1 || H < 1 || D < VL || D % VL || past < 0 || past + N > cap || threads < 1) return -1;
+    const size_t table = (size_t)N * D;
+    float *tables = malloc(sizeof(float) * 4 * table);
+    if (!tables) return -1;
+    for (size_t i = 0; i < table; i++) {
+        float s = (i % 2) ? sin_t[i] : -sin_t[i];
+        tables[i] = cos_t[i];
+        tables[table + i] = s;
+        tables[2 * table + i] = cos_t[i] * scale;
+        tables[3 * table + i] = s * scale;
+    }
+    rope_tables rope = {tables, tables + table, tables + 2 * table, tables + 3 * table};
+    const int per_sample = B >= 2 * threads; /* enough samples: one task per sample (all heads), else per head */
+    const long tasks = per_sample ? B : (long)B * H;
+    const size_t need = scratch_floats(per_sample ? H : 1, N, past + N, D);
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        float *scratch = malloc(sizeof(float) * need);
+        failed = scratch == NULL;
+#pragma omp for schedule(static)
+        for (long t = 0; t < tasks; t++) {
+            if (!scratch) continue;
+            const int b = per_sample ? (int)t : (int)(t / H), h0 = per_sample ? 0 : (int)(t % H);
+            const int h1 = per_sample ? H : h0 + 1;
+            if (D == 32)
+                attend(qkv, rope, keys, values, out, b, h0, h1, N, H, 32, cap, past, scratch);
+            else if (D == 64)
+                attend(qkv, rope, keys, values, out, b, h0, h1, N, H, 64, cap, past, scratch);
+            else
+                attend(qkv, rope, keys, values, out, b, h0, h1, N, H, D, cap, past, scratch);
+        }
+        free(scratch);
+    }
+    free(tables);
+    return failed ? -1 : 0;
+}
