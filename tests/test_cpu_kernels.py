@@ -14,13 +14,14 @@ from torch import nn
 from vjepa2_core.devices import keep_freed_cpu_memory
 from vjepa2_core.models.cpu_kernels import (
     PackedLinear,
+    linear_add,
     linear_gelu,
     onednn_linear_available,
     pack_linears,
     reference_kernels,
     small_attention,
 )
-from vjepa2_core.models.modules import MLP
+from vjepa2_core.models.modules import MLP, Block
 
 needs_onednn = pytest.mark.skipif(not onednn_linear_available(), reason="this torch build has no oneDNN CPU kernels")
 
@@ -150,6 +151,39 @@ def test_mlp_fused_gelu_equals_unfused():
         pack_linears(mlp)
         assert linear_gelu(mlp.fc1, x) is not None
         torch.testing.assert_close(mlp(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(40, 48), (3, 66, 48)])
+def test_linear_add_fuses_the_residual_and_steps_aside_where_it_cannot(shape):
+    plain, fast = packed()
+    x, residual = torch.randn(shape), torch.randn(*shape[:-1], 80)
+    with torch.inference_mode():
+        assert torch.equal(linear_add(fast, x, residual), residual + fast(x))
+        assert linear_add(plain, x, residual) is None  # not a packed layer
+        assert linear_add(fast, x, residual.double()) is None  # would change the sum's dtype
+        assert linear_add(fast, x, residual[..., :1]) is None  # a broadcast residual: the caller adds
+    assert linear_add(fast, x.requires_grad_(), residual) is None  # autograd keeps F.linear
+
+
+@needs_onednn
+@pytest.mark.parametrize("drop_path", [0.0, 0.2])
+def test_block_with_fused_residuals_equals_the_reference_block(drop_path):
+    torch.manual_seed(4)
+    block = Block(48, 4, drop_path=drop_path).eval().requires_grad_(False)
+    x = torch.randn(3, 40, 48)
+    with torch.inference_mode():
+        with reference_kernels():
+            expected = block(x)
+        pack_linears(block)
+        assert linear_add(block.attn.proj, x, x) is not None
+        assert linear_add(block.mlp.fc2, torch.randn(3, 40, 192), x) is not None
+        assert linear_add(block.mlp.fc2, x, x) is None  # wrong input width: F.linear raises the clear error
+        torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
+    block.train()  # training with stochastic depth: the unfused path, still the same function at p=0
+    torch.manual_seed(5)
+    out = block(x)
+    assert out.shape == x.shape and (drop_path > 0 or torch.allclose(out, expected, rtol=1e-5, atol=1e-5))
 
 
 @pytest.mark.parametrize("cached", [66, 132, 198])

@@ -114,6 +114,18 @@ def linear_gelu(layer: nn.Module, x: Tensor) -> Tensor | None:
     return None if dtype is None else layer._onednn(x, dtype, "gelu")
 
 
+def linear_add(layer: nn.Module, x: Tensor, residual: Tensor) -> Tensor | None:
+    """residual + layer(x) with the addition in the GEMM's epilogue (a block's residual connection: one pass over
+    the activations fewer); None where the caller must add (not a packed inference layer, other dtype or shape)."""
+    dtype = layer._fast_dtype(x) if isinstance(layer, PackedLinear) else None
+    if dtype is None or residual.dtype != dtype or x.shape[-1] != layer.in_features:
+        return None  # (a wrong width gets F.linear's clear error from the caller's path)
+    if residual.shape != (*x.shape[:-1], layer.out_features):
+        return None
+    x = x.to(dtype).contiguous()
+    return torch.ops.mkldnn._linear_pointwise.binary(x, residual.contiguous(), layer._packed(x), layer.bias, "add")
+
+
 @contextmanager
 def reference_kernels() -> Iterator[None]:
     """Inside this block PackedLinear runs F.linear and attention runs SDPA (the reference's kernels); process-wide."""

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cpu_kernels import frame_attention, linear_gelu, small_attention
+from .cpu_kernels import frame_attention, linear_add, linear_gelu, small_attention
 
 Rope = tuple[Tensor, Tensor]
 # LayerNorm of the backbones (every reference size function passes eps=1e-6); the probe uses plain nn.LayerNorm.
@@ -153,12 +153,13 @@ class MLP(nn.Module):
         self.fc2 = nn.Linear(hidden_features, in_features)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """fc2(act(fc1(x))), plus ``residual`` when given (added in fc2's epilogue where it can be)."""
         exact_gelu = isinstance(self.act, nn.GELU) and self.act.approximate == "none"
         hidden = linear_gelu(self.fc1, x) if exact_gelu else None  # fused where fc1 is a packed inference layer
         if hidden is None:
             hidden = self.act(self.fc1(x))
-        return self.drop(self.fc2(self.drop(hidden)))
+        return add_projection(self.fc2, self.drop(hidden), self.drop, residual)
 
 
 def swiglu_hidden(hidden_features: int, wide_silu: bool = True) -> int:
@@ -166,6 +167,15 @@ def swiglu_hidden(hidden_features: int, wide_silu: bool = True) -> int:
     if not wide_silu:
         return hidden_features
     return (int(2 * hidden_features / 3) + 7) // 8 * 8
+
+
+def add_projection(layer: nn.Module, x: Tensor, drop: nn.Module, residual: Tensor | None) -> Tensor:
+    """``residual + drop(layer(x))`` (just ``drop(layer(x))`` without a residual), with the addition fused into the
+    GEMM where that gives the same result (inference: dropout off)."""
+    if residual is None:
+        return drop(layer(x))
+    fused = linear_add(layer, x, residual) if not (drop.training and drop.p > 0) else None
+    return fused if fused is not None else residual + drop(layer(x))
 
 
 class SwiGLUFFN(nn.Module):
@@ -204,15 +214,21 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(
-        self, x: Tensor, rope: Rope | None = None, attn_mask: Tensor | None = None, kv_hook: KVHook | None = None
+        self,
+        x: Tensor,
+        rope: Rope | None = None,
+        attn_mask: Tensor | None = None,
+        kv_hook: KVHook | None = None,
+        residual: Tensor | None = None,
     ) -> Tensor:
+        """Attention of ``x`` [B, N, C], plus ``residual`` when given (added in the output projection's epilogue)."""
         B, N, C = x.shape
         qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim))  # [B, N, 3, heads, hd]
         drop = self.attn_drop if self.training else 0.0
         if kv_hook is not None and rope is not None and attn_mask is None and drop == 0.0:
             fused = frame_attention(qkv, rope, kv_hook)  # a rollout step on the CPU: one native kernel
             if fused is not None:
-                return self.proj_drop(self.proj(fused))
+                return add_projection(self.proj, fused, self.proj_drop, residual)
         qk = qkv[:, :, :2] if rope is None else apply_rope(qkv[:, :, :2], token_major_rope(rope))  # one pass for q, k
         q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         if kv_hook is not None:
@@ -220,7 +236,7 @@ class Attention(nn.Module):
         x = small_attention(q, k, v) if attn_mask is None and drop == 0.0 else None
         if x is None:
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
-        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, C)))
+        return add_projection(self.proj, x.transpose(1, 2).reshape(B, N, C), self.proj_drop, residual)
 
 
 class Block(nn.Module):
@@ -250,8 +266,11 @@ class Block(nn.Module):
     def forward(
         self, x: Tensor, rope: Rope | None = None, attn_mask: Tensor | None = None, kv_hook: KVHook | None = None
     ) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), rope, attn_mask, kv_hook))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        if self.drop_path.training and self.drop_path.drop_prob > 0 or isinstance(self.mlp, SwiGLUFFN):
+            x = x + self.drop_path(self.attn(self.norm1(x), rope, attn_mask, kv_hook))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = self.attn(self.norm1(x), rope, attn_mask, kv_hook, residual=x)  # residuals added inside the projections
+        return self.mlp(self.norm2(x), residual=x)
 
 
 def make_blocks(depth: int, dim: int, num_heads: int, drop_path_rate: float = 0.0, **block_kwargs) -> nn.ModuleList:
