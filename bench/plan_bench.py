@@ -11,7 +11,8 @@ is compared with this machine's fp32 matmul rate measured in the same run.
 JSON keys read by tools: median_s, uncached_median_s, cache_speedup, reference_path_median_s and
 speedup_over_reference_path (the uncached search on the reference's kernels, F.linear and SDPA: the reference's
 algorithm and cost), outside_predictor_fraction, fraction_of_matmul_peak (against the best of torch.mm and oneDNN on
-a 2048^3 matmul), fraction_of_shape_peak (against the predictor's own linear shapes, timed alone),
+a 2048^3 matmul), fraction_of_shape_peak (against the predictor's own linear shapes, timed alone; both peaks are
+measured before every repeat and each repeat is compared with its own, so that a shared CPU's drift cancels),
 horizon_scaling (cached search time for horizons 1..--max-horizon, with a straight-line fit).
 
 The issue's 192-wide config: --pred-dim 192 --pred-depth 4 --pred-heads 6 --samples 100 --iterations 5 --topk 10
@@ -214,7 +215,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     modes = {"cached": planners["cached"], "uncached": planners["uncached"], "reference": planners["uncached"]}
     wm.profile = True
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    peak_dtype = torch.bfloat16 if wm.precision == "bf16" else torch.float32
+    peak_runs: list[tuple[dict[str, float], float]] = []  # per repeat: a shared CPU's speed drifts between repeats
     for r in range(args.repeats):
+        peak_runs.append(
+            (matmul_rate(wm.device, dtype=peak_dtype, repeats=3), shape_matmul_rate(wm.predictor, args.samples))
+        )
         for mode, planner in modes.items():
             wm.reset_stats()
             start = time.perf_counter()
@@ -226,9 +232,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 dict(total=total, encoder=wm.stats["encoder_s"], predictor=wm.stats["predictor_s"], search=search_s)
             )
     wm.profile = False
-    peaks = matmul_rate(wm.device, dtype=torch.bfloat16 if wm.precision == "bf16" else torch.float32)
-    peak = max(peaks.values())
-    shape_peak = shape_matmul_rate(wm.predictor, args.samples)
+    peaks = {name: statistics.median(p[name] for p, _ in peak_runs) for name in peak_runs[0][0]}
+    peak = statistics.median(max(p.values()) for p, _ in peak_runs)
+    shape_peak = statistics.median(s for _, s in peak_runs)
 
     def med(mode: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[mode])
@@ -249,14 +255,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "uncached_best_s": min(run["total"] for run in runs["uncached"]),
         "cache_speedup_best": min(r["total"] for r in runs["uncached"]) / min(r["total"] for r in runs["cached"]),
         "outside_predictor_fraction": outside,
-        "fraction_of_matmul_peak": flops / pred_s / peak,
-        "fraction_of_shape_peak": flops / pred_s / shape_peak,
+        # each repeat's predictor rate against the peaks measured just before it, median over repeats
+        "fraction_of_matmul_peak": statistics.median(
+            flops / run["predictor"] / max(p.values()) for run, (p, _) in zip(runs["cached"], peak_runs)
+        ),
+        "fraction_of_shape_peak": statistics.median(
+            flops / run["predictor"] / s for run, (_, s) in zip(runs["cached"], peak_runs)
+        ),
         "shape_matmul_gflops_per_s": shape_peak / 1e9,
         "split_s": {"encoder": enc_s, "predictor": pred_s, "rest": max(0.0, median_s - enc_s - pred_s)},
         "search_median_s": search_s,
         "predictor_gflops_per_s": flops / pred_s / 1e9,
         "matmul_peak_gflops_per_s": peak / 1e9,
         "matmul_peak_by_kernel_gflops_per_s": {name: rate / 1e9 for name, rate in peaks.items()},
+        "peak_runs": [
+            {"matmul_gflops_per_s": max(p.values()) / 1e9, "shape_gflops_per_s": s / 1e9} for p, s in peak_runs
+        ],
         "predictor_gflop_per_search": flops / 1e9,
         "search_sync_free": sync_free,
         "same_seed_same_plan": bool(torch.equal(*same_seed)),

@@ -141,3 +141,18 @@ def test_build_is_cached_by_content_and_a_broken_compiler_falls_back(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert not list(tmp_path.rglob("*.so"))  # switched off: nothing was built
+
+
+def test_an_unwritable_cache_dir_falls_back_to_the_temp_dir(tmp_path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the cache directory should be")
+    script = (
+        "from vjepa2_core.models import native\n"
+        "lib = native.library()\n"
+        "assert lib is not None\n"
+        "print(lib.path)\n"
+    )
+    env = {**os.environ, "VJEPA2_CACHE_DIR": str(blocker)}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "vjepa2_ros-native-" in proc.stdout and str(blocker) not in proc.stdout

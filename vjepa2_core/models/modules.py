@@ -266,7 +266,7 @@ class Block(nn.Module):
     def forward(
         self, x: Tensor, rope: Rope | None = None, attn_mask: Tensor | None = None, kv_hook: KVHook | None = None
     ) -> Tensor:
-        if self.drop_path.training and self.drop_path.drop_prob > 0 or isinstance(self.mlp, SwiGLUFFN):
+        if (self.drop_path.training and self.drop_path.drop_prob > 0) or isinstance(self.mlp, SwiGLUFFN):
             x = x + self.drop_path(self.attn(self.norm1(x), rope, attn_mask, kv_hook))
             return x + self.drop_path(self.mlp(self.norm2(x)))
         x = self.attn(self.norm1(x), rope, attn_mask, kv_hook, residual=x)  # residuals added inside the projections

@@ -109,8 +109,12 @@ def library() -> NativeLibrary | None:
     if cc is None:
         warnings.warn("no C compiler found: native CPU kernels off, PyTorch kernels are used", stacklevel=2)
         return None
-    try:
-        return NativeLibrary(build(cc, cache_dir()))
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        warnings.warn(f"native CPU kernels unavailable, PyTorch kernels are used: {exc}", stacklevel=2)
-        return None
+    fallback = Path(tempfile.gettempdir()) / f"vjepa2_ros-native-{os.getuid()}"  # e.g. a read-only home
+    error: Exception | None = None
+    for out_dir in (cache_dir(), fallback):
+        try:
+            return NativeLibrary(build(cc, out_dir))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            error = exc
+    warnings.warn(f"native CPU kernels unavailable, PyTorch kernels are used: {error}", stacklevel=2)
+    return None
