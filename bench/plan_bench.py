@@ -10,9 +10,10 @@ is compared with this machine's fp32 matmul rate measured in the same run.
 
 JSON keys read by tools: median_s, uncached_median_s, cache_speedup, reference_path_median_s and
 speedup_over_reference_path (the uncached search on the reference's kernels, F.linear and SDPA: the reference's
-algorithm and cost), outside_predictor_fraction, fraction_of_matmul_peak (against the best of torch.mm and oneDNN on
-a 2048^3 matmul), fraction_of_shape_peak (against the predictor's own linear shapes, timed alone; both peaks are
-measured before every repeat and each repeat is compared with its own, so that a shared CPU's drift cancels),
+algorithm and cost), native_kernel_speedup (the cached search with the native C kernels off, over it with them
+on), outside_predictor_fraction, fraction_of_matmul_peak (against the best of torch.mm and oneDNN on a 2048^3
+matmul), fraction_of_shape_peak (against the predictor's own linear shapes, timed alone; both peaks are measured
+before every repeat and each repeat is compared with its own, so that a shared CPU's drift cancels),
 horizon_scaling (cached search time for horizons 1..--max-horizon, with a straight-line fit).
 
 The issue's 192-wide config: --pred-dim 192 --pred-depth 4 --pred-heads 6 --samples 100 --iterations 5 --topk 10
@@ -30,7 +31,12 @@ from typing import Any
 
 import torch
 
-from vjepa2_core.models.cpu_kernels import PackedLinear, onednn_linear_available, reference_kernels
+from vjepa2_core.models.cpu_kernels import (
+    PackedLinear,
+    onednn_linear_available,
+    reference_kernels,
+    without_native_kernels,
+)
 from vjepa2_core.planning.cem import CEMConfig, CEMPlanner, config_to_dict
 from vjepa2_core.planning.world_model import DEFAULT_PRECISION, PRECISIONS, WorldModel
 from vjepa2_core.selfcheck import scene
@@ -212,7 +218,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sync_free = {mode: search_is_sync_free(planner, current, goal, state) for mode, planner in planners.items()}
     same_seed = [planners["cached"].plan_images(current, state, goal, seed=args.seed).actions for _ in range(2)]
     # "reference": the uncached search on the reference's kernels (F.linear, SDPA): the reference's algorithm and cost
+    # "cached_without_native": the cached search with the native C kernels off (what they buy)
     modes = {"cached": planners["cached"], "uncached": planners["uncached"], "reference": planners["uncached"]}
+    modes["cached_without_native"] = planners["cached"]
+    contexts = {"reference": reference_kernels, "cached_without_native": without_native_kernels}
     wm.profile = True
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     peak_dtype = torch.bfloat16 if wm.precision == "bf16" else torch.float32
@@ -224,7 +233,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for mode, planner in modes.items():
             wm.reset_stats()
             start = time.perf_counter()
-            with reference_kernels() if mode == "reference" else nullcontext():
+            with contexts.get(mode, nullcontext)():
                 result = planner.plan_images(current, state, goal, seed=args.seed + r)
             total = time.perf_counter() - start
             search_s = total - result.timings["encode_s"]
@@ -250,6 +259,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "search_cache_speedup": med("uncached", "search") / search_s,
         "reference_path_median_s": ref_s,
         "speedup_over_reference_path": ref_s / median_s,
+        "native_kernel_speedup": med("cached_without_native", "total") / median_s,
         # best-of timings: on a shared, contended CPU the minimum is the steadier estimate of the cost
         "best_s": min(run["total"] for run in runs["cached"]),
         "uncached_best_s": min(run["total"] for run in runs["uncached"]),
@@ -337,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         f"reference path (uncached, F.linear + SDPA) median {report['reference_path_median_s'] * 1e3:.1f} ms -> "
         f"{report['speedup_over_reference_path']:.2f}x"
     )
+    print(f"native C kernels off: {report['native_kernel_speedup']:.2f}x slower")
     print(f"outside predictor: {report['outside_predictor_fraction'] * 100:.1f}% of the search")
     print(
         f"predictor {report['predictor_gflops_per_s']:.1f} GFLOP/s vs matmul {report['matmul_peak_gflops_per_s']:.1f} "

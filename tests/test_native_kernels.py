@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from vjepa2_core.models import native
 from vjepa2_core.models.ac_cache import ACCache
-from vjepa2_core.models.cpu_kernels import frame_attention, reference_kernels
+from vjepa2_core.models.cpu_kernels import frame_attention, reference_kernels, without_native_kernels
 from vjepa2_core.models.modules import apply_rope, rope_tables, token_major_rope
 from vjepa2_core.planning.world_model import WorldModel
 
@@ -89,6 +89,10 @@ def test_frame_attention_steps_aside_for_grad_low_precision_and_reference_kernel
     assert frame_attention(qkv.requires_grad_(), rope, cache.layer(0)) is None
     with torch.inference_mode(), reference_kernels():
         assert frame_attention(qkv.detach(), rope, cache.layer(0)) is None
+    with torch.inference_mode(), without_native_kernels():
+        assert frame_attention(qkv.detach(), rope, cache.layer(0)) is None
+    with torch.inference_mode():
+        assert frame_attention(qkv.detach(), rope, cache.clone().layer(0)) is not None  # switched on again
     assert cache.keys[0].shape[2] == 10  # nothing was reserved or written
     with torch.inference_mode():  # a plain callable K/V hook (no reserve) keeps the PyTorch path
         assert frame_attention(qkv.detach(), rope, lambda k, v: (k, v)) is None

@@ -49,7 +49,8 @@ def test_bench_json_on_fixture_checkpoint(fixtures_dir, capsys):
     assert report["speedup_over_reference_path"] == pytest.approx(
         report["reference_path_median_s"] / report["median_s"]
     )
-    assert len(report["all_runs"]["reference"]) == 2
+    assert len(report["all_runs"]["reference"]) == 2 and len(report["all_runs"]["cached_without_native"]) == 2
+    assert report["native_kernel_speedup"] > 0
     peaks = report["matmul_peak_by_kernel_gflops_per_s"]
     assert "torch.mm" in peaks and report["matmul_peak_gflops_per_s"] >= max(peaks.values()) * (1 - 1e-9)
     # each repeat is compared with the peak measured just before it; the fraction is the median of those ratios

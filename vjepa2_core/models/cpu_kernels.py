@@ -24,6 +24,7 @@ from . import native
 
 _MIN_ROWS = 32  # measured: 1 row 0.4x, 16 rows 0.9x, 66 rows 1.1x, 256+ rows 1.1-1.8x of F.linear
 _ENABLED = [True]  # reference_kernels() switches the fast paths off (benchmarks compare the two in one process)
+_NATIVE = [True]  # without_native_kernels() switches only the C kernels off
 
 
 @cache
@@ -127,13 +128,22 @@ def linear_add(layer: nn.Module, x: Tensor, residual: Tensor) -> Tensor | None:
 
 
 @contextmanager
-def reference_kernels() -> Iterator[None]:
-    """Inside this block PackedLinear runs F.linear and attention runs SDPA (the reference's kernels); process-wide."""
-    before, _ENABLED[0] = _ENABLED[0], False
+def _switched_off(flag: list[bool]) -> Iterator[None]:
+    before, flag[0] = flag[0], False
     try:
         yield
     finally:
-        _ENABLED[0] = before
+        flag[0] = before
+
+
+def reference_kernels():
+    """Inside this block PackedLinear runs F.linear and attention runs SDPA (the reference's kernels); process-wide."""
+    return _switched_off(_ENABLED)
+
+
+def without_native_kernels():
+    """Inside this block the native C kernels are not used (the PyTorch fast paths are); process-wide."""
+    return _switched_off(_NATIVE)
 
 
 _CHUNK_SCORES = 1 << 18  # floats of attention scores per chunk of small_attention (1 MiB: stays in a 2 MiB L2)
@@ -179,7 +189,7 @@ def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Te
     ``qkv`` is the fused projection [B, N, 3, heads, head_dim]; ``rope`` the (cos, sin) tables [N, head_dim]; the
     kernel runs for fp32 CPU inference with head_dim a multiple of the machine's vector width.
     """
-    if not _ENABLED[0] or qkv.device.type != "cpu" or qkv.dtype != torch.float32 or qkv.ndim != 5:
+    if not (_ENABLED[0] and _NATIVE[0]) or qkv.device.type != "cpu" or qkv.dtype != torch.float32 or qkv.ndim != 5:
         return None
     if torch.is_grad_enabled() and qkv.requires_grad:
         return None
