@@ -121,9 +121,11 @@ def test_world_model_rollout_on_the_native_kernel_equals_the_uncached_reference(
 
 
 def test_build_is_cached_by_content_and_a_broken_compiler_falls_back(tmp_path):
-    lib = native.library()
-    again = native.build(native.compiler(), lib.path.parent)
-    assert again == lib.path  # same source, compiler and CPU: the cached build is reused
+    fresh = native.build(native.compiler(), tmp_path / "fresh")  # a build from scratch, as on a new machine
+    built_at = fresh.stat().st_mtime_ns
+    assert native.build(native.compiler(), tmp_path / "fresh") == fresh  # same source, compiler, CPU: reused
+    assert fresh.stat().st_mtime_ns == built_at and len(list((tmp_path / "fresh").iterdir())) == 1
+    assert native.NativeLibrary(fresh).vector_width == native.library().vector_width
     script = (
         "import warnings, torch\n"
         "from vjepa2_core.models import native\n"
@@ -144,7 +146,7 @@ def test_build_is_cached_by_content_and_a_broken_compiler_falls_back(tmp_path):
     env = {**os.environ, "VJEPA2_NATIVE_KERNELS": "0", "VJEPA2_CACHE_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert not list(tmp_path.rglob("*.so"))  # switched off: nothing was built
+    assert not list((tmp_path / "native").rglob("*.so"))  # switched off (or no compiler): nothing was built
 
 
 def test_an_unwritable_cache_dir_falls_back_to_the_temp_dir(tmp_path):
