@@ -51,7 +51,14 @@ def eager_step(qkv, rope, cache: ACCache):
 
 @pytest.mark.parametrize(
     "B,N,H,D,past",
-    [(100, 66, 6, 32, 132), (3, 66, 6, 32, 0), (1, 1, 16, 64, 0), (5, 17, 2, 64, 40), (8, 7, 3, 48, 5)],
+    [
+        (100, 66, 6, 32, 132),  # the 192-wide benchmark predictor, third step
+        (3, 66, 6, 32, 0),
+        (1, 1, 16, 64, 0),
+        (5, 17, 2, 64, 40),
+        (8, 7, 3, 48, 5),
+        (4, 258, 2, 64, 258),  # the released predictor's frame (2 + 16 x 16 tokens), second step
+    ],
 )
 def test_frame_attention_equals_rope_append_and_sdpa(B, N, H, D, past):
     qkv, rope, cache = step_inputs(B, N, H, D, past)
@@ -81,6 +88,13 @@ def test_frame_attention_is_repeatable_across_thread_counts():
     finally:
         torch.set_num_threads(before)
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
+def test_frame_attention_leaves_long_contexts_to_sdpa():
+    qkv, rope, cache = step_inputs(1, 256, 1, 16, 16384)  # scores of 256 x 16640 exceed the scratch bound
+    with torch.inference_mode():
+        assert frame_attention(qkv, rope, cache.layer(0)) is None
+    assert cache.keys[0].shape[2] == 16384
 
 
 def test_frame_attention_steps_aside_for_grad_low_precision_and_reference_kernels():

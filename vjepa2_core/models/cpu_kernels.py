@@ -178,7 +178,7 @@ def small_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
     return out.transpose(1, 2)
 
 
-_MAX_FRAME_QUERIES, _MAX_FRAME_KEYS = 256, 4096  # the kernel's scratch per task stays within a few MiB
+_MAX_SCRATCH_BYTES = 16 << 20  # per thread: q^T of a task's heads and the scores of one head (native kernel)
 
 
 def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Tensor | None:
@@ -197,8 +197,11 @@ def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Te
     cos, sin = rope
     if three != 3 or cos.shape != (N, D) or sin.shape != (N, D) or cos.dtype != torch.float32:
         return None
-    if not hasattr(cache_layer, "reserve") or N > _MAX_FRAME_QUERIES or cache_layer.length + N > _MAX_FRAME_KEYS:
-        return None  # a plain K/V hook, or more tokens than the kernel's scratch is sized for
+    if not hasattr(cache_layer, "reserve"):
+        return None  # a plain K/V hook: the caller appends
+    queries = -(-N // 16) * 16  # the kernel pads queries to its tiles (at most 16)
+    if (H * D + cache_layer.length + N + 1) * queries * 4 > _MAX_SCRATCH_BYTES:
+        return None  # long contexts: SDPA's tiled kernels suit them better than one scores block per head
     lib = native.library()
     if lib is None or D % lib.vector_width:
         return None
