@@ -167,18 +167,19 @@ def test_linear_add_fuses_the_residual_and_steps_aside_where_it_cannot(shape):
 
 
 @needs_onednn
-@pytest.mark.parametrize("drop_path", [0.0, 0.2])
-def test_block_with_fused_residuals_equals_the_reference_block(drop_path):
+@pytest.mark.parametrize("drop_path,use_silu", [(0.0, False), (0.2, False), (0.0, True)])
+def test_block_with_fused_residuals_equals_the_reference_block(drop_path, use_silu):
     torch.manual_seed(4)
-    block = Block(48, 4, drop_path=drop_path).eval().requires_grad_(False)
+    block = Block(48, 4, drop_path=drop_path, use_silu=use_silu).eval().requires_grad_(False)
     x = torch.randn(3, 40, 48)
     with torch.inference_mode():
         with reference_kernels():
             expected = block(x)
         pack_linears(block)
         assert linear_add(block.attn.proj, x, x) is not None
-        assert linear_add(block.mlp.fc2, torch.randn(3, 40, 192), x) is not None
-        assert linear_add(block.mlp.fc2, x, x) is None  # wrong input width: F.linear raises the clear error
+        last = block.mlp.fc3 if use_silu else block.mlp.fc2
+        assert linear_add(last, torch.randn(3, 40, last.in_features), x) is not None
+        assert linear_add(last, x, x) is None  # wrong input width: F.linear raises the clear error
         torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
     block.train()  # training with stochastic depth: the unfused path, still the same function at p=0
     torch.manual_seed(5)

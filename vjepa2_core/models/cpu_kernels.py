@@ -43,9 +43,14 @@ class PackedLinear(nn.Linear):
             return F.gelu(y) if activation == "gelu" else y
         return self._onednn(x, dtype, activation)
 
-    def _onednn(self, x: Tensor, dtype: torch.dtype, activation: str) -> Tensor:
-        algorithm = "none" if activation == "gelu" else ""  # oneDNN's name for the exact (erf) GELU
+    def _onednn(self, x: Tensor, dtype: torch.dtype, activation: str, residual: Tensor | None = None) -> Tensor:
+        """oneDNN on the packed weight: GELU (exact erf) or a residual added in the epilogue."""
         x = x.to(dtype).contiguous()
+        if residual is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(
+                x, residual.contiguous(), self._packed(x), self.bias, "add"
+            )
+        algorithm = "none" if activation == "gelu" else ""  # oneDNN's name for the exact (erf) GELU
         return torch.ops.mkldnn._linear_pointwise(x, self._packed(x), self.bias, activation, [], algorithm)
 
     def _fast_dtype(self, x: Tensor) -> torch.dtype | None:
@@ -109,22 +114,25 @@ def pack_linears(module: nn.Module, max_bytes: int | None = None) -> tuple[int, 
     return count, used
 
 
+def _fast_dtype(layer: nn.Module, x: Tensor) -> torch.dtype | None:
+    return layer._fast_dtype(x) if isinstance(layer, PackedLinear) else None
+
+
 def linear_gelu(layer: nn.Module, x: Tensor) -> Tensor | None:
     """gelu(layer(x)) in one fused pass where ``layer`` can do it; None where the caller must run the two steps."""
-    dtype = layer._fast_dtype(x) if isinstance(layer, PackedLinear) else None
+    dtype = _fast_dtype(layer, x)
     return None if dtype is None else layer._onednn(x, dtype, "gelu")
 
 
 def linear_add(layer: nn.Module, x: Tensor, residual: Tensor) -> Tensor | None:
     """residual + layer(x) with the addition in the GEMM's epilogue (a block's residual connection: one pass over
     the activations fewer); None where the caller must add (not a packed inference layer, other dtype or shape)."""
-    dtype = layer._fast_dtype(x) if isinstance(layer, PackedLinear) else None
+    dtype = _fast_dtype(layer, x)
     if dtype is None or residual.dtype != dtype or x.shape[-1] != layer.in_features:
         return None  # (a wrong width gets F.linear's clear error from the caller's path)
     if residual.shape != (*x.shape[:-1], layer.out_features):
         return None
-    x = x.to(dtype).contiguous()
-    return torch.ops.mkldnn._linear_pointwise.binary(x, residual.contiguous(), layer._packed(x), layer.bias, "add")
+    return layer._onednn(x, dtype, "none", residual)
 
 
 @contextmanager
@@ -195,19 +203,18 @@ def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Te
         return None
     B, N, three, H, D = qkv.shape
     cos, sin = rope
-    if three != 3 or cos.shape != (N, D) or sin.shape != (N, D) or cos.dtype != torch.float32:
+    if three != 3 or cos.shape != (N, D) or sin.shape != (N, D) or {cos.dtype, sin.dtype} != {torch.float32}:
         return None
     if not hasattr(cache_layer, "reserve"):
         return None  # a plain K/V hook: the caller appends
-    queries = -(-N // 16) * 16  # the kernel pads queries to its tiles (at most 16)
-    if (H * D + cache_layer.length + N + 1) * queries * 4 > _MAX_SCRATCH_BYTES:
-        return None  # long contexts: SDPA's tiled kernels suit them better than one scores block per head
     lib = native.library()
     if lib is None or D % lib.vector_width:
         return None
     past = cache_layer.length
+    if lib.scratch_bytes(H, N, past + N, D) > _MAX_SCRATCH_BYTES:
+        return None  # long contexts: SDPA's tiled kernels suit them better than one scores block per head
     keys, values = cache_layer.reserve(qkv[:, :, 1].transpose(1, 2))
-    qkv, cos, sin = qkv.contiguous(), cos.contiguous(), sin.float().contiguous()
+    qkv, cos, sin = qkv.contiguous(), cos.contiguous(), sin.contiguous()
     out = qkv.new_empty(B, N, H * D)
     rc = lib.frame_attention(
         qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), keys.data_ptr(), values.data_ptr(), out.data_ptr(),

@@ -189,8 +189,8 @@ class SwiGLUFFN(nn.Module):
         self.fc3 = nn.Linear(hidden, in_features)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc3(F.silu(self.fc1(x)) * self.fc2(x)))
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        return add_projection(self.fc3, F.silu(self.fc1(x)) * self.fc2(x), self.drop, residual)
 
 
 class Attention(nn.Module):
@@ -266,7 +266,7 @@ class Block(nn.Module):
     def forward(
         self, x: Tensor, rope: Rope | None = None, attn_mask: Tensor | None = None, kv_hook: KVHook | None = None
     ) -> Tensor:
-        if (self.drop_path.training and self.drop_path.drop_prob > 0) or isinstance(self.mlp, SwiGLUFFN):
+        if self.drop_path.training and self.drop_path.drop_prob > 0:  # stochastic depth drops whole branches
             x = x + self.drop_path(self.attn(self.norm1(x), rope, attn_mask, kv_hook))
             return x + self.drop_path(self.mlp(self.norm2(x)))
         x = self.attn(self.norm1(x), rope, attn_mask, kv_hook, residual=x)  # residuals added inside the projections

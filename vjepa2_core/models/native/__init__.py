@@ -34,6 +34,9 @@ class NativeLibrary:
         self._lib = ctypes.CDLL(str(path))
         self._lib.frame_attention_vector_width.restype = ctypes.c_int
         self.vector_width = int(self._lib.frame_attention_vector_width())
+        self.scratch_bytes = self._lib.frame_attention_scratch_bytes
+        self.scratch_bytes.restype = ctypes.c_size_t
+        self.scratch_bytes.argtypes = [ctypes.c_int] * 4
         fn = self._lib.frame_attention
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_int]

@@ -3,8 +3,8 @@
  * written token-major for the output projection. fp32 throughout.
  *
  * Why: in eager PyTorch these are seven passes over memory plus hundreds of small GEMM calls per layer (head dim
- * 32-64, 66 queries, 66-330 keys), which ran at a quarter of this CPU's matmul peak. Here each (sample, head) is
- * one task whose q, k^T, scores and output stay in L2, with register-tiled FMA loops.
+ * 32-64, 66 queries, 66-330 keys), which ran at a quarter of this CPU's matmul peak. Here each sample (or each
+ * (sample, head)) is one task whose q^T and scores stay in L2, with register-tiled FMA loops.
  *
  * Built at first use with the machine's C compiler (-O3 -march=native -fopenmp) by vjepa2_core/models/native;
  * OpenMP resolves to the runtime PyTorch already loaded, so the work runs on PyTorch's own thread pool.
@@ -236,6 +236,9 @@ static inline __attribute__((always_inline)) void attend(const float *qkv, rope_
 
 /* Width of this build's vectors: head dims must be a multiple of it. */
 int frame_attention_vector_width(void) { return VL; }
+
+/* Bytes of scratch one thread needs at most for a call (tasks of all `H` heads). */
+size_t frame_attention_scratch_bytes(int H, int N, int L, int D) { return sizeof(float) * scratch_floats(H, N, L, D); }
 
 /* qkv [B, N, 3, H, D] contiguous; cos/sin [N, D]; keys/values [B, H, cap, D] contiguous holding `past` tokens
  * (the new N are written after them); out [B, N, H, D]. Returns 0, or -1 on bad sizes / no memory. */
