@@ -73,6 +73,31 @@ def test_frame_attention_equals_rope_append_and_sdpa(B, N, H, D, past):
     torch.testing.assert_close(cache.values[0][:, :, :need], twin.values[0][:, :, :need], atol=0, rtol=0)
 
 
+def bf16_cache(cache: ACCache) -> ACCache:
+    out = cache.clone()
+    if out.keys[0] is not None:
+        out.keys, out.values = [k.bfloat16() for k in out.keys], [v.bfloat16() for v in out.values]
+    return out
+
+
+@pytest.mark.parametrize("B,N,H,D,past", [(100, 66, 6, 32, 132), (3, 66, 6, 32, 0), (5, 17, 2, 64, 40)])
+def test_bf16_frame_attention_matches_the_pytorch_bf16_path(B, N, H, D, past):
+    """bf16 qkv (bf16 autocast): bf16 cache and output, fp32 arithmetic inside, so no worse than PyTorch's path."""
+    qkv, rope, cache = step_inputs(B, N, H, D, past)
+    exact_cache, eager_cache, native_cache = cache.clone(), bf16_cache(cache), bf16_cache(cache)
+    with torch.inference_mode():
+        exact = eager_step(qkv.bfloat16().float(), rope, exact_cache)  # fp32 on the same rounded inputs
+        eager = eager_step(qkv.bfloat16(), rope, eager_cache)
+        got = frame_attention(qkv.bfloat16(), rope, native_cache.layer(0))
+    assert got is not None and got.dtype == torch.bfloat16 and got.shape == (B, N, H * D)
+    eager_error = (eager.float() - exact).abs().max().item()
+    assert (got.float() - exact).abs().max().item() <= max(eager_error, 1e-2)
+    need = past + N
+    assert native_cache.keys[0].dtype == torch.bfloat16
+    torch.testing.assert_close(native_cache.keys[0][:, :, :need], eager_cache.keys[0][:, :, :need], atol=0, rtol=8e-3)
+    assert torch.equal(native_cache.values[0][:, :, :need], eager_cache.values[0][:, :, :need])
+
+
 def test_frame_attention_is_repeatable_across_thread_counts():
     qkv, rope, cache = step_inputs(9, 66, 6, 32, 66)
     outs = []
@@ -94,9 +119,9 @@ def test_frame_attention_leaves_long_contexts_to_sdpa():
     assert cache.keys[0].shape[2] == 16384
 
 
-def test_frame_attention_steps_aside_for_grad_low_precision_and_reference_kernels():
+def test_frame_attention_steps_aside_for_grad_fp16_and_reference_kernels():
     qkv, rope, cache = step_inputs(4, 10, 2, 32, 10)
-    assert frame_attention(qkv.bfloat16(), rope, cache.layer(0)) is None
+    assert frame_attention(qkv.half(), rope, cache.layer(0)) is None
     assert frame_attention(qkv.requires_grad_(), rope, cache.layer(0)) is None
     with torch.inference_mode(), reference_kernels():
         assert frame_attention(qkv.detach(), rope, cache.layer(0)) is None
@@ -129,6 +154,19 @@ def test_world_model_rollout_on_the_native_kernel_equals_the_uncached_reference(
     with reference_kernels():
         ref = wm.rollout(reps, state, actions, cached=False)[0]
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_world_model_rollout_on_the_native_kernel_matches_its_pytorch_path():
+    wm = WorldModel.random("vit_ac_tiny", seed=3, precision="bf16")
+    torch.manual_seed(0)
+    reps = torch.randn(1, wm.tokens_per_frame, wm.predictor.embed_dim)
+    state, actions = torch.zeros(1, 7), torch.randn(20, 3, 7) * 0.05
+    fast = wm.rollout(reps, state, actions)[0]
+    with without_native_kernels():
+        eager = wm.rollout(reps, state, actions)[0]
+    exact = WorldModel.random("vit_ac_tiny", seed=3).rollout(reps, state, actions)[0]
+    assert fast.dtype == torch.float32 and torch.isfinite(fast).all()
+    assert (fast - exact).abs().max() <= 1.5 * (eager - exact).abs().max() + 1e-2
 
 
 def test_build_is_cached_by_content_and_a_broken_compiler_falls_back(tmp_path):

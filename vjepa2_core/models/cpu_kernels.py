@@ -194,10 +194,13 @@ def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Te
     ``cache_layer``'s buffers, attention over all cached tokens. Returns [B, N, heads * head_dim] (token-major,
     ready for the output projection), or None where the caller must run the PyTorch path (the cache is untouched).
 
-    ``qkv`` is the fused projection [B, N, 3, heads, head_dim]; ``rope`` the (cos, sin) tables [N, head_dim]; the
-    kernel runs for fp32 CPU inference with head_dim a multiple of the machine's vector width.
+    ``qkv`` is the fused projection [B, N, 3, heads, head_dim]; ``rope`` the fp32 (cos, sin) tables [N, head_dim];
+    the kernel runs for CPU inference with head_dim a multiple of the machine's vector width, on fp32 or bf16 qkv
+    (bf16 autocast: the cache and the output are bf16 too, the arithmetic fp32).
     """
-    if not (_ENABLED[0] and _NATIVE[0]) or qkv.device.type != "cpu" or qkv.dtype != torch.float32 or qkv.ndim != 5:
+    if not (_ENABLED[0] and _NATIVE[0]) or qkv.device.type != "cpu" or qkv.ndim != 5:
+        return None
+    if qkv.dtype not in (torch.float32, torch.bfloat16):
         return None
     if torch.is_grad_enabled() and qkv.requires_grad:
         return None
@@ -216,7 +219,8 @@ def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Te
     keys, values = cache_layer.reserve(qkv[:, :, 1].transpose(1, 2))
     qkv, cos, sin = qkv.contiguous(), cos.contiguous(), sin.contiguous()
     out = qkv.new_empty(B, N, H * D)
-    rc = lib.frame_attention(
+    kernel = lib.frame_attention if qkv.dtype == torch.float32 else lib.frame_attention_bf16
+    rc = kernel(
         qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), keys.data_ptr(), values.data_ptr(), out.data_ptr(),
         B, N, H, D, keys.shape[2], past, D**-0.5, torch.get_num_threads(),
     )  # fmt: skip

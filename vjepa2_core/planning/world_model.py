@@ -74,8 +74,7 @@ class WorldModel:
                 budget = int(available_bytes("cpu") * PACKED_WEIGHTS_FRACTION)  # packed copies double the weights
                 _, used = pack_linears(self.predictor, budget)  # the rollout's hot path first
                 pack_linears(self.encoder, budget - used)
-            if precision == "fp32":
-                native.library()  # build (or load) the rollout's attention kernel now, not in the first plan
+            native.library()  # build (or load) the rollout's attention kernel now, not in the first plan
         self.crop_size = int(crop_size)
         self.normalize_reps = normalize_reps
         self.conditioning = conditioning or Conditioning()  # maps only the predictor's inputs; CEM stays physical

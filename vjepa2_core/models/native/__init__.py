@@ -37,10 +37,11 @@ class NativeLibrary:
         self.scratch_bytes = self._lib.frame_attention_scratch_bytes
         self.scratch_bytes.restype = ctypes.c_size_t
         self.scratch_bytes.argtypes = [ctypes.c_int] * 4
-        fn = self._lib.frame_attention
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_int]
-        self.frame_attention = fn
+        for name in ("frame_attention", "frame_attention_bf16"):  # the same call on fp32 or on bf16 tensors
+            fn = getattr(self._lib, name)
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_int]
+            setattr(self, name, fn)
 
 
 def cache_dir() -> Path:

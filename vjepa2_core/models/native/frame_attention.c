@@ -1,6 +1,8 @@
 /* One rollout step of the action-conditioned predictor's attention, fused: RoPE on the new frame's q/k, the new
  * keys/values written into the K/V cache, softmax(q k^T / sqrt(d)) v over every cached token, and the output
- * written token-major for the output projection. fp32 throughout.
+ * written token-major for the output projection. Two element types share one body: fp32 (inputs, cache and output
+ * fp32) and bf16 (qkv, K/V cache and output bf16, as under PyTorch's bf16 autocast); the arithmetic is fp32 in both,
+ * the bf16 keys/values being widened per head into scratch before the tile loops.
  *
  * Why: in eager PyTorch these are seven passes over memory plus hundreds of small GEMM calls per layer (head dim
  * 32-64, 66 queries, 66-330 keys), which ran at a quarter of this CPU's matmul peak. Here each sample (or each
@@ -34,6 +36,46 @@ static inline vec load(const float *p) {
 }
 
 static inline void store(float *p, vec v) { memcpy(p, &v, sizeof v); }
+
+/* bf16: the upper half of an fp32. Widening is exact; narrowing rounds to nearest even (NaN stays a quiet NaN). */
+typedef unsigned short bf16;
+typedef unsigned int uvec __attribute__((vector_size(VL * 4)));
+
+static inline vec load_bf16(const bf16 *p) {
+#if VL == 16
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    return (vec)_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
+#else
+    uvec u;
+    for (int i = 0; i < VL; i++) u[i] = (unsigned)p[i] << 16;
+    return (vec)u;
+#endif
+}
+
+static inline void store_bf16(bf16 *p, vec v) {
+#if VL == 16 && defined(__AVX512BF16__)
+    __m256bh h = _mm512_cvtneps_pbh((__m512)v);
+    memcpy(p, &h, sizeof h);
+#else
+    uvec u = (uvec)v;
+    uvec rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uvec nan = (uvec)(v != v);
+    rounded = (rounded & ~nan) | ((uvec)((u >> 16) | 0x40u) & nan);
+    for (int i = 0; i < VL; i++) p[i] = (bf16)rounded[i];
+#endif
+}
+
+/* Element `i` of an fp32 or a bf16 array (`wide` is a constant in every inlined caller). */
+static inline vec load_elems(const void *p, size_t i, const int wide) {
+    return wide ? load((const float *)p + i) : load_bf16((const bf16 *)p + i);
+}
+
+static inline void store_elems(void *p, size_t i, vec v, const int wide) {
+    if (wide)
+        store((float *)p + i, v);
+    else
+        store_bf16((bf16 *)p + i, v);
+}
 
 #if VL == 16
 static inline vec splat(float x) { return (vec)_mm512_set1_ps(x); }
@@ -74,10 +116,11 @@ static inline size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; 
 /* Queries padded for both the score tiles (lanes over queries) and the output tiles (RQ rows). */
 static inline size_t padded_queries(int N) { return round_up(round_up(N, RQ), VL); }
 
-/* Scratch floats one task of `heads` heads needs: q^T [heads, D, nq], scores^T [L, nq], 1/row sums [nq]. */
+/* Scratch floats one task of `heads` heads needs: q^T [heads, D, nq], scores^T [L, nq], 1/row sums [nq], and one
+ * head's keys and values widened to fp32 [2, L, D] (bf16 caches). */
 static size_t scratch_floats(int heads, int N, int L, int D) {
     size_t nq = padded_queries(N);
-    return (size_t)heads * nq * D + (size_t)L * nq + nq;
+    return (size_t)heads * nq * D + (size_t)L * nq + nq + (size_t)2 * L * D;
 }
 
 /* Pair swap (x[1], x[0], x[3], x[2], ...): the partner of each element in the reference's RoPE. */
@@ -98,27 +141,29 @@ typedef struct {
 /* Heads h0..h1-1 of sample b. Inlined per head dim (32, 64, other) so that row offsets are constants in the tile
  * loops. A task takes all heads of a sample where there are enough samples: the sample's qkv rows are then read
  * once, front to back, instead of one head's slice per task. */
-static inline __attribute__((always_inline)) void attend(const float *qkv, rope_tables rope, float *keys,
-                                                         float *values, float *out, int b, int h0, int h1, int N,
-                                                         int H, const int D, int cap, int past, float *scratch) {
+static inline __attribute__((always_inline)) void attend(const void *qkv, rope_tables rope, void *keys,
+                                                         void *values, void *out, int b, int h0, int h1, int N,
+                                                         int H, const int D, int cap, int past, float *scratch,
+                                                         const int wide) {
     const int L = past + N;
     const size_t nq = padded_queries(N);
     const size_t token = (size_t)3 * H * D; /* qkv stride between tokens */
-    float *ST = scratch + (size_t)(h1 - h0) * D * nq, *inv = ST + (size_t)L * nq;
-    const float *x = qkv + (size_t)b * N * token;
+    float *ST = scratch + (size_t)(h1 - h0) * D * nq, *inv = ST + (size_t)L * nq, *widened = inv + nq;
+    const size_t x = (size_t)b * N * token; /* this sample's first qkv element */
 
     /* 1. RoPE: q (scaled) transposed into q^T [D, nq] per head; k and v appended to the cache */
     for (int n = 0; n < N; n++) {
         const size_t t = (size_t)n * D;
         for (int h = h0; h < h1; h++) {
-            const float *q = x + n * token + (size_t)h * D, *k = q + (size_t)H * D, *v = k + (size_t)H * D;
-            const size_t row = ((size_t)b * H + h) * cap + past + n;
-            float *k_out = keys + row * D, *v_out = values + row * D, *QT = scratch + (size_t)(h - h0) * D * nq;
+            const size_t q = x + n * token + (size_t)h * D, k = q + (size_t)H * D, v = k + (size_t)H * D;
+            const size_t row = (((size_t)b * H + h) * cap + past + n) * D;
+            float *QT = scratch + (size_t)(h - h0) * D * nq;
             for (int d = 0; d < D; d += VL) {
-                vec qd = load(q + d), kd = load(k + d);
+                vec qd = load_elems(qkv, q + d, wide), kd = load_elems(qkv, k + d, wide);
                 vec qr = qd * load(rope.cos_q + t + d) + swap_pairs(qd) * load(rope.sin_q + t + d);
-                store(k_out + d, kd * load(rope.cos_k + t + d) + swap_pairs(kd) * load(rope.sin_k + t + d));
-                store(v_out + d, load(v + d));
+                vec kr = kd * load(rope.cos_k + t + d) + swap_pairs(kd) * load(rope.sin_k + t + d);
+                store_elems(keys, row + d, kr, wide);
+                store_elems(values, row + d, load_elems(qkv, v + d, wide), wide);
                 for (int i = 0; i < VL; i++) QT[(size_t)(d + i) * nq + n] = qr[i];
             }
         }
@@ -129,7 +174,16 @@ static inline __attribute__((always_inline)) void attend(const float *qkv, rope_
 
     for (int h = h0; h < h1; h++) {
         const float *QT = scratch + (size_t)(h - h0) * D * nq;
-        const float *K = keys + ((size_t)b * H + h) * cap * D, *V = values + ((size_t)b * H + h) * cap * D;
+        const size_t head = ((size_t)b * H + h) * cap * D;
+        const float *K = (const float *)keys + head, *V = (const float *)values + head;
+        if (!wide) { /* the attended keys/values are the cache's (rounded) ones, as on PyTorch's bf16 path */
+            float *Kw = widened, *Vw = widened + (size_t)L * D;
+            for (size_t i = 0; i < (size_t)L * D; i += VL) {
+                store(Kw + i, load_bf16((const bf16 *)keys + head + i));
+                store(Vw + i, load_bf16((const bf16 *)values + head + i));
+            }
+            K = Kw, V = Vw;
+        }
         /* 2. scores^T [L, nq] = K Q^T: tiles of RQ keys x 2 vectors of queries, then KR keys x 1 vector */
         enum { KR = 2 * RQ };
         size_t n0 = 0;
@@ -198,7 +252,7 @@ static inline __attribute__((always_inline)) void attend(const float *qkv, rope_
         }
 
         /* 4. out[b, n, h, :] = (P V)[n] / sum: tiles of RQ queries x 2 vectors (or 1 where D is an odd number of them) */
-        float *o = out + (size_t)b * N * H * D + (size_t)h * D;
+        const size_t o = (size_t)b * N * H * D + (size_t)h * D;
         const size_t out_token = (size_t)H * D;
         for (size_t n0 = 0; n0 < (size_t)N; n0 += RQ) {
             int d0 = 0;
@@ -214,9 +268,9 @@ static inline __attribute__((always_inline)) void attend(const float *qkv, rope_
                     }
                 }
                 for (int r = 0; r < RQ && n0 + r < (size_t)N; r++) {
-                    float *dst = o + (n0 + r) * out_token + d0;
-                    store(dst, acc[r][0] * splat(inv[n0 + r]));
-                    store(dst + VL, acc[r][1] * splat(inv[n0 + r]));
+                    const size_t dst = o + (n0 + r) * out_token + d0;
+                    store_elems(out, dst, acc[r][0] * splat(inv[n0 + r]), wide);
+                    store_elems(out, dst + VL, acc[r][1] * splat(inv[n0 + r]), wide);
                 }
             }
             for (; d0 < D; d0 += VL) {
@@ -228,7 +282,7 @@ static inline __attribute__((always_inline)) void attend(const float *qkv, rope_
                     for (int r = 0; r < RQ; r++) acc[r] += splat(p[r]) * v0;
                 }
                 for (int r = 0; r < RQ && n0 + r < (size_t)N; r++)
-                    store(o + (n0 + r) * out_token + d0, acc[r] * splat(inv[n0 + r]));
+                    store_elems(out, o + (n0 + r) * out_token + d0, acc[r] * splat(inv[n0 + r]), wide);
             }
         }
     }
@@ -240,10 +294,11 @@ int frame_attention_vector_width(void) { return VL; }
 /* Bytes of scratch one thread needs at most for a call (tasks of all `H` heads). */
 size_t frame_attention_scratch_bytes(int H, int N, int L, int D) { return sizeof(float) * scratch_floats(H, N, L, D); }
 
-/* qkv [B, N, 3, H, D] contiguous; cos/sin [N, D]; keys/values [B, H, cap, D] contiguous holding `past` tokens
- * (the new N are written after them); out [B, N, H, D]. Returns 0, or -1 on bad sizes / no memory. */
-int frame_attention(const float *qkv, const float *cos_t, const float *sin_t, float *keys, float *values, float *out,
-                    int B, int N, int H, int D, int cap, int past, float scale, int threads) {
+/* qkv [B, N, 3, H, D] contiguous; cos/sin [N, D] fp32; keys/values [B, H, cap, D] contiguous holding `past` tokens
+ * (the new N are written after them); out [B, N, H, D]. qkv, keys, values and out are fp32 (`wide`) or bf16.
+ * Returns 0, or -1 on bad sizes / no memory. */
+static int run(const void *qkv, const float *cos_t, const float *sin_t, void *keys, void *values, void *out, int B,
+               int N, int H, int D, int cap, int past, float scale, int threads, const int wide) {
     if (B < 1 || N < 1 || H < 1 || D < VL || D % VL || past < 0 || past + N > cap || threads < 1) return -1;
     const size_t table = (size_t)N * D;
     float *tables = malloc(sizeof(float) * 4 * table);
@@ -269,15 +324,31 @@ int frame_attention(const float *qkv, const float *cos_t, const float *sin_t, fl
             if (!scratch) continue;
             const int b = per_sample ? (int)t : (int)(t / H), h0 = per_sample ? 0 : (int)(t % H);
             const int h1 = per_sample ? H : h0 + 1;
-            if (D == 32)
-                attend(qkv, rope, keys, values, out, b, h0, h1, N, H, 32, cap, past, scratch);
+            if (wide && D == 32)
+                attend(qkv, rope, keys, values, out, b, h0, h1, N, H, 32, cap, past, scratch, 1);
+            else if (wide && D == 64)
+                attend(qkv, rope, keys, values, out, b, h0, h1, N, H, 64, cap, past, scratch, 1);
+            else if (wide)
+                attend(qkv, rope, keys, values, out, b, h0, h1, N, H, D, cap, past, scratch, 1);
+            else if (D == 32)
+                attend(qkv, rope, keys, values, out, b, h0, h1, N, H, 32, cap, past, scratch, 0);
             else if (D == 64)
-                attend(qkv, rope, keys, values, out, b, h0, h1, N, H, 64, cap, past, scratch);
+                attend(qkv, rope, keys, values, out, b, h0, h1, N, H, 64, cap, past, scratch, 0);
             else
-                attend(qkv, rope, keys, values, out, b, h0, h1, N, H, D, cap, past, scratch);
+                attend(qkv, rope, keys, values, out, b, h0, h1, N, H, D, cap, past, scratch, 0);
         }
         free(scratch);
     }
     free(tables);
     return failed ? -1 : 0;
+}
+
+int frame_attention(const float *qkv, const float *cos_t, const float *sin_t, float *keys, float *values, float *out,
+                    int B, int N, int H, int D, int cap, int past, float scale, int threads) {
+    return run(qkv, cos_t, sin_t, keys, values, out, B, N, H, D, cap, past, scale, threads, 1);
+}
+
+int frame_attention_bf16(const bf16 *qkv, const float *cos_t, const float *sin_t, bf16 *keys, bf16 *values,
+                         bf16 *out, int B, int N, int H, int D, int cap, int past, float scale, int threads) {
+    return run(qkv, cos_t, sin_t, keys, values, out, B, N, H, D, cap, past, scale, threads, 0);
 }
