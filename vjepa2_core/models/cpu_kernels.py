@@ -25,6 +25,7 @@ from . import native
 _MIN_ROWS = 32  # measured: 1 row 0.4x, 16 rows 0.9x, 66 rows 1.1x, 256+ rows 1.1-1.8x of F.linear
 _ENABLED = [True]  # reference_kernels() switches the fast paths off (benchmarks compare the two in one process)
 _NATIVE = [True]  # without_native_kernels() switches only the C kernels off
+_AMX = [True]  # without_amx() keeps the C kernels but off the AMX tile unit
 
 
 @cache
@@ -154,6 +155,11 @@ def without_native_kernels():
     return _switched_off(_NATIVE)
 
 
+def without_amx():
+    """Inside this block the native bf16 kernel runs on AVX-512 vectors, not the AMX tile unit; process-wide."""
+    return _switched_off(_AMX)
+
+
 _CHUNK_SCORES = 1 << 18  # floats of attention scores per chunk of small_attention (1 MiB: stays in a 2 MiB L2)
 
 
@@ -219,11 +225,11 @@ def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Te
     keys, values = cache_layer.reserve(qkv[:, :, 1].transpose(1, 2))
     qkv, cos, sin = qkv.contiguous(), cos.contiguous(), sin.contiguous()
     out = qkv.new_empty(B, N, H * D)
-    kernel = lib.frame_attention if qkv.dtype == torch.float32 else lib.frame_attention_bf16
-    rc = kernel(
+    args = [
         qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), keys.data_ptr(), values.data_ptr(), out.data_ptr(),
         B, N, H, D, keys.shape[2], past, D**-0.5, torch.get_num_threads(),
-    )  # fmt: skip
+    ]  # fmt: skip
+    rc = lib.frame_attention(*args) if qkv.dtype == torch.float32 else lib.frame_attention_bf16(*args, int(_AMX[0]))
     if rc:
         raise RuntimeError(f"native frame_attention failed ({rc}) for B={B} N={N} heads={H} head_dim={D}")
     return out
