@@ -89,7 +89,8 @@ def bf16_cache(cache: ACCache) -> ACCache:
 
 @pytest.mark.parametrize("amx", [True, False], ids=["amx-where-present", "avx512"])
 @pytest.mark.parametrize(
-    "B,N,H,D,past", [(100, 66, 6, 32, 132), (3, 66, 6, 32, 0), (5, 17, 2, 64, 40), (2, 258, 2, 64, 258), (1, 1, 2, 32, 0)]
+    "B,N,H,D,past",
+    [(100, 66, 6, 32, 132), (3, 66, 6, 32, 0), (5, 17, 2, 64, 40), (2, 258, 2, 64, 258), (1, 1, 2, 32, 0)],
 )
 def test_bf16_frame_attention_matches_the_pytorch_bf16_path(B, N, H, D, past, amx):
     """bf16 qkv (bf16 autocast): bf16 cache and output, fp32 softmax inside, so no worse than PyTorch's path; on
