@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
 import subprocess
 import sys
+from contextlib import nullcontext
 
 import pytest
 import torch
