@@ -37,7 +37,7 @@ import torch
 from vjepa2_core.planning.cem import CEMConfig
 from vjepa2_core.planning.energies import trajectory_energy
 from vjepa2_core.planning.planners import PLANNERS, make_planner
-from vjepa2_core.planning.world_model import WorldModel
+from vjepa2_core.planning.world_model import DEFAULT_PRECISION, PRECISIONS, WorldModel
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VJEPA2_SHARED", REPO.parent / "shared"))
@@ -57,7 +57,7 @@ def _plan_bench():
     return module
 
 
-def franka_scene(seed: int) -> dict[str, Any]:
+def franka_scene(seed: int, precision: str = DEFAULT_PRECISION) -> dict[str, Any]:
     """The real two-frame Franka pair and a random-weight world model of the issue's 192-wide size."""
     if not FRANKA_NPZ.exists():
         raise FileNotFoundError(f"{FRANKA_NPZ} not found (set VJEPA2_SHARED)")
@@ -65,20 +65,20 @@ def franka_scene(seed: int) -> dict[str, Any]:
     torch.manual_seed(seed)
     bench = _plan_bench()
     args = bench.build_parser().parse_args([])  # plan_bench's own defaults, then the issue's model size
-    vars(args).update(FRANKA_MODEL)
+    vars(args).update(FRANKA_MODEL, precision=precision)
     wm, _ = bench.build_world_model(args)
     obs, states = data["observations"][0], torch.as_tensor(data["states"][0])
     pair = dict(current=obs[0], goal=obs[1], state=states[0], goal_xyz=None, name="franka")
     return dict(name="franka", world_model=wm, search=FRANKA_SEARCH, pairs=[pair])
 
 
-def sim_scene(count: int, seed: int) -> dict[str, Any]:
+def sim_scene(count: int, seed: int, precision: str = DEFAULT_PRECISION) -> dict[str, Any]:
     """`count` FetchSim reach start/goal pairs (seeds seed..seed+count-1) and the shipped sim model."""
     from vjepa2_ros.sim.env import FetchSim, SimConfig
 
     if not SIM_MODEL.exists():
         raise FileNotFoundError(f"{SIM_MODEL} not found")
-    wm = WorldModel.from_checkpoint(str(SIM_MODEL))
+    wm = WorldModel.from_checkpoint(str(SIM_MODEL), precision=precision)
     sim, pairs = FetchSim(SimConfig(), seed=seed), []
     try:
         for i in range(count):
@@ -132,14 +132,16 @@ def run_scene(scene: dict[str, Any], planners: list[str], budgets: list[float], 
     return rows
 
 
-def closed_loop(planners: list[str], budget: float, episodes: int, seed: int, out: Path) -> dict[str, Any]:
+def closed_loop(
+    planners: list[str], budget: float, episodes: int, seed: int, out: Path, precision: str = DEFAULT_PRECISION
+) -> dict[str, Any]:
     """Sim reach success per planner: the one closed loop (`vjepa2-sim-eval`), `budget` s of search per step."""
     from vjepa2_ros.sim.evaluate import EvalConfig, run_policies
 
     results: dict[str, Any] = {}
     for name in planners:
         overrides = {"cem.planner": name, "cem.time_budget_s": budget, "cem.iterations": 10_000}
-        cfg = EvalConfig(episodes=episodes, seed=seed, planner_overrides=overrides)
+        cfg = EvalConfig(episodes=episodes, seed=seed, planner_overrides=overrides, precision=precision)
 
         def log(msg: str, name: str = name) -> None:
             print(f"planner_quality closed loop {name}: {msg}", file=sys.stderr)
@@ -205,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-seed", type=int, default=1000, help="pair i uses seed sim-seed+i")
     p.add_argument("--seeds", type=int, default=1, help="planner seeds per pair")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help="world model matmul precision")
     p.add_argument("--closed-loop-episodes", type=int, default=0, help="sim reach episodes per planner (0: skip)")
     p.add_argument("--closed-loop-budget", type=float, default=0.25, help="search seconds per closed-loop step")
     p.add_argument("--closed-loop-seed", type=int, default=1000, help="episode i uses seed closed-loop-seed+i")
@@ -235,12 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = []
         for scene in scenes:
-            built = franka_scene(0) if scene == "franka" else sim_scene(args.sim_pairs, args.sim_seed)
+            if scene == "franka":
+                built = franka_scene(0, args.precision)
+            else:
+                built = sim_scene(args.sim_pairs, args.sim_seed, args.precision)
             rows += run_scene(built, planners, budgets, args.seeds)
         loop = None
         if args.closed_loop_episodes:
             eps, budget = args.closed_loop_episodes, args.closed_loop_budget
-            loop = closed_loop(planners, budget, eps, args.closed_loop_seed, Path(args.out))
+            loop = closed_loop(planners, budget, eps, args.closed_loop_seed, Path(args.out), args.precision)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"planner_quality: error: {exc}", file=sys.stderr)
         return 2
@@ -256,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         franka_model=FRANKA_MODEL,
         closed_loop=loop,
         threads=args.threads,
+        precision=args.precision,
         wall_s=time.perf_counter() - start,
         torch=torch.__version__,
     )

@@ -35,7 +35,8 @@ PACKED_WEIGHTS_FRACTION = 0.25  # of the RAM a plan may use (budget.available_by
 ImageBatch = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
 
 
-# fp32 is the default: bf16 pays on GPUs (tensor cores) but is emulated, and slow, on CPUs without AVX-512 BF16
+# fp32 is the default (the reference's numerics; CPUs without AMX emulate bf16 slowly); bf16 pays on GPUs (tensor
+# cores) and on CPUs with AMX (oneDNN's bf16 GEMMs and the native attention kernel on the tile unit)
 PRECISIONS = ("fp32", "bf16")
 DEFAULT_PRECISION = "fp32"
 

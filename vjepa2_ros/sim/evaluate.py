@@ -30,6 +30,7 @@ import yaml
 
 from vjepa2_core.planning.cem import config_to_dict
 from vjepa2_core.planning.settings import PlanningSettings, planning_values, read_params_file, settings_from_values
+from vjepa2_core.planning.world_model import DEFAULT_PRECISION, PRECISIONS
 from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError, scripted_pick_action, scripted_push_action
 from vjepa2_ros.sim.filmstrip import save_film_strip
 from vjepa2_ros.sim.paths import SIM_PLANNER_PARAMS, TASK_DEFAULTS, ConfigFileError, config_file
@@ -55,6 +56,7 @@ class EvalConfig:
     push_subgoals: int = 1  # push: the planner's goals are the scripted pusher's rollout, a frame every N steps, then
     # the goal image (FetchSim.subgoal_images; the probe's choice, PUSH_SCENE.md); 0 = the goal image alone
     planner_overrides: dict[str, Any] = field(default_factory=dict)
+    precision: str = DEFAULT_PRECISION  # the world model's matmul precision (the node's model.precision)
 
     def planning(self) -> PlanningSettings:
         """The controller settings the planner node would run with this params file and these overrides."""
@@ -206,7 +208,7 @@ def evaluate(sim: FetchSim, policy, cfg: EvalConfig, strip_path: Path | None = N
     return {"summary": summary, "episodes": episodes}
 
 
-def load_world_model(model: str | Path):
+def load_world_model(model: str | Path, precision: str = DEFAULT_PRECISION):
     from vjepa2_core.planning import WorldModel
 
     path = Path(model)
@@ -215,7 +217,7 @@ def load_world_model(model: str | Path):
             f"world model {path} not found; train one (config/train/sim_*.yaml) or pass --model PATH, "
             "or evaluate only the baselines with --policies random,oracle"
         )
-    return WorldModel.from_checkpoint(str(path))
+    return WorldModel.from_checkpoint(str(path), precision=precision)
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI
@@ -257,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="sim_eval", help="directory for results.json and the film strips")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument(
+        "--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help="world model matmul precision (bf16: AMX)"
+    )
     return p
 
 
@@ -285,6 +290,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         planner_params=str(args.params or TASK_DEFAULTS[args.task][1]),
         push_subgoals=args.push_subgoals,
         planner_overrides=parse_overrides(args),
+        precision=args.precision,
     )
     if cfg.episodes < 1 or cfg.steps() < 1:
         raise ValueError("--episodes and --max-steps must be >= 1")
@@ -310,7 +316,7 @@ def run_policies(cfg: EvalConfig, names: list[str], model: str, out: Path, via_r
     settings = cfg.planning()  # fails before anything is simulated
     results: dict = {"config": config_to_json(cfg, settings), "model": model if "planner" in names else None}
     results["policies"] = {}
-    world_model = load_world_model(model) if "planner" in names and not via_ros else None
+    world_model = load_world_model(model, cfg.precision) if "planner" in names and not via_ros else None
     if via_ros and "planner" in names:
         from vjepa2_ros.sim.via_ros import evaluate_via_ros
 

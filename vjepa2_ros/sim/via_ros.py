@@ -33,7 +33,8 @@ def evaluate_via_ros(cfg, model: str | Path, out: Path, log=print, timeout_per_s
     logs = out / "ros_logs"
     logs.mkdir(parents=True, exist_ok=True)
     overrides = logs / "planner_overrides.yaml"
-    overrides.write_text(yaml.safe_dump({"/**": {"ros__parameters": _nested(cfg.planner_overrides)}}))
+    node_values = {**cfg.planner_overrides, "model.precision": cfg.precision}
+    overrides.write_text(yaml.safe_dump({"/**": {"ros__parameters": _nested(node_values)}}))
     params = [config_file(cfg.planner_params), overrides]
     procs = start_nodes(str(model), cfg.seed, cfg.task, logs, planner_params=params)
     rclpy.init()
