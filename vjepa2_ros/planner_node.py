@@ -101,7 +101,8 @@ NODE_PARAMETERS: dict[str, Param] = {  # the node's own settings; planner settin
     "model.hub_name": Param("", "registry name (e.g. vit_ac_giant); empty = the checkpoint carries its config"),
     "model.device": Param("cpu", "torch device: cpu, cuda, cuda:0, ..."),
     "model.precision": Param(
-        DEFAULT_PRECISION, f"matmul precision of the world model, one of {list(PRECISIONS)} (bf16: GPUs, CPUs with AMX)"
+        DEFAULT_PRECISION,
+        f"matmul precision of the world model, one of {list(PRECISIONS)} (bf16: GPUs, CPUs with AMX)",
     ),
     "model.num_threads": Param(
         0, "torch CPU threads for planning; 0 = torch's default, at most 4 (small CPUs shared with other nodes: 1)"
