@@ -2,7 +2,8 @@
  * keys/values written into the K/V cache, softmax(q k^T / sqrt(d)) v over every cached token, and the output
  * written token-major for the output projection. Two element types share one body: fp32 (inputs, cache and output
  * fp32) and bf16 (qkv, K/V cache and output bf16, as under PyTorch's bf16 autocast); the arithmetic is fp32 in both,
- * the bf16 keys/values being widened per head into scratch before the tile loops.
+ * the bf16 keys/values being widened per head into scratch before the tile loops. Where the CPU has AMX, bf16 calls
+ * run the two matrix products on the tile unit instead (attend_amx; the softmax stays fp32).
  *
  * Why: in eager PyTorch these are seven passes over memory plus hundreds of small GEMM calls per layer (head dim
  * 32-64, 66 queries, 66-330 keys), which ran at a quarter of this CPU's matmul peak. Here each sample (or each
@@ -90,8 +91,8 @@ static inline vec splat(float x) {
 #endif
 
 /* exp for x <= 0 (scores minus their row maximum): Cody-Waite range reduction and a degree-6 polynomial
- * (Cephes' expf coefficients, ~1 ulp); below -87.3 it returns about 1e-38 instead of 0 (harmless: every row's
- * maximum contributes exp(0) = 1 to its sum). */
+ * (Cephes' expf coefficients, ~1 ulp); without AVX-512, below -87.3 it returns about 1e-38 instead of 0 (harmless:
+ * every row's maximum contributes exp(0) = 1 to its sum). */
 static inline vec exp_nonpositive(vec x) {
 #if VL == 16 /* the same reduction and polynomial; AVX-512 rounds and scales (2^n, to 0 below the range) in one op */
     __m512 v = (__m512)x;
@@ -333,13 +334,15 @@ static void amx_begin(void) { /* every tile 16 rows x 64 bytes */
     _tile_loadconfig(&cfg);
 }
 
-static inline size_t amx_pad16(int n) { return round_up(n, 16); }
-static inline size_t amx_pad32(int n) { return round_up(n, 32); }
+/* Lanes of the 16 keys from l0 that are below L (none past it). */
+static inline __mmask16 live_lanes(size_t l0, int L) {
+    return l0 >= (size_t)L ? 0 : l0 + 16 <= (size_t)L ? 0xffff : (__mmask16)((1u << (L - l0)) - 1);
+}
 
 /* Bytes of scratch one task of `heads` heads needs: q [heads, nq, D] bf16, K^T pairs [D/2, Lk] words, scores
  * [nq, Lk] fp32, probabilities [nq, Lp] bf16, V pairs [Lp/2, D] words, 1/sums [nq], one output tile; 64-byte aligned. */
 static size_t amx_scratch_bytes(int heads, int N, int L, int D) {
-    size_t nq = amx_pad16(N), lk = amx_pad16(L), lp = amx_pad32(L);
+    size_t nq = round_up(N, 16), lk = round_up(L, 16), lp = round_up(L, 32);
     size_t parts[] = {(size_t)heads * nq * D * 2, (size_t)D / 2 * lk * 4, nq * lk * 4, nq * lp * 2,
                       lp / 2 * D * 4, nq * 4, 16 * 16 * 4};
     size_t total = 64;
@@ -363,7 +366,7 @@ static inline __attribute__((always_inline)) void attend_amx(const bf16 *qkv, ro
                                                              int H, const int D, int cap, int past,
                                                              unsigned char *scratch) {
     const int L = past + N;
-    const size_t nq = amx_pad16(N), lk = amx_pad16(L), lp = amx_pad32(L), pairs = D / 2;
+    const size_t nq = round_up(N, 16), lk = round_up(L, 16), lp = round_up(L, 32), pairs = D / 2;
     const size_t token = (size_t)3 * H * D;
     unsigned char *at = (unsigned char *)round_up((size_t)scratch, 64);
 #define TAKE(type, name, bytes)                                                                                       \
@@ -378,6 +381,8 @@ static inline __attribute__((always_inline)) void attend_amx(const bf16 *qkv, ro
     TAKE(float, tile, 16 * 16 * 4);
 #undef TAKE
     const bf16 *x = qkv + (size_t)b * N * token;
+    const __m512i key_rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                _mm512_set1_epi32((int)pairs)); /* word offsets of 16 keys */
 
     /* 1. RoPE: q (scaled) row-major per head; k and v appended to the cache */
     for (int n = 0; n < N; n++) {
@@ -403,13 +408,10 @@ static inline __attribute__((always_inline)) void attend_amx(const bf16 *qkv, ro
         const bf16 *V = values + ((size_t)b * H + h) * cap * D;
 
         /* 2. K^T as pairs [D/2, Lk] (keys past L zero) and V as key pairs [Lp/2, D] (the tiles' B layouts) */
-        const __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1,
-                                                                  0),
-                                                 _mm512_set1_epi32((int)pairs));
         for (size_t l0 = 0; l0 < lk; l0 += 16) {
-            __mmask16 live = l0 + 16 <= (size_t)L ? 0xffff : (__mmask16)((1u << (L - l0)) - 1);
+            const __mmask16 live = live_lanes(l0, L);
             for (size_t p = 0; p < pairs; p++) {
-                __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, lanes, K + l0 * pairs + p, 4);
+                __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, key_rows, K + l0 * pairs + p, 4);
                 _mm512_storeu_si512(KT + p * lk + l0, w);
             }
         }
@@ -446,15 +448,14 @@ static inline __attribute__((always_inline)) void attend_amx(const bf16 *qkv, ro
         for (int n = 0; n < N; n++) {
             const float *row = S + (size_t)n * lk;
             __m512 m = _mm512_set1_ps(-__builtin_inff());
-            for (size_t l0 = 0; l0 < (size_t)L; l0 += 16) {
-                __mmask16 live = l0 + 16 <= (size_t)L ? 0xffff : (__mmask16)((1u << (L - l0)) - 1);
-                m = _mm512_mask_max_ps(m, live, m, _mm512_loadu_ps(row + l0));
-            }
+            for (size_t l0 = 0; l0 < (size_t)L; l0 += 16)
+                m = _mm512_mask_max_ps(m, live_lanes(l0, L), m, _mm512_loadu_ps(row + l0));
             vec top = splat(_mm512_reduce_max_ps(m)), sum = splat(0.0f);
             bf16 *prow = P + (size_t)n * lp;
-            for (size_t l0 = 0; l0 < lp; l0 += 16) {
-                __mmask16 live = l0 >= (size_t)L ? 0 : l0 + 16 <= (size_t)L ? 0xffff : (__mmask16)((1u << (L - l0)) - 1);
-                vec e = (vec)_mm512_maskz_mov_ps(live, (__m512)exp_nonpositive((vec)_mm512_maskz_loadu_ps(live, row + l0) - top));
+            for (size_t l0 = 0; l0 < lp; l0 += 16) { /* keys past L: probability 0 (the tiles' zero padding) */
+                const __mmask16 live = live_lanes(l0, L);
+                vec s = (vec)_mm512_maskz_loadu_ps(live, row + l0) - top;
+                vec e = (vec)_mm512_maskz_mov_ps(live, (__m512)exp_nonpositive(s));
                 sum += e;
                 store_bf16(prow + l0, e);
             }
