@@ -233,11 +233,15 @@ def run(args: argparse.Namespace) -> dict:
         def on_feedback(fb_msg) -> None:
             fb = fb_msg.feedback
             d = client.distance if client.distance is not None else float("nan")
-            if fb.action:
-                frames.append(client.image)
-                labels.append(f"t={fb.step} {d * 100:.1f}cm")
-            act = " ".join(f"{a:+.3f}" for a in list(fb.action)[:3]) or "-"
             stage = f"  goal {fb.subgoal + 1}/{n_goals}" if n_goals > 1 else ""
+            if not fb.action:  # the planner stopped (safety stop, goal reached): no command at this step
+                print(
+                    f"[demo] no command after step {fb.step}{stage}: {fb.status or 'stopped'}  energy {fb.energy:.4f}"
+                )
+                return
+            frames.append(client.image)
+            labels.append(f"t={fb.step} {d * 100:.1f}cm")
+            act = " ".join(f"{a:+.3f}" for a in list(fb.action)[:3])
             print(f"[demo] step {fb.step:3d}{stage}  energy {fb.energy:.4f}  dxyz {act}  distance {d * 100:.1f} cm")
 
         goal = client.goal_for(args.subgoals, args.max_steps, procs)
