@@ -16,6 +16,7 @@ from vjepa2_core.models.cpu_kernels import (
     PackedLinear,
     linear_add,
     linear_gelu,
+    onednn_bf16_available,
     onednn_linear_available,
     pack_linears,
     reference_kernels,
@@ -126,6 +127,8 @@ def test_packed_linear_bf16_matches_autocast_linear():
         got = fast(x)
     assert got.dtype == expected.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), expected.float(), rtol=2e-2, atol=2e-2)
+    # oneDNN's bf16 GEMMs only where the CPU has them (AVX-512 BW/VL/DQ or AVX-NE-CONVERT), else F.linear
+    assert ("_packed_weight" in fast.__dict__) == onednn_bf16_available()
 
 
 @needs_onednn

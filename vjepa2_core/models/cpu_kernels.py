@@ -34,6 +34,12 @@ def onednn_linear_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+@cache
+def onednn_bf16_available() -> bool:
+    """Whether oneDNN runs bf16 here: it needs AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT; AVX2-only CPUs lack both."""
+    return onednn_linear_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 class PackedLinear(nn.Linear):
     """nn.Linear with a oneDNN inference path on a prepacked weight; ``forward(x, activation="gelu")`` fuses GELU."""
 
@@ -67,6 +73,8 @@ class PackedLinear(nn.Linear):
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         if dtype not in (torch.float32, torch.bfloat16) or self.weight.dtype != dtype:
             return None  # e.g. fp32 weights under bf16 autocast: F.linear casts them on every call
+        if dtype == torch.bfloat16 and not onednn_bf16_available():
+            return None
         if self.bias is not None and self.bias.dtype != dtype:
             return None
         return dtype

@@ -90,42 +90,51 @@ static inline vec splat(float x) {
 }
 #endif
 
-/* exp for x <= 0 (scores minus their row maximum): Cody-Waite range reduction and a degree-6 polynomial
- * (Cephes' expf coefficients, ~1 ulp); without AVX-512, below -87.3 it returns about 1e-38 instead of 0 (harmless:
- * every row's maximum contributes exp(0) = 1 to its sum). */
-static inline vec exp_nonpositive(vec x) {
-#if VL == 16 /* the same reduction and polynomial; AVX-512 rounds and scales (2^n, to 0 below the range) in one op */
-    __m512 v = (__m512)x;
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), v);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-    y = _mm512_fmadd_ps(_mm512_mul_ps(y, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return (vec)_mm512_scalef_ps(y, n);
+static inline vec vmax(vec a, vec b) { /* b where either is NaN, as the max instructions do */
+#if VL == 16
+    return (vec)_mm512_max_ps((__m512)a, (__m512)b);
+#elif defined(__AVX__)
+    return (vec)_mm256_max_ps((__m256)a, (__m256)b);
 #else
-    ivec low = x < splat(-87.3f);
-    x = (vec)(((ivec)x & ~low) | ((ivec)splat(-87.3f) & low));
-    vec fx = x * splat(1.44269504088896341f) + splat(0.5f);
-    ivec n = __builtin_convertvector(fx, ivec);
-    n += (ivec)(__builtin_convertvector(n, vec) > fx); /* truncation -> floor: minus 1 where it rounded up */
-    vec fn = __builtin_convertvector(n, vec);
-    vec r = x - fn * splat(0.693359375f) - fn * splat(-2.12194440e-4f);
+    ivec gt = a > b;
+    return (vec)(((ivec)a & gt) | ((ivec)b & ~gt));
+#endif
+}
+
+/* x rounded to the nearest integer, and y * 2^n for integral n >= -126 */
+static inline vec vround(vec x) {
+#if VL == 16
+    return (vec)_mm512_roundscale_ps((__m512)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#elif defined(__AVX__)
+    return (vec)_mm256_round_ps((__m256)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+    vec f = __builtin_convertvector(__builtin_convertvector(x + splat(0.5f), ivec), vec);
+    return f - (vec)((ivec)splat(1.0f) & (f > x + splat(0.5f))); /* truncation -> floor(x + 1/2) */
+#endif
+}
+
+static inline vec scale_pow2(vec y, vec n) {
+#if VL == 16
+    return (vec)_mm512_scalef_ps((__m512)y, (__m512)n);
+#else
+    return y * (vec)((__builtin_convertvector(n, ivec) + 127) << 23);
+#endif
+}
+
+/* exp for x <= 0 (scores minus their row maximum): Cody-Waite range reduction and a degree-6 polynomial
+ * (Cephes' expf coefficients, ~1 ulp); below -87.3 it returns about 1e-38 instead of 0 (harmless: every row's
+ * maximum contributes exp(0) = 1 to its sum). NaN stays NaN. */
+static inline vec exp_nonpositive(vec x) {
+    x = vmax(splat(-87.3f), x);
+    vec n = vround(x * splat(1.44269504088896341f));
+    vec r = x - n * splat(0.693359375f) - n * splat(-2.12194440e-4f);
     vec y = splat(1.9875691500e-4f);
     y = y * r + splat(1.3981999507e-3f);
     y = y * r + splat(8.3334519073e-3f);
     y = y * r + splat(4.1665795894e-2f);
     y = y * r + splat(1.6666665459e-1f);
     y = y * r + splat(5.0000001201e-1f);
-    y = y * r * r + r + splat(1.0f);
-    ivec scale = (n + 127) << 23;
-    return y * (vec)scale;
-#endif
+    return scale_pow2(y * r * r + r + splat(1.0f), n);
 }
 
 static inline size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
@@ -149,6 +158,27 @@ static inline vec swap_pairs(vec x) {
 #endif
 }
 
+/* Transpose VL x VL floats held as VL vectors. Each pass makes row 2i / 2i+1 the low / high half of rows i and
+ * i + VL/2 zipped, which rotates the bits of (row, column) by one; log2(VL) passes swap row and column. */
+static inline void transpose(vec *r) {
+#if VL == 16
+    const ivec lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+    const ivec hi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    enum { PASSES = 4 };
+#else
+    const ivec lo = {0, 8, 1, 9, 2, 10, 3, 11}, hi = {4, 12, 5, 13, 6, 14, 7, 15};
+    enum { PASSES = 3 };
+#endif
+    for (int pass = 0; pass < PASSES; pass++) {
+        vec t[VL];
+        for (int i = 0; i < VL / 2; i++) {
+            t[2 * i] = __builtin_shuffle(r[i], r[i + VL / 2], lo);
+            t[2 * i + 1] = __builtin_shuffle(r[i], r[i + VL / 2], hi);
+        }
+        memcpy(r, t, sizeof t);
+    }
+}
+
 /* RoPE tables for one call: [0] cos and [1] signed sin (-sin on even, +sin on odd dims) for k, [2], [3] the same
  * times the attention scale for q. x_rot = x * cos + swap_pairs(x) * signed_sin. */
 typedef struct {
@@ -168,26 +198,31 @@ static inline __attribute__((always_inline)) void attend(const void *qkv, rope_t
     float *ST = scratch + (size_t)(h1 - h0) * D * nq, *inv = ST + (size_t)L * nq, *widened = inv + nq;
     const size_t x = (size_t)b * N * token; /* this sample's first qkv element */
 
-    /* 1. RoPE: q (scaled) transposed into q^T [D, nq] per head; k and v appended to the cache */
-    for (int n = 0; n < N; n++) {
-        const size_t t = (size_t)n * D;
+    /* 1. RoPE: q (scaled) into q^T [D, nq] per head, VL x VL blocks transposed in registers (padding queries 0);
+     * k and v appended to the cache */
+    for (size_t n0 = 0; n0 < nq; n0 += VL) {
         for (int h = h0; h < h1; h++) {
-            const size_t q = x + n * token + (size_t)h * D, k = q + (size_t)H * D, v = k + (size_t)H * D;
-            const size_t row = (((size_t)b * H + h) * cap + past + n) * D;
             float *QT = scratch + (size_t)(h - h0) * D * nq;
             for (int d = 0; d < D; d += VL) {
-                vec qd = load_elems(qkv, q + d, wide), kd = load_elems(qkv, k + d, wide);
-                vec qr = qd * load(rope.cos_q + t + d) + swap_pairs(qd) * load(rope.sin_q + t + d);
-                vec kr = kd * load(rope.cos_k + t + d) + swap_pairs(kd) * load(rope.sin_k + t + d);
-                store_elems(keys, row + d, kr, wide);
-                store_elems(values, row + d, load_elems(qkv, v + d, wide), wide);
-                for (int i = 0; i < VL; i++) QT[(size_t)(d + i) * nq + n] = qr[i];
+                vec rows[VL];
+                for (int i = 0; i < VL; i++) {
+                    const size_t n = n0 + i, t = n * D + d;
+                    if (n >= (size_t)N) {
+                        rows[i] = splat(0.0f);
+                        continue;
+                    }
+                    const size_t q = x + n * token + (size_t)h * D + d, k = q + (size_t)H * D, v = k + (size_t)H * D;
+                    const size_t row = (((size_t)b * H + h) * cap + past + n) * D + d;
+                    vec qd = load_elems(qkv, q, wide), kd = load_elems(qkv, k, wide);
+                    rows[i] = qd * load(rope.cos_q + t) + swap_pairs(qd) * load(rope.sin_q + t);
+                    store_elems(keys, row, kd * load(rope.cos_k + t) + swap_pairs(kd) * load(rope.sin_k + t), wide);
+                    store_elems(values, row, load_elems(qkv, v, wide), wide);
+                }
+                transpose(rows);
+                for (int i = 0; i < VL; i++) store(QT + (size_t)(d + i) * nq + n0, rows[i]);
             }
         }
     }
-    for (int h = h0; h < h1; h++)
-        for (int d = 0; d < D; d++)
-            for (size_t n = N; n < nq; n++) scratch[((size_t)(h - h0) * D + d) * nq + n] = 0.0f;
 
     for (int h = h0; h < h1; h++) {
         const float *QT = scratch + (size_t)(h - h0) * D * nq;
@@ -254,11 +289,7 @@ static inline __attribute__((always_inline)) void attend(const void *qkv, rope_t
         /* 3. softmax numerators in place, lanes over queries; 1 / sums in inv */
         for (size_t n0 = 0; n0 < nq; n0 += VL) {
             vec m = load(ST + n0);
-            for (int l = 1; l < L; l++) {
-                vec s = load(ST + (size_t)l * nq + n0);
-                ivec gt = s > m;
-                m = (vec)(((ivec)s & gt) | ((ivec)m & ~gt));
-            }
+            for (int l = 1; l < L; l++) m = vmax(m, load(ST + (size_t)l * nq + n0));
             vec sum = splat(0.0f);
             for (int l = 0; l < L; l++) {
                 vec p = exp_nonpositive(load(ST + (size_t)l * nq + n0) - m);
