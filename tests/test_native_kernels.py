@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from contextlib import nullcontext
 
 import pytest
@@ -13,7 +14,13 @@ import torch.nn.functional as F
 
 from vjepa2_core.models import native
 from vjepa2_core.models.ac_cache import ACCache
-from vjepa2_core.models.cpu_kernels import frame_attention, reference_kernels, without_amx, without_native_kernels
+from vjepa2_core.models.cpu_kernels import (
+    frame_attention,
+    onednn_bf16_available,
+    reference_kernels,
+    without_amx,
+    without_native_kernels,
+)
 from vjepa2_core.models.modules import apply_rope, rope_tables, token_major_rope
 from vjepa2_core.planning.world_model import WorldModel
 
@@ -170,7 +177,11 @@ def test_world_model_rollout_on_the_native_kernel_equals_the_uncached_reference(
 
 
 def test_bf16_world_model_rollout_on_the_native_kernel_matches_its_pytorch_path():
-    wm = WorldModel.random("vit_ac_tiny", seed=3, precision="bf16")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wm = WorldModel.random("vit_ac_tiny", seed=3, precision="bf16")
+    slow = [w for w in caught if "emulated and slower than fp32" in str(w.message)]
+    assert len(slow) == (not onednn_bf16_available())  # said once, and only where the CPU lacks bf16 matmuls
     torch.manual_seed(0)
     reps = torch.randn(1, wm.tokens_per_frame, wm.predictor.embed_dim)
     state, actions = torch.zeros(1, 7), torch.randn(20, 3, 7) * 0.05

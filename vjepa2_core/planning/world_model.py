@@ -9,6 +9,7 @@ benchmarks: it is the reference's recomputation). Pose updates use `compose_pose
 from __future__ import annotations
 
 import hashlib
+import warnings
 import tempfile
 import time
 from collections import OrderedDict
@@ -26,7 +27,7 @@ from vjepa2_core.data.transforms import ac_preprocess
 from vjepa2_core.devices import keep_freed_cpu_memory
 from vjepa2_core.models import native
 from vjepa2_core.models.conditioning import Conditioning
-from vjepa2_core.models.cpu_kernels import onednn_linear_available, pack_linears
+from vjepa2_core.models.cpu_kernels import onednn_bf16_available, onednn_linear_available, pack_linears
 from vjepa2_core.planning.budget import available_bytes
 from vjepa2_core.planning.poses import compose_pose
 
@@ -70,6 +71,12 @@ class WorldModel:
                 if isinstance(module, nn.Linear | nn.Conv2d | nn.Conv3d):
                     module.to(torch.bfloat16)
         if self.device.type == "cpu":
+            if precision == "bf16" and not onednn_bf16_available():
+                warnings.warn(
+                    "precision bf16 on a CPU without bf16 matmuls (AVX-512 BF16/AMX or AVX-NE-CONVERT): they are "
+                    "emulated and slower than fp32; use precision fp32 here",
+                    stacklevel=2,
+                )
             keep_freed_cpu_memory()  # rollouts allocate the same activations every step: reuse them, no page faults
             if onednn_linear_available():  # GEMMs on prepacked weights, GELU fused
                 budget = int(available_bytes("cpu") * PACKED_WEIGHTS_FRACTION)  # packed copies double the weights
