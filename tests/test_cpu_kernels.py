@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vjepa2_core.devices import keep_freed_cpu_memory
+from vjepa2_core.models import cpu_kernels
 from vjepa2_core.models.cpu_kernels import (
     PackedLinear,
     linear_add,
@@ -145,14 +146,19 @@ def test_reference_kernels_switch_the_fast_paths_off():
 
 
 @needs_onednn
-def test_mlp_fused_gelu_equals_unfused():
+@pytest.mark.parametrize("epilogue", [True, False], ids=["gelu-in-the-gemm-epilogue", "gemm-then-gelu-in-place"])
+def test_mlp_fused_gelu_equals_unfused(epilogue, monkeypatch):
+    """Both ways the packed fc1 applies GELU (chosen per CPU by fused_gelu_pays) equal the plain MLP."""
+    monkeypatch.setattr(cpu_kernels, "fused_gelu_pays", lambda: epilogue)
     torch.manual_seed(1)
     mlp = MLP(32, 128).eval().requires_grad_(False)
     x = torch.randn(4, 9, 32)
     with torch.inference_mode():
         expected = mlp(x)
         pack_linears(mlp)
-        assert linear_gelu(mlp.fc1, x) is not None
+        hidden = linear_gelu(mlp.fc1, x)
+        assert hidden is not None
+        torch.testing.assert_close(hidden, F.gelu(F.linear(x, mlp.fc1.weight, mlp.fc1.bias)), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(mlp(x), expected, rtol=1e-5, atol=1e-5)
 
 

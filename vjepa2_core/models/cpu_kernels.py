@@ -40,6 +40,13 @@ def onednn_bf16_available() -> bool:
     return onednn_linear_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+@cache
+def fused_gelu_pays() -> bool:
+    """Whether oneDNN's erf-GELU epilogue beats the GEMM plus PyTorch's in-place GELU. Measured (fc1 of the 192-wide
+    predictor, 6600 x 192 -> 768): on AVX-512 fused 11.8 ms vs 12.1 ms; on AVX2 (Zen 2) 22.8 ms vs 20.3 ms."""
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
 class PackedLinear(nn.Linear):
     """nn.Linear with a oneDNN inference path on a prepacked weight; ``forward(x, activation="gelu")`` fuses GELU."""
 
@@ -57,6 +64,9 @@ class PackedLinear(nn.Linear):
             return torch.ops.mkldnn._linear_pointwise.binary(
                 x, residual.contiguous(), self._packed(x), self.bias, "add"
             )
+        if activation == "gelu" and not fused_gelu_pays():
+            y = torch.ops.mkldnn._linear_pointwise(x, self._packed(x), self.bias, "none", [], "")
+            return torch.ops.aten.gelu_(y)  # in place on the GEMM's fresh output: no autograd on this path
         algorithm = "none" if activation == "gelu" else ""  # oneDNN's name for the exact (erf) GELU
         return torch.ops.mkldnn._linear_pointwise(x, self._packed(x), self.bias, activation, [], algorithm)
 
