@@ -9,9 +9,9 @@ benchmarks: it is the reference's recomputation). Pose updates use `compose_pose
 from __future__ import annotations
 
 import hashlib
-import warnings
 import tempfile
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import contextmanager
