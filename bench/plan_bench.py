@@ -33,6 +33,7 @@ import torch
 
 from vjepa2_core.models.cpu_kernels import (
     PackedLinear,
+    onednn_bf16_available,
     onednn_linear_available,
     reference_kernels,
     without_native_kernels,
@@ -332,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_horizon < 0 or args.repeats < 1:
         parser.error("--max-horizon must be >= 0 and --repeats >= 1")
+    if args.precision == "bf16" and args.device == "cpu" and not onednn_bf16_available():
+        parser.error("--precision bf16: this CPU has no bf16 matmuls (emulated, ~9x slower than fp32); measure fp32")
     try:
         report = run(args)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
