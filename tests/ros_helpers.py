@@ -259,6 +259,27 @@ class Harness:
         assert handle.accepted, "goal rejected"
         return handle
 
+    def reach_settled(self, goal_image, feedback: list, attempts: int = 3, **fields) -> tuple[object, int]:
+        """Send ReachGoal and wait for its result, resent while it ends on a transient hiccup of the busy 2-core
+        machine (stale inputs, a missed deadline); any other outcome is returned at once. Returns the result and
+        the command count before the attempt that gave it."""
+        for _ in range(attempts):
+            before = self.n_targets()
+            feedback.clear()
+            handle = self.send_goal(goal_image, feedback, **fields)
+            result = self.client.wait_future(handle.get_result_async(), timeout=120.0)
+            if status_name(result.status) != "aborted" or not transient(result.result.message):
+                break
+        return result, before
+
+    def plan_settled(self, request, attempts: int = 3, timeout: float = 30.0):
+        """PlanToGoal, re-asked while it fails on a transient hiccup (as `reach_settled`)."""
+        for _ in range(attempts):
+            response = self.client.call(self.plan, request, timeout=timeout)
+            if response.success or not transient(response.message):
+                break
+        return response
+
     def start_reach(self, goal_image, feedback: list, commands: int, attempts: int = 3, **fields):
         """Send ReachGoal until one produces `commands` commands: on a busy 2-core machine a goal can end early
         on a transient hiccup (stale inputs, missed deadline) before commanding anything."""
@@ -290,6 +311,14 @@ def plan_request(goal, **fields):
     from vjepa2_interfaces.srv import PlanToGoal
 
     return PlanToGoal.Request(goal_image=goal, **fields)
+
+
+TRANSIENT_STOPS = ("stale_camera", "stale_state", "deadline_missed")
+
+
+def transient(message: str) -> bool:
+    """Whether a planner refusal is a hiccup of a busy machine (inputs late, plan late) rather than the outcome."""
+    return any(reason in message for reason in TRANSIENT_STOPS)
 
 
 def status_name(code: int) -> str:

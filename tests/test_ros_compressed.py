@@ -86,13 +86,11 @@ def test_jpeg_camera_frames_are_decoded_and_planned_from(ros, traj):
     state = traj["states"][0].tolist()  # the robot has not moved: no commands are sent in this module
     goal = image_msg(traj["frames"][1])
     budget = dict(horizon=1, samples=10, iterations=1, seed=3)
-    from_camera = ros.client.call(ros.plan, plan_request(goal, current_state=state, **budget))
+    from_camera = ros.plan_settled(plan_request(goal, current_state=state, **budget))  # ~20 ms; 1.5 s deadline
     assert from_camera.success, from_camera.message
     # the same jpeg decoded here and sent as a raw image gives the identical plan
     jpeg_frame = decode_compressed("jpeg", encode_compressed(traj["frames"][0], "jpeg"))
-    explicit = ros.client.call(
-        ros.plan, plan_request(goal, current_image=image_msg(jpeg_frame), current_state=state, **budget)
-    )
+    explicit = ros.plan_settled(plan_request(goal, current_image=image_msg(jpeg_frame), current_state=state, **budget))
     assert explicit.success, explicit.message
     assert explicit.energy == pytest.approx(from_camera.energy, abs=1e-6)
     np.testing.assert_allclose(explicit.actions, from_camera.actions, atol=1e-6)

@@ -191,11 +191,9 @@ def test_reach_goal_sends_bounded_commands_and_can_be_cancelled(ros, traj):
 
 
 def test_reach_goal_succeeds_at_energy_threshold_without_moving(ros, traj):
-    before = ros.n_targets()
     feedback: list = []
-    handle = ros.send_goal(image_msg(traj["frames"][1]), feedback, energy_threshold=1e6, max_steps=5)
-    result = ros.client.wait_future(handle.get_result_async())
-    assert status_name(result.status) == "succeeded" and result.result.success
+    result, before = ros.reach_settled(image_msg(traj["frames"][1]), feedback, energy_threshold=1e6, max_steps=5)
+    assert status_name(result.status) == "succeeded" and result.result.success, result.result.message
     assert result.result.steps == 0 and result.result.final_energy <= 1e6
     assert feedback and feedback[-1].feedback.status == "goal_reached"
     assert ros.n_targets() == before
@@ -234,8 +232,7 @@ def test_stop_blocks_commands_until_resume(ros, traj):
 
     resume = ros.trigger(ros.resume)
     assert resume.success and resume.message == "resumed"
-    handle = ros.send_goal(image_msg(traj["frames"][1]), [], max_steps=2)
-    result = ros.client.wait_future(handle.get_result_async())
+    result, before = ros.reach_settled(image_msg(traj["frames"][1]), [], max_steps=2)
     assert status_name(result.status) == "succeeded" and result.result.steps == 2, result.result.message
     assert wait_until(lambda: ros.n_targets() == before + 2, 10.0)
 
