@@ -73,8 +73,8 @@ class WorldModel:
         if self.device.type == "cpu":
             if precision == "bf16" and not onednn_bf16_available():
                 warnings.warn(
-                    "precision bf16 on a CPU without bf16 matmuls (AVX-512 BF16/AMX or AVX-NE-CONVERT): they are "
-                    "emulated and slower than fp32; use precision fp32 here",
+                    "precision bf16 on a CPU without oneDNN's bf16 matmuls (they need AVX-512 or AVX-NE-CONVERT): "
+                    "they are emulated and slower than fp32; use precision fp32 here",
                     stacklevel=2,
                 )
             keep_freed_cpu_memory()  # rollouts allocate the same activations every step: reuse them, no page faults
