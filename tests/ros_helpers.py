@@ -313,12 +313,11 @@ def plan_request(goal, **fields):
     return PlanToGoal.Request(goal_image=goal, **fields)
 
 
-TRANSIENT_STOPS = ("stale_camera", "stale_state", "deadline_missed")
-
-
 def transient(message: str) -> bool:
     """Whether a planner refusal is a hiccup of a busy machine (inputs late, plan late) rather than the outcome."""
-    return any(reason in message for reason in TRANSIENT_STOPS)
+    from vjepa2_core.planning.safety import DEADLINE_MISSED, STALE_CAMERA, STALE_STATE  # not in the robot process
+
+    return any(reason in message for reason in (STALE_CAMERA, STALE_STATE, DEADLINE_MISSED))
 
 
 def status_name(code: int) -> str:

@@ -64,11 +64,11 @@ class PackedLinear(nn.Linear):
             return torch.ops.mkldnn._linear_pointwise.binary(
                 x, residual.contiguous(), self._packed(x), self.bias, "add"
             )
-        if activation == "gelu" and not fused_gelu_pays():
-            y = torch.ops.mkldnn._linear_pointwise(x, self._packed(x), self.bias, "none", [], "")
-            return torch.ops.aten.gelu_(y)  # in place on the GEMM's fresh output: no autograd on this path
-        algorithm = "none" if activation == "gelu" else ""  # oneDNN's name for the exact (erf) GELU
-        return torch.ops.mkldnn._linear_pointwise(x, self._packed(x), self.bias, activation, [], algorithm)
+        gelu_after = activation == "gelu" and not fused_gelu_pays()
+        epilogue = "none" if gelu_after else activation
+        algorithm = "none" if epilogue == "gelu" else ""  # oneDNN's name for the exact (erf) GELU
+        y = torch.ops.mkldnn._linear_pointwise(x, self._packed(x), self.bias, epilogue, [], algorithm)
+        return torch.ops.aten.gelu_(y) if gelu_after else y  # in place on the GEMM's fresh output: no autograd here
 
     def _fast_dtype(self, x: Tensor) -> torch.dtype | None:
         """The dtype F.linear would compute in where the oneDNN path gives the same result; None elsewhere."""

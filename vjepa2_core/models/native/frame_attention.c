@@ -101,18 +101,19 @@ static inline vec vmax(vec a, vec b) { /* b where either is NaN, as the max inst
 #endif
 }
 
-/* x rounded to the nearest integer, and y * 2^n for integral n >= -126 */
+/* x rounded to the nearest integer */
 static inline vec vround(vec x) {
 #if VL == 16
     return (vec)_mm512_roundscale_ps((__m512)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 #elif defined(__AVX__)
     return (vec)_mm256_round_ps((__m256)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 #else
-    vec f = __builtin_convertvector(__builtin_convertvector(x + splat(0.5f), ivec), vec);
-    return f - (vec)((ivec)splat(1.0f) & (f > x + splat(0.5f))); /* truncation -> floor(x + 1/2) */
+    vec h = x + splat(0.5f), f = __builtin_convertvector(__builtin_convertvector(h, ivec), vec);
+    return f - (vec)((ivec)splat(1.0f) & (f > h)); /* truncation -> floor(x + 1/2) */
 #endif
 }
 
+/* y * 2^n for integral n >= -126 */
 static inline vec scale_pow2(vec y, vec n) {
 #if VL == 16
     return (vec)_mm512_scalef_ps((__m512)y, (__m512)n);
@@ -164,12 +165,10 @@ static inline void transpose(vec *r) {
 #if VL == 16
     const ivec lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
     const ivec hi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-    enum { PASSES = 4 };
 #else
     const ivec lo = {0, 8, 1, 9, 2, 10, 3, 11}, hi = {4, 12, 5, 13, 6, 14, 7, 15};
-    enum { PASSES = 3 };
 #endif
-    for (int pass = 0; pass < PASSES; pass++) {
+    for (int width = 1; width < VL; width *= 2) { /* log2(VL) passes */
         vec t[VL];
         for (int i = 0; i < VL / 2; i++) {
             t[2 * i] = __builtin_shuffle(r[i], r[i + VL / 2], lo);
