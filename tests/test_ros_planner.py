@@ -474,8 +474,9 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros, traj, planner, che
         resp = ros.client.call(ros.plan, plan_request(goal, **small))
         assert not resp.success and resp.message.startswith("not configured"), resp.message
         assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
-        deadline = time.monotonic() + 15.0  # the camera subscription made by configure needs discovery first
-        while "no camera frame" in (resp := ros.client.call(ros.plan, plan_request(goal, **small))).message:
+        deadline = time.monotonic() + 15.0  # the camera and pose subscriptions made by configure need discovery first
+        not_yet = ("no camera frame", "no current state")
+        while any(m in (resp := ros.client.call(ros.plan, plan_request(goal, **small))).message for m in not_yet):
             assert time.monotonic() < deadline, resp.message
             time.sleep(0.2)
         assert resp.success, resp.message  # planning needs no activation
