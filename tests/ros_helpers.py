@@ -270,6 +270,7 @@ class Harness:
             result = self.client.wait_future(handle.get_result_async(), timeout=120.0)
             if status_name(result.status) != "aborted" or not transient(result.result.message):
                 break
+            self.wait_diag(lambda d: d.get("blocking") == "none")  # resent once the inputs are fresh again
         return result, before
 
     def plan_settled(self, request, attempts: int = 3, timeout: float = 30.0):
