@@ -86,12 +86,12 @@ def main() -> int:
     import rclpy
     from geometry_msgs.msg import PoseStamped
     from rclpy.action import ActionClient
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float64
 
     from vjepa2_ros import conversions as conv
+    from vjepa2_ros.ros_utils import SteadyExecutor
 
     try:
         from vjepa2_interfaces.action import ReachGoal
@@ -130,7 +130,7 @@ def main() -> int:
 
         node.create_subscription(PoseStamped, "/vjepa2_planner/ee_target", on_command, 10)
         node.create_timer(0.1, lambda: None if reactive.is_set() else observe())
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = SteadyExecutor(num_threads=2)
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()

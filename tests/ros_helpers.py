@@ -94,12 +94,13 @@ class RosClient:
 
     def __init__(self, name: str = "test_client") -> None:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+
+        from vjepa2_ros.ros_utils import SteadyExecutor
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = SteadyExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()

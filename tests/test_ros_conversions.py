@@ -177,11 +177,11 @@ def test_guarded_callback_exception_is_answered_and_the_node_keeps_spinning():
     """A service callback that raises (a bug, an unexpected input) answers "internal error" instead of ending
     the executor's spin: a real node and client over DDS, the second call is served too."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from ros_helpers import RosClient, wait_until
     from std_srvs.srv import Trigger
 
     from vjepa2_ros.planner_node import _failed_response, guarded
+    from vjepa2_ros.ros_utils import SteadyExecutor
 
     class Server(rclpy.node.Node):
         def __init__(self, context):
@@ -197,7 +197,7 @@ def test_guarded_callback_exception_is_answered_and_the_node_keeps_spinning():
     context = rclpy.Context()
     rclpy.init(context=context)
     server = Server(context)
-    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor = SteadyExecutor(num_threads=2, context=context)
     executor.add_node(server)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()

@@ -44,7 +44,7 @@ from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -63,6 +63,7 @@ from vjepa2_ros.ros_utils import (
     Param,
     ParameterError,
     PlanWorker,
+    SteadyExecutor,
     coerce,
     debug_view,
     declare_parameters,
@@ -923,7 +924,7 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+    executor = SteadyExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
     try:
         executor.spin()

@@ -1,4 +1,5 @@
-"""Small rclpy helpers for the planner node: typed parameters, a background plan worker, diagnostics, debug view."""
+"""Small rclpy helpers for the planner node: typed parameters, a steady executor, a background plan worker,
+diagnostics, debug view."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterValueException
+from rclpy.executors import (
+    ConditionReachedException,
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    ShutdownException,
+    TimeoutException,
+)
 from rclpy.node import Node
 
 
@@ -90,6 +98,49 @@ def declare_parameters(node: Node, spec: Mapping[str, Param]) -> dict[str, Any]:
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}; known: {sorted(spec)}")
     return values
+
+
+class SteadyExecutor(MultiThreadedExecutor):
+    """rclpy's MultiThreadedExecutor without its spin storm (rclpy 9.1, ros2/rclpy#1452; fixed upstream by #1547).
+
+    The stock executor re-yields a callback task that sits in its thread pool's queue on every turn of the wait
+    loop and queues it again, so its spin thread loops without waiting, holds the GIL and piles up thousands of
+    pending futures, while the workers that would run the task cannot get the GIL: measured in the planner node,
+    pose callbacks (30 Hz) stalled for 0.4-2.7 s at a time on an idle 2-core machine and goals stopped on
+    `stale_state`. Here a task is queued once; when the wait loop offers it again before a worker has started it,
+    the spin thread waits (GIL released) until some queued task starts, at most `QUEUED_WAIT` s.
+    """
+
+    QUEUED_WAIT = 0.005  # s; also the longest a suspended coroutine task is left between two polls
+
+    def __init__(self, num_threads: int | None = None, *, context=None) -> None:
+        super().__init__(num_threads, context=context)
+        self._queued: set = set()  # tasks in the pool's queue that no worker has started yet
+        self._started = threading.Condition()
+
+    def _spin_once_impl(self, timeout_sec=None, wait_condition: Callable[[], bool] = lambda: False) -> None:
+        try:
+            handler, _entity, _node = self.wait_for_ready_callbacks(timeout_sec, None, wait_condition)
+        except (ExternalShutdownException, ShutdownException, TimeoutException, ConditionReachedException):
+            return
+        with self._started:
+            if handler in self._queued:
+                self._started.wait(self.QUEUED_WAIT)
+                return
+            self._queued.add(handler)
+        self._executor.submit(self._run_task, handler)
+        if handler not in self._futures:
+            self._futures.append(handler)
+        for future in self._futures[:]:
+            if future.done():
+                self._futures.remove(future)
+                future.result()  # a callback's exception surfaces in spin(), as with the stock executor
+
+    def _run_task(self, handler) -> None:
+        with self._started:
+            self._queued.discard(handler)
+            self._started.notify_all()
+        handler()
 
 
 class PlanWorker:
