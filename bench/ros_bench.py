@@ -54,7 +54,7 @@ def start_planner(tmp: Path, args: argparse.Namespace) -> subprocess.Popen:
             "iterations": args.iterations,
             "topk": min(10, args.samples),
         },
-        "control_rate": 1000.0,  # the loop waits for observations, not for a clock
+        "control_rate": 100.0,  # the highest allowed: the loop waits for observations, not for a clock
         "topics": {"camera": "/bench/camera", "ee_pose": "/bench/ee_pose", "gripper": "/bench/gripper"},
         "safety": {
             "stale_timeout": 2.0,
@@ -66,20 +66,23 @@ def start_planner(tmp: Path, args: argparse.Namespace) -> subprocess.Popen:
     path = tmp / "planner.yaml"
     path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
     exe = Path(sys.executable).parent / "vjepa2_planner"
-    return subprocess.Popen(
-        [str(exe), "--ros-args", "--params-file", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    log = (tmp / "planner.log").open("w")  # shown when the planner does not come up
+    return subprocess.Popen([str(exe), "--ros-args", "--params-file", str(path)], stdout=log, stderr=subprocess.STDOUT)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ros_bench.py", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=40, help="measurements per benchmark")
     parser.add_argument("--samples", type=int, default=25)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--horizon", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
@@ -138,7 +141,8 @@ def main() -> int:
         try:
             client = node.create_client(PlanToGoal, "/vjepa2_planner/plan_to_goal")
             if not client.wait_for_service(timeout_sec=60.0):
-                raise RuntimeError("planner did not start (no plan_to_goal service within 60 s)")
+                log = (Path(tmp) / "planner.log").read_text()[-2000:]
+                raise RuntimeError(f"planner did not start (no plan_to_goal service within 60 s):\n{log}")
             req = PlanToGoal.Request(goal_image=goal_msg, seed=1)
 
             def call() -> tuple[float, object]:

@@ -1,0 +1,31 @@
+"""bench/ros_bench.py end to end (planner node + bench robot over DDS): it runs on the shipped node and reports a
+latency for every plan and every command it asked for."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.ros
+
+
+def test_ros_bench_measures_every_call_and_step(tmp_path):
+    from ros_helpers import ensure_interfaces
+
+    ensure_interfaces()
+    n, out = 4, tmp_path / "ros_bench.json"
+    cmd = [sys.executable, str(REPO / "bench/ros_bench.py"), "--n", str(n), "--samples", "8", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["reach_goal"]["steps"] == n + 3, report["reach_goal"]
+    for name in ("service_round_trip", "service_planning_time", "service_overhead", "camera_to_command"):
+        assert report[name]["n"] == n, (name, report[name])
+        assert math.isfinite(report[name]["median_ms"]) and report[name]["p95_ms"] >= report[name]["median_ms"]
+    assert report["service_round_trip"]["median_ms"] > report["service_planning_time"]["median_ms"] > 0
