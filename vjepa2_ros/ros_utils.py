@@ -103,15 +103,15 @@ def declare_parameters(node: Node, spec: Mapping[str, Param]) -> dict[str, Any]:
 class SteadyExecutor(MultiThreadedExecutor):
     """rclpy's MultiThreadedExecutor without its spin storm (rclpy 9.1, ros2/rclpy#1452; fixed upstream by #1547).
 
-    The stock executor re-yields a callback task that sits in its thread pool's queue on every turn of the wait
-    loop and queues it again, so its spin thread loops without waiting, holds the GIL and piles up thousands of
-    pending futures, while the workers that would run the task cannot get the GIL: measured in the planner node,
+    The stock executor re-yields a callback task that sits in its thread pool's queue on every wake-up of its wait
+    loop and queues it again, so on a busy node its spin thread keeps the GIL and piles up thousands of pending
+    futures (300-4700 measured), while the workers that would run the task cannot get the GIL: in the planner node,
     pose callbacks (30 Hz) stalled for 0.4-2.7 s at a time on an idle 2-core machine and goals stopped on
     `stale_state`. Here a task is queued once; when the wait loop offers it again before a worker has started it,
     the spin thread waits (GIL released) until some queued task starts, at most `QUEUED_WAIT` s.
     """
 
-    QUEUED_WAIT = 0.005  # s; also the longest a suspended coroutine task is left between two polls
+    QUEUED_WAIT = 0.005  # s the spin thread waits for a queued task to start before it looks again
 
     def __init__(self, num_threads: int | None = None, *, context=None) -> None:
         super().__init__(num_threads, context=context)
