@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME[=AMOUNT]",
         help=f"visual change of the scene (current and goal images): one of {sorted(PERTURBATIONS)}",
     )
-    p.add_argument("--out", default="sim_eval", help="directory for results.json and the film strips")
+    p.add_argument("--out", default="runs/sim_eval", help="directory for results.json and the film strips")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument(
         "--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help="world model matmul precision (bf16: AMX)"
