@@ -26,6 +26,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 NPZ = Path(os.environ.get("VJEPA2_SHARED", REPO.parent / "shared")) / "data" / "franka_example_traj.npz"
+PLANNER_LOG = "planner.log"  # the planner's output, in the run's temporary directory; shown when it does not come up
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
@@ -66,8 +67,10 @@ def start_planner(tmp: Path, args: argparse.Namespace) -> subprocess.Popen:
     path = tmp / "planner.yaml"
     path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
     exe = Path(sys.executable).parent / "vjepa2_planner"
-    log = (tmp / "planner.log").open("w")  # shown when the planner does not come up
-    return subprocess.Popen([str(exe), "--ros-args", "--params-file", str(path)], stdout=log, stderr=subprocess.STDOUT)
+    with (tmp / PLANNER_LOG).open("w") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [str(exe), "--ros-args", "--params-file", str(path)], stdout=log, stderr=subprocess.STDOUT
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             client = node.create_client(PlanToGoal, "/vjepa2_planner/plan_to_goal")
             if not client.wait_for_service(timeout_sec=60.0):
-                log = (Path(tmp) / "planner.log").read_text()[-2000:]
+                log = (Path(tmp) / PLANNER_LOG).read_text()[-2000:]
                 raise RuntimeError(f"planner did not start (no plan_to_goal service within 60 s):\n{log}")
             req = PlanToGoal.Request(goal_image=goal_msg, seed=1)
 
