@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import os
 import re
@@ -155,6 +156,71 @@ def test_two_process_gloo_torchrun(dataset_csv, tmp_path):
     ckpt = load_training_checkpoint(out / "latest.pt")
     assert ckpt["world_size"] == 2 and ckpt["step"] == 6 and len(ckpt["rng"]) == 2
     assert not any(k.startswith("module.") for k in ckpt["predictor"])
+
+
+@pytest.mark.slow
+def test_two_ranks_finetuning_the_encoder_stay_identical(dataset_csv, tmp_path):
+    """meta.finetune_encoder under torchrun (gloo, each rank its own clips): after the steps both ranks hold the
+    same encoder, EMA target and predictor, bit for bit (rank 0's are what latest.pt saves)."""
+    out, ranks = tmp_path / "ft_ddp", tmp_path / "ranks"
+    cmd = [str(VENV_BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "tests/ac_ddp_worker.py", str(ranks)]
+    cmd += ["--config", str(TINY)]
+    sets = ("meta.max_steps=3", "data.batch_size=2", "meta.eval_freq=0", "meta.finetune_encoder=true")
+    for o in overrides(dataset_csv, out, *sets, "optimization.ema=[0.9,0.9]"):
+        cmd += ["--set", o]
+    proc = _run(cmd)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    r0, r1 = (torch.load(ranks / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for part in ("encoder", "target_encoder", "predictor"):
+        assert r0[part].keys() == r1[part].keys()
+        differ = [k for k in r0[part] if not torch.equal(r0[part][k], r1[part][k])]
+        assert not differ, f"{part} differs between the ranks in {differ[:3]}"
+    cfg = tiny_cfg(dataset_csv, out, *sets)
+    start, _ = ac.build_models(cfg, ac.model_config(cfg))  # rank 0's initial weights (same seed)
+    key = "blocks.0.mlp.fc1.weight"
+    assert not torch.equal(r0["encoder"][key], start.state_dict()[key])  # the encoder did train
+    assert not torch.equal(r0["encoder"][key], r0["target_encoder"][key])
+    assert torch.equal(load_training_checkpoint(out / "latest.pt")["encoder"][key], r0["encoder"][key])
+
+
+def _count_saved(sizes: list[int], t: torch.Tensor) -> torch.Tensor:
+    sizes.append(t.numel() * t.element_size())
+    return t
+
+
+def test_finetuned_encoder_is_checkpointed_by_default_with_the_same_gradients(dataset_csv, tmp_path):
+    """The trained encoder copy recomputes its blocks in backward (less saved activation memory), and the losses
+    and gradients are those of the plain encoder; model.encoder_activation_checkpointing=false turns it off."""
+    cfg = tiny_cfg(dataset_csv, tmp_path, "meta.finetune_encoder=true")
+    encoder, predictor = ac.build_models(cfg, ac.model_config(cfg))
+    checkpointed = ac.build_objective(cfg, encoder, predictor)
+    plain = ac.build_objective(
+        tiny_cfg(dataset_csv, tmp_path, "meta.finetune_encoder=true", "model.encoder_activation_checkpointing=false"),
+        encoder,
+        predictor,
+    )
+    assert checkpointed.encoder.use_activation_checkpointing and not plain.encoder.use_activation_checkpointing
+    assert checkpointed.encoder is not encoder and all(p.requires_grad for p in checkpointed.encoder.parameters())
+    assert ac.build_objective(tiny_cfg(dataset_csv, tmp_path), encoder, predictor).encoder is None
+    torch.manual_seed(0)
+    frames = torch.randn(2, 3, 4, 64, 64)
+    h = ac.encode_frames(encoder, frames)
+    actions, states = torch.randn(2, 3, 7) * 0.05, torch.randn(2, 4, 7)
+    results = []
+    for objective in (checkpointed, plain):
+        objective.zero_grad(set_to_none=True)
+        saved: list[int] = []  # bytes of every tensor the forward keeps for the backward
+        pack = functools.partial(_count_saved, saved)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            jloss, sloss = objective(h, actions, states, None, frames)
+        (jloss + sloss).backward()
+        grads = [p.grad.clone() for p in objective.encoder.parameters()]
+        results.append((float(jloss.detach()), float(sloss.detach()), grads, sum(saved)))
+    (j0, s0, g0, bytes0), (j1, s1, g1, bytes1) = results
+    assert (j0, s0) == pytest.approx((j1, s1), abs=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g0, g1, strict=True))
+    assert bytes0 < bytes1  # the checkpointed encoder's blocks kept only their inputs
 
 
 def test_reference_config_validates_and_matches_the_released_architecture():

@@ -29,7 +29,7 @@ from vjepa2_core.training import engine
 from vjepa2_core.training.checkpoint import CheckpointError, load_training_checkpoint, unwrap
 from vjepa2_core.training.config import ConfigError, Field, training_arg_parser
 from vjepa2_core.training.distributed import ResumableSampler
-from vjepa2_core.training.optim import autocast, build_adamw, make_grad_scaler
+from vjepa2_core.training.optim import autocast, build_adamw, make_grad_scaler, optimizer_step
 from vjepa2_core.training.pretrain_step import (
     MaskedBatch,
     build_models,
@@ -315,10 +315,7 @@ def train(cfg: dict, resume: bool = False) -> dict:
             z = predict_targets(encoder, predictor, batch)
             loss = jepa_loss(z, h, batch.masks_pred, loss_exp)
         eng.check_finite(loss)  # mean over ranks; NonFiniteLoss (exit 4) before the update
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(loss, optimizer, scaler)
         momentum = ema_momentum(eng.step, opt["ema"], ema_steps)
         ema_update(target.backbone, unwrap(encoder).backbone, momentum)
         eng.skipped = skipped_before + sum(dataset.skipped.values())  # unreadable + too short, so far

@@ -16,7 +16,6 @@ cadence, train.csv / val.csv and exit codes are the engine's, the same as pretra
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import sys
 import time
@@ -28,10 +27,9 @@ from vjepa2_core.data.droid import DROIDDataError, DROIDDataset, collate, read_i
 from vjepa2_core.data.feature_cache import FeatureCache
 from vjepa2_core.models.conditioning import Conditioning
 from vjepa2_core.training import ac, engine
-from vjepa2_core.training.checkpoint import unwrap
 from vjepa2_core.training.config import ConfigError, Field, training_arg_parser
-from vjepa2_core.training.distributed import ResumableSampler, all_reduce_sum
-from vjepa2_core.training.optim import autocast, build_adamw, make_grad_scaler
+from vjepa2_core.training.distributed import ResumableSampler, all_reduce_sum, broadcast_module, wrap_ddp
+from vjepa2_core.training.optim import autocast, build_adamw, make_grad_scaler, optimizer_step
 from vjepa2_core.training.pretrain_step import ema_momentum, ema_update
 from vjepa2_core.training.schedules import build_scheduler
 from vjepa2_core.training.slurm import add_launch_arguments
@@ -95,6 +93,9 @@ SCHEMA = {
         "pred_num_heads": Field(int),
         "uniform_power": Field(bool),
         "use_activation_checkpointing": Field(bool),
+        "encoder_activation_checkpointing": Field(
+            bool, default=True, doc="recompute the fine-tuned encoder's blocks in the backward pass (less memory)"
+        ),
         "use_extrinsics": Field(bool),
         "use_rope": Field(bool),
         "normalize_conditioning": Field(
@@ -247,32 +248,16 @@ def evaluate(
     return {k: v / n for k, v in sums.items()}
 
 
-def batch_losses(
-    model, encoder, batch, ds: DROIDDataset, cache: FeatureCache | None, cond: Conditioning, cfg, device, online=None
-):
+def batch_losses(model, encoder, batch, ds: DROIDDataset, cache: FeatureCache | None, cond: Conditioning, cfg, device):
     """(teacher-forcing, rollout) losses of one batch: frozen-encoder targets, normalised actions and states.
 
-    With a fine-tuned encoder, `online` encodes the predictor's inputs (with gradients) and `encoder` is its EMA copy.
+    `model` is the (DDP-wrapped) `ac.ACObjective`; with a fine-tuned encoder inside it, `encoder` is its EMA copy.
     """
-    loss_cfg = cfg["loss"]
     h = targets(batch, encoder, cache, ds, cfg, device)
-    context = None
-    if online is not None:
-        frames = batch["frames"].to(device, non_blocking=True)
-        context = ac.encode_frames(online, frames, cfg["data"]["tubelet_size"], loss_cfg["normalize_reps"], grad=True)
+    frames = batch["frames"].to(device, non_blocking=True) if cfg["meta"]["finetune_encoder"] else None
     ext = batch["extrinsics"].to(device) if cfg["model"]["use_extrinsics"] else None
     actions, states = cond.actions(batch["actions"].to(device)), cond.states(batch["states"].to(device))
-    return ac.ac_losses(
-        model,
-        h,
-        actions,
-        states,
-        ext,
-        loss_cfg["auto_steps"],
-        loss_cfg["loss_exp"],
-        loss_cfg["normalize_reps"],
-        context=context,
-    )
+    return model(h, actions, states, ext, frames)
 
 
 def make_cache(cfg: dict, mcfg: dict) -> FeatureCache | None:
@@ -316,13 +301,6 @@ def loader_factory(cfg: dict, run: engine.Run, ds: DROIDDataset, sampler: Resuma
     return make
 
 
-def wrap_ddp(run: engine.Run, predictor: torch.nn.Module) -> torch.nn.Module:
-    if not run.dist.distributed:
-        return predictor
-    ids = [run.device.index] if run.device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(predictor, device_ids=ids, static_graph=True)
-
-
 # ------------------------------------------------------------------------------------------------------ train
 def train(cfg: dict, resume: bool = False) -> dict:
     """AC post-training as `cfg` says; returns the run summary (step, loss, skipped, folder)."""
@@ -330,10 +308,10 @@ def train(cfg: dict, resume: bool = False) -> dict:
     opt_cfg, bs = cfg["optimization"], cfg["data"]["batch_size"]
     mcfg = ac.model_config(cfg)
     encoder, predictor = (m.to(run.device) for m in ac.build_models(cfg, mcfg))  # frozen encoder, trained predictor
-    online = None  # the fine-tuned encoder (meta.finetune_encoder); `encoder` is then its EMA target copy
-    if cfg["meta"]["finetune_encoder"]:
-        online = copy.deepcopy(encoder).requires_grad_(True).train()
-    model = wrap_ddp(run, predictor)
+    broadcast_module(encoder)  # targets (the EMA copy when fine-tuning) start equal on every rank
+    objective = ac.build_objective(cfg, encoder, predictor)
+    online = objective.encoder  # the fine-tuned encoder (meta.finetune_encoder) or None; `encoder` is its EMA copy
+    model = wrap_ddp(objective, run.dist, static_graph=True)  # one DDP: gradients of predictor and encoder averaged
     groups = [(predictor, 1.0)] + ([(online, opt_cfg["enc_lr_scale"])] if online is not None else [])
     optimizer = build_adamw(groups, betas=tuple(opt_cfg["betas"]), eps=opt_cfg["eps"])
     scaler = make_grad_scaler(run.device, run.dtype)
@@ -354,26 +332,23 @@ def train(cfg: dict, resume: bool = False) -> dict:
 
     def weights() -> dict:
         trained = online if online is not None else encoder  # the EMA target is `encoder` either way
-        return ac.checkpoint_state(trained, unwrap(model), mcfg, target_encoder=encoder, config=cfg)
+        return ac.checkpoint_state(trained, predictor, mcfg, target_encoder=encoder, config=cfg)
 
     predictor.train()
     for batch in eng.batches(loader_factory(cfg, run, train_ds, sampler), len(sampler) // bs):
         lr, wd = schedule.step()
         with autocast(run.device, run.dtype):
-            jloss, sloss = batch_losses(model, encoder, batch, train_ds, cache, cond, cfg, run.device, online)
+            jloss, sloss = batch_losses(model, encoder, batch, train_ds, cache, cond, cfg, run.device)
             loss = jloss + sloss
         _, j, s = eng.check_finite(loss, jloss, sloss)  # means over ranks; NonFiniteLoss (exit 4) before the update
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(loss, optimizer, scaler)
         if online is not None:
             ema_update(encoder, online, ema_momentum(eng.step, opt_cfg["ema"], eng.total))
         eng.skipped += int(all_reduce_sum(batch["skipped"].sum().to(run.device)))
         row = dict(loss=eng.loss, jloss=j, sloss=s, lr=lr, wd=wd, skipped=eng.skipped, time=time.time())
         eng.step_done(bs, row)
         if val_ds is not None and eng.eval_due():
-            eng.validate(lambda: evaluate(unwrap(model), encoder, val_ds, cfg, run.device, run.dtype, cond))
+            eng.validate(lambda: evaluate(predictor, encoder, val_ds, cfg, run.device, run.dtype, cond))
         if eng.checkpoint_due():
             eng.save(weights)
     return eng.finish()

@@ -7,6 +7,7 @@ frame" baseline and with itself fed all-zero actions.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -158,6 +159,65 @@ def ac_losses(
         seq = torch.cat([seq, nxt], dim=1)
     sloss = _l1(seq[:, g2:], flat[:, g2 : g2 * (auto_steps + 1)], loss_exp)
     return jloss, sloss
+
+
+class ACObjective(nn.Module):
+    """The AC training loss of one batch as one module: the predictor and, when fine-tuned, the encoder feeding it.
+
+    One call per step returns (teacher-forcing loss, rollout loss), so a single DistributedDataParallel around
+    this module averages the gradients of both (an encoder trained outside DDP drifts apart on every rank).
+    """
+
+    def __init__(
+        self,
+        predictor: nn.Module,
+        encoder: nn.Module | None = None,
+        tubelet: int = 2,
+        auto_steps: int = 2,
+        loss_exp: float = 1.0,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        self.predictor, self.encoder = predictor, encoder
+        self.tubelet, self.auto_steps, self.loss_exp, self.normalize = tubelet, auto_steps, loss_exp, normalize
+
+    def forward(
+        self,
+        h: Tensor,
+        actions: Tensor,
+        states: Tensor,
+        extrinsics: Tensor | None = None,
+        frames: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Losses for targets h [B,T,g2,D]; with a trained encoder its features of `frames` [B,3,T,H,W] are the
+        predictor's inputs."""
+        context = None
+        if self.encoder is not None:
+            if frames is None:
+                raise ValueError("a fine-tuned encoder needs the batch's frames")
+            context = encode_frames(self.encoder, frames, self.tubelet, self.normalize, grad=True)
+        args = (self.auto_steps, self.loss_exp, self.normalize)
+        return ac_losses(self.predictor, h, actions, states, extrinsics, *args, context=context)
+
+
+def finetune_copy(encoder: nn.Module, checkpointing: bool) -> nn.Module:
+    """A trainable copy of the frozen encoder; `checkpointing` recomputes each block in the backward pass
+    (the activations of a ViT-g on a reference batch would not fit one GPU otherwise)."""
+    online = copy.deepcopy(encoder).requires_grad_(True).train()
+    online.use_activation_checkpointing = checkpointing
+    return online
+
+
+def build_objective(cfg: Mapping[str, Any], encoder: nn.Module, predictor: nn.Module) -> ACObjective:
+    """The trained modules of a run: the predictor, plus a fine-tuned encoder copy with `meta.finetune_encoder`
+    (then `encoder` stays its EMA target)."""
+    online = None
+    if cfg["meta"]["finetune_encoder"]:
+        online = finetune_copy(encoder, cfg["model"]["encoder_activation_checkpointing"])
+    loss = cfg["loss"]
+    return ACObjective(
+        predictor, online, cfg["data"]["tubelet_size"], loss["auto_steps"], loss["loss_exp"], loss["normalize_reps"]
+    )
 
 
 @torch.no_grad()

@@ -94,6 +94,25 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def wrap_ddp(module: torch.nn.Module, info: DistInfo, **kwargs: Any) -> torch.nn.Module:
+    """`module` in DistributedDataParallel when distributed (its weights broadcast from rank 0), else itself."""
+    if not info.distributed:
+        return module
+    ids = [info.device.index] if info.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, **kwargs)
+
+
+@torch.no_grad()
+def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank `src`'s parameters and buffers into every rank's `module` (a no-op when not distributed).
+
+    For modules outside DDP that must agree across ranks, such as an EMA target: DDP broadcasts only what it wraps.
+    """
+    if dist.is_available() and dist.is_initialized():
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, src)
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """[obj of rank 0, obj of rank 1, ...] on every rank (a one-element list when not distributed)."""
     if dist.is_available() and dist.is_initialized():

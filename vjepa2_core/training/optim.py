@@ -37,8 +37,21 @@ def build_adamw(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
 ) -> torch.optim.AdamW:
-    """AdamW over `param_groups`; lr and weight decay are set by the scheduler every step."""
-    return torch.optim.AdamW(param_groups(modules), betas=betas, eps=eps)
+    """AdamW over `param_groups`; lr and weight decay are set by the scheduler every step.
+
+    Fused (one kernel for all parameters) when every parameter is on CUDA; PyTorch's default implementation else.
+    """
+    groups = param_groups(modules)
+    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, betas=betas, eps=eps, **({"fused": True} if on_cuda else {}))
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """One update of a training loop: fresh gradients of `loss` (scaled under fp16/bf16 on CUDA), then the step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
