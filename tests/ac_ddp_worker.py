@@ -1,18 +1,23 @@
 """torchrun entry for the DDP tests of `training/train_ac.py`: the script's own run, plus every rank's trained
 weights written at each checkpoint (`latest.pt` holds rank 0's only), so a test can compare the ranks.
 
-    torchrun --standalone --nproc-per-node 2 tests/ac_ddp_worker.py OUT_DIR --config ... [--set ...]
+    torchrun --standalone --nproc-per-node 2 tests/ac_ddp_worker.py OUT_DIR [--seed-per-rank] --config ... [--set ...]
+
+`--seed-per-rank` seeds rank r with meta.seed + r, so every rank starts from different random weights: the run
+must still agree (DDP broadcasts what it wraps, the EMA target is broadcast by the script).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
 import torch
 
 from vjepa2_core.training import engine
+from vjepa2_core.training.checkpoint import seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHT_KEYS = ("encoder", "target_encoder", "predictor")
@@ -21,6 +26,9 @@ WEIGHT_KEYS = ("encoder", "target_encoder", "predictor")
 def main(argv: list[str]) -> int:
     out, script_argv = Path(argv[0]), argv[1:]
     out.mkdir(parents=True, exist_ok=True)
+    if script_argv[:1] == ["--seed-per-rank"]:
+        script_argv, rank = script_argv[1:], int(os.environ["RANK"])
+        engine.seed_everything = lambda seed: seed_everything(seed + rank)
     save = engine.Engine.save
 
     def save_every_rank(eng: engine.Engine, weights) -> None:

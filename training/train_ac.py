@@ -8,7 +8,8 @@ The config is a reference-layout YAML; SCHEMA below lists every key (reference k
 have defaults). One optimisation step = frozen encoder on each frame -> teacher-forcing + rollout L1 loss on the
 AC predictor -> AdamW with a warmup-stable-decay learning rate and cosine weight decay. With
 `meta.finetune_encoder` the encoder trains too (predictor inputs with gradients, targets from its EMA copy, which
-is the checkpoint's `target_encoder` that the planner loads). Resume state, checkpoint
+is the checkpoint's `target_encoder` that the planner loads; `ac.ACObjective` holds both trained modules, so under
+torchrun one DDP averages both gradients and every rank keeps the same weights). Resume state, checkpoint
 cadence, train.csv / val.csv and exit codes are the engine's, the same as pretraining
 (`vjepa2_core/training/engine.py`).
 """
