@@ -205,6 +205,9 @@ def test_finetuned_encoder_is_checkpointed_by_default_with_the_same_gradients(da
     assert checkpointed.encoder.use_activation_checkpointing and not plain.encoder.use_activation_checkpointing
     assert checkpointed.encoder is not encoder and all(p.requires_grad for p in checkpointed.encoder.parameters())
     assert ac.build_objective(tiny_cfg(dataset_csv, tmp_path), encoder, predictor).encoder is None
+    no_rope = tiny_cfg(dataset_csv, tmp_path, "model.use_rope=false")
+    sincos = ac.finetune_copy(ac.build_models(no_rope, ac.model_config(no_rope))[0], checkpointing=True)
+    assert not sincos.pos_embed.requires_grad and sincos.blocks[0].attn.qkv.weight.requires_grad
     torch.manual_seed(0)
     frames = torch.randn(2, 3, 4, 64, 64)
     h = ac.encode_frames(encoder, frames)

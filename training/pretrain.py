@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from vjepa2_core.data.video_dataset import VideoDataset, VideoTrainTransform
@@ -28,7 +27,7 @@ from vjepa2_core.masks import MaskConfig, MultiSeqMaskCollator
 from vjepa2_core.training import engine
 from vjepa2_core.training.checkpoint import CheckpointError, load_training_checkpoint, unwrap
 from vjepa2_core.training.config import ConfigError, Field, training_arg_parser
-from vjepa2_core.training.distributed import ResumableSampler
+from vjepa2_core.training.distributed import ResumableSampler, broadcast_module, wrap_ddp
 from vjepa2_core.training.optim import autocast, build_adamw, make_grad_scaler, optimizer_step
 from vjepa2_core.training.pretrain_step import (
     MaskedBatch,
@@ -247,16 +246,6 @@ def start_weights(eng: engine.Engine, resume: bool, models: tuple) -> None:
             raise CheckpointError(f"cannot cool down from {opt['anneal_ckpt']}: {exc}") from exc
 
 
-def wrap_ddp(run: engine.Run, encoder, predictor):
-    if not run.dist.distributed:
-        return encoder, predictor
-    ddp = dict(device_ids=[run.device.index]) if run.device.type == "cuda" else {}
-    encoder = DistributedDataParallel(encoder, **ddp)
-    # mask tokens of clip lengths absent from a batch get no gradient
-    predictor = DistributedDataParallel(predictor, find_unused_parameters=True, **ddp)
-    return encoder, predictor
-
-
 @torch.no_grad()
 def evaluate(encoder, predictor, target, val: VideoDataset, collator, cfg: dict, run: engine.Run) -> dict[str, float]:
     """Held-out JEPA loss on the same clips and masks every time (epoch 0 clips, collator step 0)."""
@@ -299,7 +288,9 @@ def train(cfg: dict, resume: bool = False) -> dict:
     scaler = make_grad_scaler(run.device, run.dtype)
     eng = engine.Engine(run, optimizer, schedule, scaler, opt["ipe"], data["batch_size"], TRAIN_COLUMNS, VAL_COLUMNS)
     start_weights(eng, resume, (encoder, predictor, target))
-    encoder, predictor = wrap_ddp(run, encoder, predictor)
+    encoder = wrap_ddp(encoder, run.dist)
+    predictor = wrap_ddp(predictor, run.dist, find_unused_parameters=True)  # mask tokens of absent clip lengths
+    broadcast_module(target)  # the EMA target starts from rank 0's weights, as DDP makes the encoder
     ema_steps, skipped_before = int(opt["ipe"] * opt["epochs"] * opt["ipe_scale"]), eng.skipped
 
     def weights() -> dict:

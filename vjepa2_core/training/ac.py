@@ -204,6 +204,8 @@ def finetune_copy(encoder: nn.Module, checkpointing: bool) -> nn.Module:
     """A trainable copy of the frozen encoder; `checkpointing` recomputes each block in the backward pass
     (the activations of a ViT-g on a reference batch would not fit one GPU otherwise)."""
     online = copy.deepcopy(encoder).requires_grad_(True).train()
+    if getattr(online, "pos_embed", None) is not None:
+        online.pos_embed.requires_grad_(False)  # the fixed sin-cos table (models without RoPE) stays fixed
     online.use_activation_checkpointing = checkpointing
     return online
 
