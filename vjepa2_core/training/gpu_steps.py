@@ -6,8 +6,9 @@ Both steps run the code `training/train_ac.py` runs: `ac.ACObjective` (the losse
   features (the frozen encoder is not part of this step), batch 8 clips x 8 frames.
 - `encoder_finetune`: `meta.finetune_encoder`, the ViT-g encoder (1408 wide, 40 blocks) trained with that
   predictor; its EMA copy encodes the targets. Batch 8 clips x 8 frames (the reference's per-GPU batch): weights,
-  gradients and AdamW moments of 1.3 B parameters plus the EMA copy are ~25 GB, the activations with
-  checkpointing a few GB more, so it fits an 80 GB card.
+  gradients and AdamW moments of 1.3 B parameters plus the EMA copy are ~25 GB; the tensors saved for backward,
+  counted on the CPU in fp32 at 1 clip x 2 frames and scaled, are ~5 GiB with checkpointing (~230 GiB without),
+  so with one block's recomputation it fits an 80 GB card.
 Both in bf16 autocast (fp32 on the CPU, as training there) with activation checkpointing in every trained module.
 `tiny=True` runs the same code with the `vit_ac_tiny` registry models at batch 2 x 4 (a quick CPU check). It
 imports neither tensordict nor rosbags (the GPU image lacks them).
