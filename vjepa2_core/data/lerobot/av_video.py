@@ -6,6 +6,7 @@ goes through PyAV, whose wheels bundle libdav1d (decode) and SVT-AV1 (encode, Le
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +20,7 @@ from vjepa2_core.data.video import VideoError
 # (>= 14) ship libsvtav1, checked at import by `av1_encoder()`.
 AV1_ENCODERS = ("libsvtav1", "libaom-av1")
 ENCODE_OPTIONS = {"g": "2", "crf": "30"}
+os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration to stderr per file; errors only
 
 
 def av1_encoder() -> str:
@@ -88,6 +90,10 @@ class AV1Writer:
             frame.pts, frame.time_base = self.frames_written, Fraction(1, self.fps)
             self._container.mux(self._stream.encode(frame))
             self.frames_written += 1
+
+    def size_bytes(self) -> int:
+        """Bytes on disk so far (the muxer writes as it goes)."""
+        return self.path.stat().st_size if self.path.exists() else 0
 
     def close(self) -> None:
         self._container.mux(self._stream.encode(None))
