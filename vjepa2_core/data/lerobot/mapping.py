@@ -25,6 +25,12 @@ from vjepa2_core.data.lerobot.config import (
 from vjepa2_core.planning.poses import quat_to_euler
 
 IMAGE_PREFIX = "observation.images."
+DROID_VIEW_SUFFIX = "_mp4_path"
+
+
+def view_name(view: str) -> str:
+    """The LeRobot camera name of a view: a DROID metadata key loses its suffix (`left_mp4_path` -> `left`)."""
+    return view.removesuffix(DROID_VIEW_SUFFIX)
 
 
 class LeRobotError(DROIDDataError):

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vjepa2_core.data.lerobot.av_video import read_frames_at
-from vjepa2_core.data.lerobot.mapping import IMAGE_PREFIX, KeyMapping, LeRobotError, column_array
+from vjepa2_core.data.lerobot.mapping import IMAGE_PREFIX, KeyMapping, LeRobotError, column_array, view_name
 
 SUPPORTED = ("v2.0", "v2.1", "v3.0")
 
@@ -140,8 +140,9 @@ class LeRobotSource:
         return row
 
     def camera_key(self, view: str) -> str:
-        """The video feature for a camera view: its full key or its name after `observation.images.`."""
-        for key in (view, IMAGE_PREFIX + view):
+        """The video feature for a camera view: its full key, its name after `observation.images.`, or a DROID
+        metadata key (`left_mp4_path`) of an exported dataset."""
+        for key in (view, IMAGE_PREFIX + view, IMAGE_PREFIX + view_name(view)):
             if key in self.cameras:
                 return key
         raise LeRobotError(f"{self.root / 'meta' / 'info.json'}: no camera {view!r} (video features: {self.cameras})")

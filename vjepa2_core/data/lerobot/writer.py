@@ -115,15 +115,18 @@ def _arrow_column(values, field: pa.Field, n: int, text: str) -> pa.Array:
 class LeRobotWriter:
     """Append episodes, then `close()` writes the metadata. Use as a context manager."""
 
-    def __init__(self, root: str | Path, views: Mapping[str, tuple[int, int]], fps: int, robot_type: str = "Franka"):
+    def __init__(
+        self, root: str | Path, fps: float, views: Mapping[str, tuple[int, int]] | None = None, robot_type: str = "Franka"
+    ):
+        """`views` {name: (height, width)}; None: those of the first episode. LeRobot's fps is an integer."""
+        if fps != int(fps) or fps < 1:
+            raise ValueError(f"a LeRobot dataset needs a whole fps, got {fps}")
         self.root, self.fps, self.robot_type = Path(root), int(fps), robot_type
         if (self.root / "meta" / "info.json").exists():
             raise FileExistsError(f"{self.root} already holds a LeRobot dataset")
-        if not views:
-            raise ValueError("a LeRobot dataset needs at least one camera view")
-        self.views = {str(v): (int(h), int(w)) for v, (h, w) in views.items()}
-        self.features = features(self.views, self.fps)
-        self.schema = arrow_schema(self.features)
+        self.views: dict[str, tuple[int, int]] = {}
+        if views is not None:
+            self._set_views(views)
         self.episodes: list[dict] = []
         self._stats: list[dict] = []
         self.tasks: dict[str, int] = {}
@@ -131,6 +134,13 @@ class LeRobotWriter:
         self._data: pq.ParquetWriter | None = None
         self._data_file, self._data_bytes = -1, 0
         self._videos: dict[str, AV1Writer] = {}
+
+    def _set_views(self, views: Mapping[str, tuple[int, int]]) -> None:
+        if not views:
+            raise ValueError("a LeRobot dataset needs at least one camera view")
+        self.views = {str(v): (int(h), int(w)) for v, (h, w) in views.items()}
+        self.features = features(self.views, self.fps)
+        self.schema = arrow_schema(self.features)
         self._video_file = {v: -1 for v in self.views}
 
     def __enter__(self) -> LeRobotWriter:
@@ -148,6 +158,8 @@ class LeRobotWriter:
         n = len(cartesian)
         if cartesian.shape != (n, 6) or gripper.shape != (n,) or n < 1:
             raise ValueError(f"cartesian must be [T,6] and gripper [T], got {cartesian.shape} and {gripper.shape}")
+        if not self.views:
+            self._set_views({v: np.shape(clip)[1:3] for v, clip in frames.items()})
         if set(frames) != set(self.views):
             raise ValueError(f"frames for views {sorted(frames)}, the dataset has {sorted(self.views)}")
         for view, clip in frames.items():
@@ -219,11 +231,13 @@ class LeRobotWriter:
             self._data = None
 
     def close(self) -> None:
-        """Finish the files and write `meta/` (info.json, episodes, tasks, stats)."""
+        """Finish the files and write `meta/` (info.json, episodes, tasks, stats); nothing without episodes."""
         self._close_data()
         for writer in self._videos.values():
             writer.close()
         self._videos.clear()
+        if not self.episodes:
+            return
         meta = self.root / "meta"
         (meta / "episodes" / "chunk-000").mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(self.episodes), self.root / EPISODES_PATH)
