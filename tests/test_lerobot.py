@@ -23,7 +23,7 @@ from vjepa2_core.data.lerobot.cli import main as lerobot_main
 from vjepa2_core.data.lerobot.datasets import LeRobotClipDataset, LeRobotVideoDataset
 from vjepa2_core.data.lerobot.mapping import KeyMapping, LeRobotError
 from vjepa2_core.data.lerobot.reader import LeRobotSource
-from vjepa2_core.data.video import VideoError, read_frames
+from vjepa2_core.data.video import VideoError
 from vjepa2_core.planning.poses import euler_to_quat, pose_diff
 from vjepa2_core.training.config import load_config
 
@@ -152,9 +152,9 @@ def _write_other_layout(root: Path, lengths=(14, 17), fps: int = 30, seed: int =
         start += n
     for w in writers.values():
         w.close()
-    schema = pa.schema([("observation.eef_pose", pa.list_(pa.float32(), 7)),
-                        ("observation.joints", pa.list_(pa.float32(), 7)), ("timestamp", pa.float32()),
-                        ("frame_index", pa.int64()), ("episode_index", pa.int64()), ("index", pa.int64())])  # fmt: skip
+    vec7 = pa.list_(pa.float32(), 7)
+    columns = [("observation.eef_pose", vec7), ("observation.joints", vec7), ("timestamp", pa.float32())]
+    schema = pa.schema(columns + [(k, pa.int64()) for k in ("frame_index", "episode_index", "index")])
     (root / "data/chunk-000").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), root / "data/chunk-000/file-000.parquet")
     (root / "meta/episodes/chunk-000").mkdir(parents=True)
@@ -276,9 +276,12 @@ def test_export_files_match_the_real_library(exported):
 
     ref_eps = pq.read_table(V30 / "meta/episodes/chunk-000/file-000.parquet")
     eps = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet")
-    rename = {n.replace(CAMERA, "observation.images.left"): t for n, t in zip(ref_eps.schema.names, ref_eps.schema.types)}
-    for name in ["episode_index", "tasks", "length", "dataset_from_index", "videos/observation.images.left/from_timestamp",
-                 "stats/observation.images.left/mean", "stats/observation.state.cartesian_position/q99"]:  # fmt: skip
+    rename = {
+        n.replace(CAMERA, "observation.images.left"): t for n, t in zip(ref_eps.schema.names, ref_eps.schema.types)
+    }
+    names = ["episode_index", "tasks", "length", "dataset_from_index", "videos/observation.images.left/from_timestamp"]
+    names += ["stats/observation.images.left/mean", "stats/observation.state.cartesian_position/q99"]
+    for name in names:
         assert eps.schema.field(name).type == rename[name], name
     assert eps.column("videos/observation.images.left/from_timestamp").to_pylist() == [0.0, 1.2]
     assert eps.column("dataset_from_index").to_pylist() == [0, 12]
@@ -336,7 +339,9 @@ def test_errors_name_the_file_and_the_key(tmp_path):
         LeRobotSource(V30, KeyMapping(rotation="quat_xyzw"))
     with pytest.raises(LeRobotError, match=r"gripper_index 1 is outside"):
         LeRobotSource(V30, KeyMapping(gripper_index=1))
-    with pytest.raises(LeRobotError, match=r"no camera 'top' \(video features: \['observation.images.exterior_1_left'"):
+    with pytest.raises(
+        LeRobotError, match=r"no camera 'top' \(video features: \['observation.images.exterior_1_left'"
+    ):
         LeRobotSource(V30).episode(0, "top")
     with pytest.raises(LeRobotError, match=r"data.lerobot.rotation"):
         KeyMapping(rotation="euler_zyx")
@@ -363,7 +368,9 @@ def test_unreadable_episodes_are_skipped_and_counted(tmp_path, capsys):
     (root / "data/chunk-000/episode_000001.parquet").write_bytes(b"PAR1 truncated")
     video = root / f"videos/chunk-000/{CAMERA}/episode_000002.mp4"
     video.write_bytes(video.read_bytes()[:300])
-    ds = LeRobotClipDataset(root, frames_per_clip=4, fps=5, crop_size=64, camera_views=["exterior_1_left"], max_retries=60)
+    ds = LeRobotClipDataset(
+        root, frames_per_clip=4, fps=5, crop_size=64, camera_views=["exterior_1_left"], max_retries=60
+    )
     samples = [ds[i] for i in range(3)]
     assert ds.num_skipped == 2 and sorted(ds.bad) == [1, 2]
     assert "episode_000001.parquet: unreadable parquet" in ds.bad[1] and "episode_000002.mp4" in ds.bad[2]

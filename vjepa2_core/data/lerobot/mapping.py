@@ -81,12 +81,16 @@ class KeyMapping:
                 raise LeRobotError(f"{where}: {key!r} has shape {features[key].get('shape')}, rotation "
                                    f"{self.rotation!r} needs {width} values (xyz + rotation)")  # fmt: skip
             if key == self.gripper_key and size < width:
-                raise LeRobotError(f"{where}: {key!r} has {size} values, gripper_index {self.gripper_index} is outside")
+                raise LeRobotError(
+                    f"{where}: {key!r} has {size} values, gripper_index {self.gripper_index} is outside"
+                )
 
     def to_states(self, pose: np.ndarray, gripper: np.ndarray, where: Path) -> np.ndarray:
         """float64 [T,7] states from a pose column [T,6|7] and a gripper column [T,k]."""
         if pose.shape[1] != self.pose_width:
-            raise LeRobotError(f"{where}: column {self.pose_key!r} has width {pose.shape[1]}, expected {self.pose_width}")
+            raise LeRobotError(
+                f"{where}: column {self.pose_key!r} has width {pose.shape[1]}, expected {self.pose_width}"
+            )
         if gripper.shape[1] <= self.gripper_index:
             raise LeRobotError(f"{where}: column {self.gripper_key!r} has width {gripper.shape[1]}, "
                                f"gripper_index {self.gripper_index} is outside")  # fmt: skip
@@ -111,7 +115,9 @@ def column_array(table: pa.Table, key: str, where: Path) -> np.ndarray:
     kind = col.type
     try:
         if pa.types.is_fixed_size_list(kind):
-            return np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float64).reshape(len(col), kind.list_size)
+            return np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float64).reshape(
+                len(col), kind.list_size
+            )
         if pa.types.is_list(kind) or pa.types.is_large_list(kind):
             return np.stack([np.asarray(v, np.float64) for v in col.to_pylist()])
         return np.asarray(col.to_numpy(zero_copy_only=False), np.float64).reshape(-1, 1)

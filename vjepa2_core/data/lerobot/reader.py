@@ -180,7 +180,9 @@ class LeRobotSource:
                     first = offset if first is None else first
                 offset += size
             if not groups or offset < start + n:
-                raise LeRobotError(f"{path}: {offset} rows, episode {self.episode_index[row]} needs {start}..{start+n}")
+                raise LeRobotError(
+                    f"{path}: {offset} rows, episode {self.episode_index[row]} needs {start}..{start+n}"
+                )
             table = pf.read_row_groups(groups, columns=cols).slice(start - first, n)
         except (OSError, pa.ArrowException) as e:
             raise LeRobotError(f"{path}: unreadable parquet ({e})") from e
@@ -217,7 +219,9 @@ def _read_columns(path: Path, columns: list[str]) -> pa.Table:
         raise LeRobotError(f"{path}: unreadable parquet ({e})") from e
 
 
-def open_sources(roots: Sequence[str | Path | LeRobotSource], mapping: KeyMapping | None = None) -> list[LeRobotSource]:
+def open_sources(
+    roots: Sequence[str | Path | LeRobotSource], mapping: KeyMapping | None = None
+) -> list[LeRobotSource]:
     """One `LeRobotSource` per dataset root (opened ones pass through; a clear error for one that is not a dataset)."""
     if isinstance(roots, str | Path | LeRobotSource):
         roots = [roots]

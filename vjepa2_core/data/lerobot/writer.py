@@ -116,7 +116,11 @@ class LeRobotWriter:
     """Append episodes, then `close()` writes the metadata. Use as a context manager."""
 
     def __init__(
-        self, root: str | Path, fps: float, views: Mapping[str, tuple[int, int]] | None = None, robot_type: str = "Franka"
+        self,
+        root: str | Path,
+        fps: float,
+        views: Mapping[str, tuple[int, int]] | None = None,
+        robot_type: str = "Franka",
     ):
         """`views` {name: (height, width)}; None: those of the first episode. LeRobot's fps is an integer."""
         if fps != int(fps) or fps < 1:
@@ -181,7 +185,9 @@ class LeRobotWriter:
 
     def _write_rows(self, cols: dict, task: str) -> dict:
         n = len(cols["index"])
-        table = pa.Table.from_arrays([_arrow_column(cols[f.name], f, n, task) for f in self.schema], schema=self.schema)
+        table = pa.Table.from_arrays(
+            [_arrow_column(cols[f.name], f, n, task) for f in self.schema], schema=self.schema
+        )
         if self._data is None or self._data_bytes > DATA_MB * 2**20:
             self._close_data()
             self._data_file += 1
