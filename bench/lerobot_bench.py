@@ -41,17 +41,28 @@ def _video(path: Path) -> None:
 
 def _data_file(path: Path, lengths: np.ndarray, first_episode: int, first_index: int, rng) -> None:
     vec6 = pa.list_(pa.float32(), 6)
-    schema = pa.schema([("observation.state.cartesian_position", vec6),
-                        ("observation.state.gripper_position", pa.float32()), ("timestamp", pa.float32()),
-                        ("frame_index", pa.int64()), ("episode_index", pa.int64()), ("index", pa.int64())])  # fmt: skip
+    schema = pa.schema(
+        [
+            ("observation.state.cartesian_position", vec6),
+            ("observation.state.gripper_position", pa.float32()),
+            ("timestamp", pa.float32()),
+            ("frame_index", pa.int64()),
+            ("episode_index", pa.int64()),
+            ("index", pa.int64()),
+        ]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     with pq.ParquetWriter(path, schema) as writer:
         for k, n in enumerate(lengths):
             pose = (np.cumsum(rng.normal(0, 0.01, (n, 6)), 0) + [0.5, 0, 0.3, 3.0, 0, 0]).astype(np.float32)
-            cols = [pa.FixedSizeListArray.from_arrays(pa.array(pose.reshape(-1)), 6),
-                    pa.array(rng.uniform(0, 1, n).astype(np.float32)), pa.array(np.arange(n, dtype=np.float32) / FPS),
-                    pa.array(np.arange(n)), pa.array(np.full(n, first_episode + k)),
-                    pa.array(first_index + np.arange(n))]  # fmt: skip
+            cols = [
+                pa.FixedSizeListArray.from_arrays(pa.array(pose.reshape(-1)), 6),
+                pa.array(rng.uniform(0, 1, n).astype(np.float32)),
+                pa.array(np.arange(n, dtype=np.float32) / FPS),
+                pa.array(np.arange(n)),
+                pa.array(np.full(n, first_episode + k)),
+                pa.array(first_index + np.arange(n)),
+            ]
             first_index += n
             writer.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=n)
 
@@ -71,21 +82,35 @@ def generate(root: Path, episodes: int, seed: int = 0) -> dict:
         sel = np.flatnonzero(file_of == f)
         _data_file(root / f"data/chunk-000/file-{f:03d}.parquet", lengths[sel], int(sel[0]), int(starts[sel[0]]), rng)
     row_start = starts - starts[file_of * PER_FILE]
-    table = {"episode_index": np.arange(episodes), "length": lengths, "data/chunk_index": np.zeros(episodes, int),
-             "data/file_index": file_of, "dataset_from_index": row_start, "dataset_to_index": row_start + lengths}  # fmt: skip
+    table = {
+        "episode_index": np.arange(episodes),
+        "length": lengths,
+        "data/chunk_index": np.zeros(episodes, int),
+        "data/file_index": file_of,
+        "dataset_from_index": row_start,
+        "dataset_to_index": row_start + lengths,
+    }
     for cam in CAMERAS:
         key = f"videos/observation.images.{cam}"
         table |= {f"{key}/chunk_index": np.zeros(episodes, int), f"{key}/file_index": np.zeros(episodes, int)}
         table |= {f"{key}/from_timestamp": np.zeros(episodes), f"{key}/to_timestamp": lengths / FPS}
     (root / "meta/episodes/chunk-000").mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(table), root / "meta/episodes/chunk-000/file-000.parquet")
-    feats = {"observation.state.cartesian_position": {"dtype": "float32", "shape": [6]},
-             "observation.state.gripper_position": {"dtype": "float32", "shape": [1]}}  # fmt: skip
+    feats = {
+        "observation.state.cartesian_position": {"dtype": "float32", "shape": [6]},
+        "observation.state.gripper_position": {"dtype": "float32", "shape": [1]},
+    }
     feats |= {f"observation.images.{c}": {"dtype": "video", "shape": [180, 320, 3]} for c in CAMERAS}
-    info = {"codebase_version": "v3.0", "fps": FPS, "features": feats, "total_episodes": episodes,
-            "total_frames": int(lengths.sum()), "chunks_size": 1000,
-            "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
-            "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"}  # fmt: skip
+    info = {
+        "codebase_version": "v3.0",
+        "fps": FPS,
+        "features": feats,
+        "total_episodes": episodes,
+        "total_frames": int(lengths.sum()),
+        "chunks_size": 1000,
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+        "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+    }
     (root / "meta/info.json").write_text(json.dumps(info))
     return {"episodes": episodes, "frames": int(lengths.sum()), "data_files": int(file_of.max()) + 1}
 
