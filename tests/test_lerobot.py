@@ -392,3 +392,11 @@ def test_cli_bad_arguments_exit_2(tmp_path, capsys):
     assert "none.csv does not exist" in capsys.readouterr().err
     with pytest.raises(DROIDDataError):
         LeRobotClipDataset(V30, camera_views=["exterior_1_left"], camera_frame=True)
+
+
+def test_a_partial_download_trains_on_the_episodes_it_has(tmp_path, caplog):
+    root = _copy(V21, tmp_path / "partial")
+    (root / f"videos/chunk-000/{CAMERA}/episode_000001.mp4").unlink()
+    ds = LeRobotClipDataset(root, frames_per_clip=4, fps=5, crop_size=64, camera_views=["exterior_1_left"])
+    assert [ref.index for ref in ds.paths] == [0, 2] and ds.num_skipped == 0
+    assert "1 of 3 episodes have missing files and are left out" in caplog.text

@@ -162,7 +162,7 @@ def make_datasets(cfg: dict, feature_shape: tuple[int, int] | None, cache: Featu
     if d["format"] == "lerobot":  # LeRobotDataset roots, read through the data.lerobot key mapping
         from vjepa2_core.data.lerobot.datasets import clip_dataset_factory
 
-        make, read = clip_dataset_factory(d["lerobot"])
+        make, read = clip_dataset_factory(d["lerobot"], d["camera_views"])
     train_eps = read(d["datasets"])
     if d["val_datasets"]:
         val_eps = read(d["val_datasets"])

@@ -16,9 +16,9 @@ from vjepa2_core.data.lerobot.reader import EpisodeRef, LeRobotEpisode, LeRobotS
 from vjepa2_core.data.video_dataset import Entry, VideoDataset
 
 
-def list_episodes(sources: Sequence[LeRobotSource]) -> list[EpisodeRef]:
-    """Every episode of the dataset roots, in root then episode order."""
-    return [ref for src in sources for ref in src.refs()]
+def list_episodes(sources: Sequence[LeRobotSource], views: Sequence[str] = ()) -> list[EpisodeRef]:
+    """Every episode of the dataset roots whose files are there, in root then episode order."""
+    return [ref for src in sources for ref in src.refs(views)]
 
 
 class LeRobotClipDataset(DROIDDataset):
@@ -35,10 +35,11 @@ class LeRobotClipDataset(DROIDDataset):
         if kwargs.get("camera_frame"):
             raise LeRobotError("data.camera_frame: LeRobot datasets carry no camera extrinsics")
         self.sources = {src.root: src for src in open_sources(sources, mapping)}
-        refs = list(episodes) if episodes is not None else list_episodes(list(self.sources.values()))
+        views = list(kwargs.get("camera_views", ()))
         for src in self.sources.values():
-            for view in kwargs.get("camera_views", ()):
+            for view in views:
                 src.camera_key(view)  # an unknown camera fails at start-up, naming the dataset's cameras
+        refs = list(episodes) if episodes is not None else list_episodes(list(self.sources.values()), views)
         super().__init__(sources, episodes=refs, **kwargs)
 
     def open_episode(self, i: int, view: str) -> LeRobotEpisode:
@@ -64,7 +65,8 @@ class LeRobotVideoDataset(VideoDataset):
         for k, (root, fpc) in enumerate(zip(data_paths, fpcs)):
             src = LeRobotSource(root, frames_only=True)
             cameras = [src.camera_key(v) for v in self.camera_views] if self.camera_views else src.cameras
-            for row, ref in enumerate(src.refs()):
+            for ref in src.refs(self.camera_views):
+                row = src.row_of(ref.index)
                 for cam in cameras:
                     entries.append(Entry(f"{ref}/{cam}", 0, int(fpc), False, k, (src, row, cam)))
         return entries
@@ -78,18 +80,18 @@ class LeRobotVideoDataset(VideoDataset):
         return src.frames(row, cam, indices)
 
 
-def clip_dataset_factory(section: dict | None):
+def clip_dataset_factory(section: dict | None, camera_views: Sequence[str] = ()):
     """(make, read) for AC post-training on LeRobot roots (`data.format: lerobot`), the twins of `DROIDDataset` and
     `droid.read_index`: `read(roots)` lists episodes, `make(roots, **kw)` builds a clip dataset over every root read
     so far (held-out roots included); each root's header is read once."""
-    mapping = KeyMapping.from_config(section)
+    mapping, views = KeyMapping.from_config(section), list(camera_views)
     opened: dict[str, LeRobotSource] = {}
 
     def read(roots: Sequence[str | Path]) -> list[EpisodeRef]:
-        for root in [roots] if isinstance(roots, str | Path) else roots:
+        for root in roots:
             if str(root) not in opened:
                 opened[str(root)] = LeRobotSource(root, mapping)
-        return list_episodes([opened[str(r)] for r in roots])
+        return list_episodes([opened[str(r)] for r in roots], views)
 
     def make(roots: Sequence[str | Path], **kwargs) -> LeRobotClipDataset:
         read(roots)

@@ -10,6 +10,7 @@ round(from_timestamp * fps) + t.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from vjepa2_core.data.lerobot.av_video import read_frames_at
 from vjepa2_core.data.lerobot.mapping import IMAGE_PREFIX, KeyMapping, LeRobotError, column_array, view_name
 
 SUPPORTED = ("v2.0", "v2.1", "v3.0")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,18 @@ class LeRobotSource:
     def __len__(self) -> int:
         return len(self.episode_index)
 
-    def refs(self) -> list[EpisodeRef]:
-        return [EpisodeRef(self.root, int(e)) for e in self.episode_index]
+    def refs(self, views: Sequence[str] = ()) -> list[EpisodeRef]:
+        """The episodes whose data file and `views`' video files exist (all cameras when `views` is empty): a
+        partial download (a few chunks of the DROID port) trains on what it has. One existence check per file."""
+        cameras = [self.camera_key(v) for v in views] if views else self.cameras
+        keep = _files_exist(self.data_file, self.data_path)
+        for cam in cameras:
+            keep &= _files_exist(self.video_file[cam], lambda row, cam=cam: self.video_path(row, cam))
+        if not keep.all():
+            log.warning(
+                "%s: %d of %d episodes have missing files and are left out", self.root, (~keep).sum(), len(keep)
+            )
+        return [EpisodeRef(self.root, int(e)) for e in self.episode_index[keep]]
 
     def row_of(self, episode_index: int) -> int:
         row = int(np.searchsorted(self.episode_index, episode_index))
@@ -168,28 +180,30 @@ class LeRobotSource:
         path, start, n = self.data_path(row), int(self.row_start[row]), int(self.length[row])
         cols = list(dict.fromkeys([*columns, "episode_index"]))
         try:
-            pf = pq.ParquetFile(path)
-            missing = [c for c in cols if c not in pf.schema_arrow.names]
-            if missing:
-                raise LeRobotError(f"{path}: no column {missing[0]!r} (has {pf.schema_arrow.names})")
-            groups, offset, first = [], 0, None
-            for g in range(pf.metadata.num_row_groups):
-                size = pf.metadata.row_group(g).num_rows
-                if offset + size > start and offset < start + n:
-                    groups.append(g)
-                    first = offset if first is None else first
-                offset += size
-            if not groups or offset < start + n:
-                raise LeRobotError(
-                    f"{path}: {offset} rows, episode {self.episode_index[row]} needs {start}..{start+n}"
-                )
-            table = pf.read_row_groups(groups, columns=cols).slice(start - first, n)
+            with pq.ParquetFile(path) as pf:
+                table = self._read_range(pf, path, cols, start, n, row)
         except (OSError, pa.ArrowException) as e:
             raise LeRobotError(f"{path}: unreadable parquet ({e})") from e
         episodes = table.column("episode_index").to_numpy()
         if len(table) != n or (episodes != self.episode_index[row]).any():
             raise LeRobotError(f"{path}: rows {start}..{start + n} are not episode {self.episode_index[row]}")
         return table
+
+    def _read_range(self, pf: pq.ParquetFile, path: Path, cols: list[str], start: int, n: int, row: int) -> pa.Table:
+        """Rows start..start+n of `cols`, from the row groups that hold them."""
+        missing = [c for c in cols if c not in pf.schema_arrow.names]
+        if missing:
+            raise LeRobotError(f"{path}: no column {missing[0]!r} (has {pf.schema_arrow.names})")
+        groups, offset, first = [], 0, 0
+        for g in range(pf.metadata.num_row_groups):
+            size = pf.metadata.row_group(g).num_rows
+            if offset + size > start and offset < start + n:
+                first = first if groups else offset
+                groups.append(g)
+            offset += size
+        if not groups or offset < start + n:
+            raise LeRobotError(f"{path}: {offset} rows, episode {self.episode_index[row]} needs {start}..{start + n}")
+        return pf.read_row_groups(groups, columns=cols).slice(start - first, n)
 
     def states(self, row: int, idx: Sequence[int] | None = None) -> np.ndarray:
         m = self.mapping
@@ -206,6 +220,14 @@ class LeRobotSource:
             raise LeRobotError(f"episode {self.episode_index[row]}: frames {idx} outside 0..{self.length[row] - 1}")
         numbers = self.video_start[camera][row] + idx
         return read_frames_at(self.video_path(row, camera), numbers.tolist(), self.fps)
+
+
+def _files_exist(files: np.ndarray, path_of) -> np.ndarray:
+    """Per row: does the file of its (chunk, file) pair exist (each distinct pair checked once)."""
+    pairs, inverse = np.unique(files, axis=0, return_inverse=True)
+    first = {tuple(pair): int(np.flatnonzero(inverse.reshape(-1) == k)[0]) for k, pair in enumerate(pairs)}
+    exists = np.array([path_of(first[tuple(pair)]).is_file() for pair in pairs], dtype=bool)
+    return exists[inverse.reshape(-1)]
 
 
 def _read_columns(path: Path, columns: list[str]) -> pa.Table:
