@@ -400,3 +400,12 @@ def test_a_partial_download_trains_on_the_episodes_it_has(tmp_path, caplog):
     ds = LeRobotClipDataset(root, frames_per_clip=4, fps=5, crop_size=64, camera_views=["exterior_1_left"])
     assert [ref.index for ref in ds.paths] == [0, 2] and ds.num_skipped == 0
     assert "1 of 3 episodes have missing files and are left out" in caplog.text
+
+
+def test_a_seek_into_a_shared_video_gives_the_frames_of_a_full_decode():
+    src = LeRobotSource(V30)
+    for e in range(3):
+        ep = src.episode(e, "exterior_1_left")
+        full = ep.frames(np.arange(ep.num_frames))
+        for idx in ([1, 2, 3], [7, 11, 19], [ep.num_frames - 1]):
+            np.testing.assert_array_equal(ep.frames(idx), full[idx])

@@ -43,23 +43,28 @@ def read_frames_at(path: str | Path, numbers: Sequence[int], fps: float) -> np.n
     want = [int(n) for n in numbers]
     if not want or want[0] < 0 or any(b <= a for a, b in zip(want, want[1:])):
         raise ValueError(f"frame numbers must be non-empty, non-negative and strictly ascending, got {want}")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            frames = _decode_range(container, stream, want, fps)
-    except av.error.FFmpegError as e:
-        raise VideoError(f"{path}: cannot decode ({e})") from e
+    frames = _decode(path, want, fps, seek=True)
+    if len(frames) < len(want) and want[0] > 0:  # a seek that landed past the first frame: decode from the start
+        frames = _decode(path, want, fps, seek=False)
     missing = [n for n in want if n not in frames]
     if missing:
         raise VideoError(f"{path}: frames {missing[:5]} (of {len(missing)}) not in the video (truncated?)")
     return np.stack([frames[n] for n in want])
 
 
-def _decode_range(container, stream, want: list[int], fps: float) -> dict[int, np.ndarray]:
+def _decode(path: str | Path, want: list[int], fps: float, seek: bool) -> dict[int, np.ndarray]:
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: no video stream")
+            return _decode_range(container, container.streams.video[0], want, fps, seek)
+    except av.error.FFmpegError as e:
+        raise VideoError(f"{path}: cannot decode ({e})") from e
+
+
+def _decode_range(container, stream, want: list[int], fps: float, seek: bool) -> dict[int, np.ndarray]:
     first, last, wanted = want[0], want[-1], set(want)
-    if first > 0 and stream.time_base is not None:
+    if seek and first > 0 and stream.time_base is not None:
         container.seek(int((first - 0.5) / fps / stream.time_base), stream=stream, backward=True)
     out: dict[int, np.ndarray] = {}
     for frame in container.decode(stream):

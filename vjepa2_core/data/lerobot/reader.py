@@ -132,6 +132,9 @@ class LeRobotSource:
     def __len__(self) -> int:
         return len(self.episode_index)
 
+    def __repr__(self) -> str:
+        return f"LeRobotSource({str(self.root)!r}, {self.version}, {len(self)} episodes)"
+
     def refs(self, views: Sequence[str] = ()) -> list[EpisodeRef]:
         """The episodes whose data file and `views`' video files exist (all cameras when `views` is empty): a
         partial download (a few chunks of the DROID port) trains on what it has. One existence check per file."""
