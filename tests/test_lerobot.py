@@ -88,6 +88,18 @@ def test_train_ac_trains_on_the_fixture(tmp_path):
     assert (tmp_path / "run" / "val.csv").is_file() and (tmp_path / "run" / "latest.pt").is_file()
 
 
+def test_pretrain_trains_on_the_fixture_frames(tmp_path):
+    spec = importlib.util.spec_from_file_location("pretrain_lerobot", REPO / "training" / "pretrain.py")
+    pretrain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pretrain)
+    sets = ["data.format=lerobot", f"data.datasets=[{V30}]", "data.frame_step=2", "data.batch_size=2"]
+    sets += ["data.num_workers=0", "meta.max_steps=2", f"folder={tmp_path / 'pre'}"]
+    cfg = pretrain.load(REPO / "config" / "train" / "pretrain_tiny_cpu.yaml", sets)
+    assert isinstance(pretrain.make_dataset(cfg, cfg["data"]["datasets"], [8]), LeRobotVideoDataset)
+    summary = pretrain.train(cfg)
+    assert summary["step"] == 2 and np.isfinite(summary["loss"])
+
+
 def test_clip_dataset_gives_the_fixture_states_and_frames():
     ds = LeRobotClipDataset(V30, frames_per_clip=4, fps=5, crop_size=64, camera_views=["exterior_1_left"])
     truth = np.load(TRUTH)
@@ -352,6 +364,12 @@ def test_errors_name_the_file_and_the_key(tmp_path):
         LeRobotSource(old)
     with pytest.raises(LeRobotError, match=r"no meta/info.json"):
         LeRobotSource(tmp_path)
+    listed = _copy(V30, tmp_path / "listed")  # info.json lists a key that the data parquet does not have
+    info = json.loads((listed / "meta/info.json").read_text())
+    info["features"]["observation.eef"] = {"dtype": "float32", "shape": [6]}
+    (listed / "meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(LeRobotError, match=r"listed/data/chunk-000/file-000.parquet: no column 'observation.eef'"):
+        LeRobotSource(listed, KeyMapping(pose_key="observation.eef")).episode(0, "exterior_1_left").states()
     trunc = _copy(V30, tmp_path / "trunc")
     data = trunc / "data/chunk-000/file-000.parquet"
     data.write_bytes(data.read_bytes()[:5000])
