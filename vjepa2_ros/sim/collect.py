@@ -217,7 +217,7 @@ def collect(
         "steps_per_episode": steps,
         "seed": seed,
         "video_fps": VIDEO_FPS,
-        "lossless": lossless,
+        "lossless": lossless and lerobot is None,  # LeRobot video is AV1 (lossy)
         "sim_config": asdict(cfg),
         "format": fmt,
         "index": str(out / ("meta/info.json" if lerobot is not None else INDEX_CSV)),
