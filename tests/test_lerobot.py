@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import SHARED
 
-from tests.conftest import SHARED
 from vjepa2_core.data.droid import DROIDDataError, write_episode
 from vjepa2_core.data.lerobot.av_video import AV1Writer
 from vjepa2_core.data.lerobot.cli import main as lerobot_main
