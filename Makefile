@@ -18,7 +18,7 @@ $(PY):
 LAUNCH_TOOLS ?= $(CURDIR)/../shared/ros/launch-tools
 $(INSTALLED): $(PY) setup.py requirements-cpu.txt Makefile
 	$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q -r requirements-cpu.txt
-	$(PIP) install -q -e ".[test,ros,sim,slurm]"
+	$(PIP) install -q -e ".[test,ros,sim,slurm,lerobot]"
 	$(LAUNCH_TOOLS)/install.sh $(VENV)
 	touch $@
 

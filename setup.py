@@ -67,6 +67,9 @@ setup(
         "ros": ROS_WHEELS,
         "sim": ["mujoco<3.12", "gymnasium", "gymnasium-robotics"],
         "slurm": ["submitit"],
+        # LeRobotDataset reading/writing (vjepa2_core.data.lerobot): parquet, and AV1 video through PyAV, whose
+        # wheels bundle libdav1d (decode) and SVT-AV1 (encode); checked with av 18.1.1 and pyarrow 26.0.1
+        "lerobot": ["pyarrow>=15,<27", "av>=14,<20"],
     },
     zip_safe=True,
     maintainer="vjepa2_ros developers",

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from vjepa2_core.data.lerobot.config import format_field
 from vjepa2_core.data.video_dataset import VideoDataset, VideoTrainTransform
 from vjepa2_core.data.weighted_sampler import WeightedResumableSampler
 from vjepa2_core.masks import MaskConfig, MultiSeqMaskCollator
@@ -78,6 +79,8 @@ SCHEMA = {
         "pin_mem": Field(bool, True),
         "val_datasets": Field(list, [], doc="held-out video lists for val.csv (none: no validation)"),
         "val_clips": Field(int, 64, doc="held-out clips per validation"),
+        "format": format_field("video", ("video", "lerobot")),
+        "camera_views": Field(list, [], doc="format lerobot: cameras to use (default: every video feature)"),
     },
     "data_aug": {
         "auto_augment": Field(bool, False),
@@ -169,7 +172,12 @@ def make_dataset(cfg: dict, datasets: list[str], fpcs: list[int]) -> VideoDatase
     transform = VideoTrainTransform(
         data["crop_size"], aug["random_resize_scale"], aug["random_resize_aspect_ratio"], aug["horizontal_flip"]
     )
-    return VideoDataset(
+    kind, extra = VideoDataset, {}
+    if data["format"] == "lerobot":  # LeRobotDataset roots: each (episode, camera) is one video
+        from vjepa2_core.data.lerobot.datasets import LeRobotVideoDataset
+
+        kind, extra = LeRobotVideoDataset, {"camera_views": data["camera_views"]}
+    return kind(
         datasets,
         fpcs,
         transform,
@@ -178,6 +186,7 @@ def make_dataset(cfg: dict, datasets: list[str], fpcs: list[int]) -> VideoDatase
         num_clips=data["num_clips"],
         tubelet_size=data["tubelet_size"],
         seed=cfg["meta"]["seed"],
+        **extra,
     )
 
 

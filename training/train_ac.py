@@ -26,6 +26,7 @@ import torch
 
 from vjepa2_core.data.droid import DROIDDataError, DROIDDataset, collate, read_index, split_episodes
 from vjepa2_core.data.feature_cache import FeatureCache
+from vjepa2_core.data.lerobot.config import LEROBOT_SCHEMA, format_field
 from vjepa2_core.models.conditioning import Conditioning
 from vjepa2_core.training import ac, engine
 from vjepa2_core.training.config import ConfigError, Field, training_arg_parser
@@ -45,7 +46,7 @@ SCHEMA = {
         "batch_size": Field(int),
         "camera_views": Field(list),
         "crop_size": Field(int),
-        "datasets": Field(list, doc="CSV files listing trajectory directories"),
+        "datasets": Field(list, doc="CSV files listing trajectory directories (format lerobot: dataset roots)"),
         "dataset_fpcs": Field(list),
         "fps": Field(Num),
         "num_workers": Field(int),
@@ -54,6 +55,8 @@ SCHEMA = {
         "stereo_view": Field(bool),
         "tubelet_size": Field(int),
         # extensions
+        "format": format_field("droid", ("droid", "lerobot")),
+        "lerobot": LEROBOT_SCHEMA,
         "val_datasets": Field(list, default=[], doc="held-out CSVs; default: hold out val_fraction of episodes"),
         "val_fraction": Field(float, default=0.01),
         "val_clips": Field(int, default=64),
@@ -157,9 +160,14 @@ def check_config(cfg: dict) -> dict:
 # ------------------------------------------------------------------------------------------------------ data
 def make_datasets(cfg: dict, feature_shape: tuple[int, int] | None, cache: FeatureCache | None):
     d, aug, seed = cfg["data"], cfg["data_aug"], cfg["meta"]["seed"]
-    train_eps = read_index(d["datasets"])
+    make, read = DROIDDataset, read_index
+    if d["format"] == "lerobot":  # LeRobotDataset roots, read through the data.lerobot key mapping
+        from vjepa2_core.data.lerobot.datasets import clip_dataset_factory
+
+        make, read = clip_dataset_factory(d["lerobot"], d["camera_views"])
+    train_eps = read(d["datasets"])
     if d["val_datasets"]:
-        val_eps = read_index(d["val_datasets"])
+        val_eps = read(d["val_datasets"])
     else:
         train_eps, val_eps = split_episodes(train_eps, d["val_fraction"], seed)
     kw = dict(
@@ -174,7 +182,7 @@ def make_datasets(cfg: dict, feature_shape: tuple[int, int] | None, cache: Featu
         frame_steps=d["frame_steps"],
         seed=seed,
     )
-    train = DROIDDataset(
+    train = make(
         d["datasets"],
         episodes=train_eps,
         horizontal_flip=aug["horizontal_flip"],
@@ -182,7 +190,7 @@ def make_datasets(cfg: dict, feature_shape: tuple[int, int] | None, cache: Featu
         feature_shape=feature_shape if cache else None,
         **kw,
     )
-    val = DROIDDataset(d["datasets"], episodes=val_eps, **kw) if val_eps else None
+    val = make(d["datasets"], episodes=val_eps, **kw) if val_eps else None
     return train, val
 
 

@@ -227,21 +227,28 @@ def load_clip(ep: Episode, idx: np.ndarray, camera_frame: bool = False, decode: 
                 extr = np.zeros((len(idx), 6))
     except (OSError, KeyError) as e:
         raise DROIDDataError(f"{ep.path}: bad trajectory.h5 ({e})") from e
+    clip = clip_from_states(states, extr, idx, camera_frame, where=ep.path)
+    if decode:
+        clip["frames"] = read_frames(ep.video, idx)
+    return clip
+
+
+def clip_from_states(
+    states: np.ndarray, extrinsics: np.ndarray, idx: np.ndarray, camera_frame: bool = False, where: object = ""
+) -> dict:
+    """The clip's tensors from its states [T,7] and camera extrinsics [T,6]: every episode source ends here."""
     states_t = torch.as_tensor(states, dtype=torch.float64)
-    extr_t = torch.as_tensor(extr, dtype=torch.float64)
+    extr_t = torch.as_tensor(extrinsics, dtype=torch.float64)
     if not torch.isfinite(states_t).all():
-        raise DROIDDataError(f"{ep.path}: non-finite states")
+        raise DROIDDataError(f"{where}: non-finite states")
     if camera_frame:
         states_t = poses_to_camera_frame(states_t, extr_t)
-    out = {
+    return {
         "states": states_t.float(),
         "actions": pose_diff(states_t[:-1], states_t[1:]).float(),
         "extrinsics": extr_t.float(),
         "indices": torch.as_tensor(idx, dtype=torch.long),
     }
-    if decode:
-        out["frames"] = read_frames(ep.video, idx)
-    return out
 
 
 class DROIDDataset(torch.utils.data.Dataset):
@@ -335,14 +342,14 @@ class DROIDDataset(torch.utils.data.Dataset):
 
     def _load(self, i: int, rng: np.random.Generator, probe: bool = False) -> TensorDict:
         v = int(rng.integers(len(self.camera_views)))
-        ep = open_episode(Path(self.paths[i]), self.camera_views[v])
+        ep = self.open_episode(i, self.camera_views[v])
         steps = self.clip_steps(ep.video_fps)
         step = steps[int(rng.integers(len(steps)))] if self.frame_steps else steps[0]
         idx = clip_indices(ep.num_frames, step, self.frames_per_clip, rng)
         features = None
         if self.feature_cache is not None and not probe:
             features = self.feature_cache.get(cache_key(self.paths[i], self.camera_views[v]), idx)
-        clip = load_clip(ep, idx, self.camera_frame, decode=features is None)
+        clip = self.load_clip(ep, idx, decode=features is None)
         if probe:
             return TensorDict({}, batch_size=[])
         if features is None:
@@ -356,6 +363,14 @@ class DROIDDataset(torch.utils.data.Dataset):
             out["cached"] = torch.tensor(features is not None)
             out["features"] = features if features is not None else torch.zeros(len(idx), *self.feature_shape)
         return TensorDict(out, batch_size=[])
+
+    def open_episode(self, i: int, view: str) -> Episode:
+        """Episode `i` seen through camera `view` (no frames decoded). Other layouts override this and `load_clip`."""
+        return open_episode(Path(self.paths[i]), view)
+
+    def load_clip(self, ep: Episode, idx: np.ndarray, decode: bool = True) -> dict:
+        """The clip tensors (`clip_from_states`) at frame indices `idx`, with the frames when `decode`."""
+        return load_clip(ep, idx, self.camera_frame, decode)
 
     def cache_key(self, episode: int, view: int) -> str:
         return cache_key(self.paths[episode], self.camera_views[view])

@@ -13,6 +13,7 @@ import multiprocessing as mp
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -38,6 +39,7 @@ class Entry:
     fpc: int  # frames per clip for this entry's source
     is_image: bool
     source: int = 0  # index of the data path it came from
+    ref: Any = None  # where the frames are when `path` alone does not say (a LeRobot episode and camera)
 
 
 def read_list(source: str | Path) -> list[tuple[str, int]]:
@@ -113,11 +115,7 @@ class VideoDataset(Dataset):
     ) -> None:
         if len(data_paths) != len(dataset_fpcs):
             raise ValueError(f"{len(data_paths)} data paths but {len(dataset_fpcs)} dataset_fpcs")
-        self.entries: list[Entry] = []
-        for k, (source, fpc) in enumerate(zip(data_paths, dataset_fpcs)):
-            for path, label in read_list(source):
-                is_image = Path(path).suffix.lower() in IMAGE_EXTS
-                self.entries.append(Entry(path, label, tubelet_size if is_image else int(fpc), is_image, k))
+        self.entries = self.list_entries(data_paths, dataset_fpcs, tubelet_size)
         if not self.entries:
             raise ValueError(f"no videos or images found in {list(map(str, data_paths))}")
         self.transform = transform
@@ -125,6 +123,23 @@ class VideoDataset(Dataset):
         self.max_retries = max_retries
         self.seed, self.epoch = int(seed), 0
         self._skips = {reason: mp.Value("i", 0) for reason in SKIP_REASONS}
+
+    def list_entries(self, data_paths: Sequence[str | Path], fpcs: Sequence[int], tubelet_size: int) -> list[Entry]:
+        """The videos and images listed in `data_paths` (other layouts override this, `video_info` and `read`)."""
+        entries = []
+        for k, (source, fpc) in enumerate(zip(data_paths, fpcs)):
+            for path, label in read_list(source):
+                is_image = Path(path).suffix.lower() in IMAGE_EXTS
+                entries.append(Entry(path, label, tubelet_size if is_image else int(fpc), is_image, k))
+        return entries
+
+    def video_info(self, entry: Entry) -> tuple[int, float]:
+        """(frame count, fps) of an entry's video."""
+        return video_info(entry.path)
+
+    def read(self, entry: Entry, indices: Sequence[int]) -> np.ndarray:
+        """uint8 frames [T,H,W,3] of an entry's video at `indices`."""
+        return read_frames(entry.path, indices)
 
     def set_epoch(self, epoch: int) -> None:
         """New random clips and crops each epoch (call before creating the epoch's data-loader iterator)."""
@@ -153,7 +168,7 @@ class VideoDataset(Dataset):
 
     def clip_indices(self, entry: Entry, rng: np.random.Generator) -> list[np.ndarray]:
         """Frame indices of `num_clips` random clips (uniform start, fps-based step)."""
-        num_frames, video_fps = video_info(entry.path)
+        num_frames, video_fps = self.video_info(entry)
         step = frame_step_for(video_fps, self.fps, self.frame_step)
         span = (entry.fpc - 1) * step + 1
         if num_frames < span:
@@ -170,7 +185,7 @@ class VideoDataset(Dataset):
             indices = [np.zeros(entry.fpc, dtype=np.int64)] * self.num_clips
             return [self.transform(frames, rng) for _ in indices], entry.label, indices
         indices = self.clip_indices(entry, rng)
-        clips = [self.transform(read_frames(entry.path, idx.tolist()), rng) for idx in indices]
+        clips = [self.transform(self.read(entry, idx.tolist()), rng) for idx in indices]
         return clips, entry.label, indices
 
     def _count(self, reason: str) -> None:

@@ -57,21 +57,21 @@ def model_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def fit_conditioning(dataset: Any) -> Conditioning:
-    """Action/state statistics over every transition of a DROIDDataset's episodes (h5 only, no video decoding)."""
-    from vjepa2_core.data.droid import DROIDDataError, load_clip, open_episode
+    """Action/state statistics over every transition of a DROIDDataset's episodes (states only, no video decoding)."""
+    from vjepa2_core.data.droid import DROIDDataError
 
     actions, states = [], []
-    for path in dataset.paths:
+    for i in range(len(dataset.paths)):
         for view in dataset.camera_views:
             try:
-                ep = open_episode(path, view)
+                ep = dataset.open_episode(i, view)
             except DROIDDataError:
                 continue  # the dataset skips unusable episodes too
             for step in dataset.clip_steps(ep.video_fps):  # multi-step moves set the action scale too
                 idx = np.arange(0, ep.num_frames, step)
                 if len(idx) < 2:
                     continue
-                clip = load_clip(ep, idx, camera_frame=dataset.camera_frame, decode=False)
+                clip = dataset.load_clip(ep, idx, decode=False)
                 actions.append(clip["actions"])
                 states.append(clip["states"])
             break  # states do not depend on the view unless camera_frame; one view is enough for statistics

@@ -1,5 +1,7 @@
 """Convert robot bags into the raw DROID layout that `training/train_ac.py` reads (MP4, trajectory.h5, metadata, CSV).
 
+With `--format lerobot` the episodes go into a LeRobotDataset v3.0 instead (`vjepa2_core.data.lerobot.writer`).
+
 Each bag is aligned on a grid at the video rate; every maximal run of consecutive usable steps (no camera, pose or
 gripper gap) becomes an episode, cut at --max-length. Actions are not stored: like DROID, the training loader
 derives them from consecutive states.
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa2_core.data.droid import INDEX_CSV, write_episode
+from vjepa2_core.data.droid import DEFAULT_VIEW, INDEX_CSV, write_episode
 from vjepa2_ros.bags.reader import BagError
 from vjepa2_ros.bags.trajectory import AlignedBag, load_aligned
 from vjepa2_ros.bags.writer import Topics
@@ -64,11 +66,13 @@ def convert_bag(
     max_length: int = 2000,
     stamps: str = "receive",
     extrinsics: list[float] | None = None,
+    lerobot=None,
 ) -> None:
     """Append the episodes of one bag to the dataset at `out` (and its CSV index).
 
     `extrinsics`: a fixed camera pose [x, y, z, euler xyz] in the robot base frame, stored for every frame
-    (the loader's camera_frame option needs it); DROID's default of zeros otherwise.
+    (the loader's camera_frame option needs it); DROID's default of zeros otherwise. `lerobot`: a LeRobotWriter
+    that takes the episodes instead (LeRobot has no extrinsics key).
     """
     aligned = load_aligned(bag, topics, rate, tolerance, stamps)
     for run in _runs(aligned, max_length):
@@ -84,10 +88,15 @@ def convert_bag(
             "topics": vars(aligned.topics),
         }
         extr = None if extrinsics is None else np.tile(np.asarray(extrinsics, dtype=np.float64), (len(run), 1))
-        path = write_episode(
-            out, np.stack([f for _, f in run]), states[:, :6], states[:, 6], extrinsics=extr, fps=rate, metadata=meta
-        )
-        report.episodes.append(str(path))
+        frames = np.stack([f for _, f in run])
+        if lerobot is not None:
+            from vjepa2_core.data.lerobot.mapping import view_name
+
+            episode = lerobot.add_episode({view_name(DEFAULT_VIEW): frames}, states[:, :6], states[:, 6])
+            report.episodes.append(f"{out}#episode_{episode:06d}")
+        else:
+            path = write_episode(out, frames, states[:, :6], states[:, 6], extrinsics=extr, fps=rate, metadata=meta)
+            report.episodes.append(str(path))
         report.frames += len(run)
     report.skipped_steps.update(aligned.skip_counts())
 
@@ -112,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fixed camera pose in the robot base frame (m, rad), stored per frame",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--format", choices=("droid", "lerobot"), default="droid", help="lerobot: a LeRobotDataset v3.0")
     return p
 
 
@@ -120,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.min_length < 2 or args.max_length < args.min_length:
         print("vjepa2-bag2droid: error: need 2 <= --min-length <= --max-length", file=sys.stderr)
         return 2
+    lerobot = None
+    if args.format == "lerobot":
+        from vjepa2_core.data.lerobot.writer import LeRobotWriter
+
+        try:
+            lerobot = LeRobotWriter(args.out, args.rate)
+        except (ValueError, FileExistsError) as err:
+            print(f"vjepa2-bag2droid: error: {err}", file=sys.stderr)
+            return 2
     topics = Topics(image=args.image_topic, pose=args.pose_topic, gripper=args.gripper_topic, action="")
     report = ConversionReport()
     for bag in args.bags:
@@ -135,14 +154,18 @@ def main(argv: list[str] | None = None) -> int:
                 args.max_length,
                 args.stamps,
                 args.camera_extrinsics,
+                lerobot,
             )
         except (BagError, ValueError) as err:
             report.failed_bags[bag] = str(err)
             print(f"vjepa2-bag2droid: skipping {bag}: {err}", file=sys.stderr)
+    if lerobot is not None:
+        lerobot.close()
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        print(f"wrote {len(report.episodes)} episodes ({report.frames} frames) to {args.out}; index {INDEX_CSV}")
+        where = "LeRobotDataset v3.0" if lerobot is not None else f"index {INDEX_CSV}"
+        print(f"wrote {len(report.episodes)} episodes ({report.frames} frames) to {args.out}; {where}")
         if report.skipped_steps or report.short_runs:
             print(f"skipped steps: {dict(report.skipped_steps)}; short runs dropped: {report.short_runs}")
     if report.failed_bags:

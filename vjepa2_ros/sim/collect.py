@@ -145,6 +145,18 @@ def rewrite_lossless(ep_dir: Path, frames: np.ndarray, fps: float = VIDEO_FPS) -
             writer.release()
 
 
+def write_droid_episode(out: Path, ep: dict, meta: dict, lossless: bool) -> Path:
+    """One episode in the DROID layout, its videos also listed in `videos.csv` for V-JEPA pretraining."""
+    from vjepa2_core.data.droid import write_episode
+
+    ep_dir = write_episode(out, ep["frames"], ep["cartesian"], ep["gripper"], fps=VIDEO_FPS, metadata=meta)
+    if lossless:
+        rewrite_lossless(ep_dir, ep["frames"])
+    with open(out / VIDEO_LIST, "a") as f:
+        f.writelines(f"{p.resolve()} 0\n" for p in sorted((ep_dir / "recordings" / "MP4").glob("*.mp4")))
+    return ep_dir
+
+
 def collect(
     out: str | Path,
     episodes: int,
@@ -154,15 +166,26 @@ def collect(
     lossless: bool = True,
     append: bool = False,
     log=print,
+    fmt: str = "droid",
 ) -> dict:
-    """Write `episodes` DROID episodes under `out` (index `trajectories.csv`); returns the collection summary."""
-    from vjepa2_core.data.droid import INDEX_CSV, write_episode
+    """Write `episodes` DROID episodes under `out` (index `trajectories.csv`); returns the collection summary.
+
+    `fmt="lerobot"`: a LeRobotDataset v3.0 at `out` instead (AV1 video, no `--append`)."""
+    from vjepa2_core.data.droid import DEFAULT_VIEW, INDEX_CSV
 
     if episodes < 1 or steps < 1:
         raise ValueError(f"episodes and steps must be >= 1, got {episodes} and {steps}")
     out = Path(out)
     if not append and (out / INDEX_CSV).exists():
         raise ValueError(f"{out} already holds a collection ({INDEX_CSV}); pass --append to add to it")
+    lerobot = None
+    if fmt == "lerobot":
+        from vjepa2_core.data.lerobot.mapping import view_name
+        from vjepa2_core.data.lerobot.writer import LeRobotWriter
+
+        if append:
+            raise ValueError("--append is not supported with --format lerobot")
+        lerobot = LeRobotWriter(out, VIDEO_FPS, robot_type="sim")
     cfg = config or SimConfig()
     sim = FetchSim(cfg, seed=seed)
     rng = np.random.default_rng(seed)
@@ -175,27 +198,30 @@ def collect(
                 meta["block_position"] = ep["block"].round(5).tolist()
                 meta["block_goal"] = ep["goal"].round(5).tolist()
                 block_moves.append(float(np.linalg.norm(ep["block"][-1, :2] - ep["block"][0, :2])))
-            ep_dir = write_episode(out, ep["frames"], ep["cartesian"], ep["gripper"], fps=VIDEO_FPS, metadata=meta)
-            if lossless:
-                rewrite_lossless(ep_dir, ep["frames"])
-            with open(out / VIDEO_LIST, "a") as f:  # the same videos, listed for V-JEPA pretraining
-                f.writelines(f"{p.resolve()} 0\n" for p in sorted((ep_dir / "recordings" / "MP4").glob("*.mp4")))
+            if lerobot is not None:
+                views = {view_name(DEFAULT_VIEW): ep["frames"]}
+                lerobot.add_episode(views, ep["cartesian"], ep["gripper"], cfg.task)
+            else:
+                write_droid_episode(out, ep, meta, lossless)
             positions.append(ep["cartesian"][:, :3])
             moves.append(np.linalg.norm(np.diff(ep["cartesian"][:, :3], axis=0), axis=1))
             if (i + 1) % max(1, episodes // 10) == 0 or i + 1 == episodes:
                 log(f"[collect] {i + 1}/{episodes} episodes, {time.perf_counter() - t0:.1f} s")
     finally:
         sim.close()
+        if lerobot is not None:
+            lerobot.close()
     pos, mv = np.concatenate(positions), np.concatenate(moves)
     summary = {
         "episodes": episodes,
         "steps_per_episode": steps,
         "seed": seed,
         "video_fps": VIDEO_FPS,
-        "lossless": lossless,
+        "lossless": lossless and lerobot is None,  # LeRobot video is AV1 (lossy)
         "sim_config": asdict(cfg),
-        "index": str(out / INDEX_CSV),
-        "video_list": str(out / VIDEO_LIST),
+        "format": fmt,
+        "index": str(out / ("meta/info.json" if lerobot is not None else INDEX_CSV)),
+        "video_list": None if lerobot is not None else str(out / VIDEO_LIST),
         "workspace_coverage_m": {"min": pos.min(0).round(3).tolist(), "max": pos.max(0).round(3).tolist()},
         "step_length_m": {"mean": round(float(mv.mean()), 4), "p10": round(float(np.percentile(mv, 10)), 4),
                           "p90": round(float(np.percentile(mv, 90)), 4)},
@@ -219,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=SimConfig.image_size, help="square camera image size (px)")
     p.add_argument("--lossy", action="store_true", help="keep the default mp4v videos instead of lossless FFV1")
     p.add_argument("--append", action="store_true", help="add episodes to an existing collection in --out")
+    p.add_argument("--format", choices=("droid", "lerobot"), default="droid", help="lerobot: a LeRobotDataset v3.0")
     return p
 
 
@@ -234,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
             SimConfig(task=args.task, image_size=args.image_size),
             lossless=not args.lossy,
             append=args.append,
+            fmt=args.format,
         )
-    except (SimError, ValueError) as exc:
+    except (SimError, ValueError, FileExistsError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))

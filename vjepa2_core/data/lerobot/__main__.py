@@ -1,0 +1,5 @@
+import sys
+
+from vjepa2_core.data.lerobot.cli import main
+
+sys.exit(main())
