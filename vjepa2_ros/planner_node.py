@@ -16,7 +16,9 @@ them at once (the command publishers are gated and a running goal aborts), `clea
 `autostart` (the default) it configures and activates itself, so a plain `ros2 launch` comes up active.
 
 The node only handles messages: every decision of the closed loop (plan, hold, stop, one bounded step inside the
-workspace box) is `vjepa2_core.planning.controller.ClosedLoopController`, the one `vjepa2-sim-eval` measures.
+workspace box) is `vjepa2_core.planning.controller.ClosedLoopController`, the one `vjepa2-sim-eval` measures;
+whether a decided command may still go out when it is sent is `vjepa2_core.planning.gate.CommandGate` (pose
+plausibility: `vjepa2_core.planning.plausibility`).
 Its cem.*, safety.* and rule parameters are generated from the core dataclasses (vjepa2_core.planning.settings).
 Callbacks only store the latest inputs; plans run on one background worker (`PlanWorker`) so the executor keeps
 serving subscriptions, cancel and stop while a plan is computed; a missed deadline cancels the search.
