@@ -789,11 +789,12 @@ def test_twist_watchdog_republishes_in_flight_step_then_zeroes(ros, traj, planne
 
 
 def test_invalid_parameters_are_rejected_at_startup(checkpoint, tmp_path):
-    # one bad value, one bad type, one missing model (test_ros_conversions covers every validation rule)
+    # a bad value, a bad type, a missing model, an int outside a double's range (test_ros_conversions: every rule)
     cases = {
         "cem.samples": (-4, "samples=-4"),
         "model.checkpoint": (str(tmp_path / "missing.pt"), "missing.pt"),
         "control_rate": ("fast", "control_rate' must be of type float"),
+        "safety.max_translation": (5, "'safety.max_translation'=5.0 is outside its range"),  # an int for a double
     }
     procs = []
     for key, (value, _) in cases.items():
