@@ -6,6 +6,8 @@
    median and p95 of the round trip, and the node's own planning time so the ROS overhead is visible.
 2. Camera-to-command: a bench robot publishes a fresh camera frame and state right after each command; the time
    from that publish to the next `~/ee_target` (the node waits for a newer observation, so that frame caused it).
+   While no command comes (the goal's first plan, a stall of a loaded machine) it keeps publishing every
+   `KEEPALIVE` s, so the node's inputs never go stale and the goal runs all its steps.
 """
 
 from __future__ import annotations
@@ -27,9 +29,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 NPZ = Path(os.environ.get("VJEPA2_SHARED", REPO.parent / "shared")) / "data" / "franka_example_traj.npz"
 PLANNER_LOG = "planner.log"  # the planner's output, in the run's temporary directory; shown when it does not come up
+KEEPALIVE = 0.1  # s without an observation after which the bench robot publishes one anyway
 
 
-def summary(seconds: list[float]) -> dict[str, float]:
+class NoSamples(RuntimeError):
+    """A benchmark ended without a single measurement (reported as an error, not as a statistic of nothing)."""
+
+
+def summary(seconds: list[float], name: str = "samples", why: str = "") -> dict[str, float]:
+    if len(seconds) == 0:
+        raise NoSamples(f"no {name} measured{': ' + why if why else ''}")
     ms = np.asarray(seconds) * 1000.0
     return {"n": int(ms.size), "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95))}
 
@@ -70,6 +79,21 @@ def start_planner(tmp: Path, args: argparse.Namespace) -> subprocess.Popen:
     with (tmp / PLANNER_LOG).open("w") as log:  # the child keeps its own descriptor
         return subprocess.Popen(
             [str(exe), "--ros-args", "--params-file", str(path)], stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def stop_planner(proc: subprocess.Popen, tmp: Path, timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if the planner has not exited within `timeout` s (a loaded machine can take seconds);
+    a planner that needed the kill is reported with its log, the measurements stand."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        log = (tmp / PLANNER_LOG).read_text()[-2000:]
+        print(
+            f"ros_bench.py: warning: the planner did not exit within {timeout:g} s of SIGTERM:\n{log}", file=sys.stderr
         )
 
 
@@ -117,25 +141,33 @@ def main(argv: list[str] | None = None) -> int:
         pub_cam = node.create_publisher(Image, "/bench/camera", qos_profile_sensor_data)
         pub_pose = node.create_publisher(PoseStamped, "/bench/ee_pose", qos_profile_sensor_data)
         pub_grip = node.create_publisher(Float64, "/bench/gripper", qos_profile_sensor_data)
-        sent: list[float] = []
+        sent: list[float] = []  # every observation published
+        reacted: list[float] = []  # the observation published on each command (reactive phase)
         commands: list[float] = []
         reactive = threading.Event()
+        lock = threading.Lock()
 
-        def observe() -> None:
-            stamp = node.get_clock().now().to_msg()
-            pub_pose.publish(conv.state_to_pose_stamped(state, "base", stamp))
-            pub_grip.publish(Float64(data=float(state[6])))
-            camera_msg.header.stamp = stamp
-            pub_cam.publish(camera_msg)
-            sent.append(time.perf_counter())
+        def observe() -> float:
+            with lock:
+                stamp = node.get_clock().now().to_msg()
+                pub_pose.publish(conv.state_to_pose_stamped(state, "base", stamp))
+                pub_grip.publish(Float64(data=float(state[6])))
+                camera_msg.header.stamp = stamp
+                pub_cam.publish(camera_msg)
+                sent.append(time.perf_counter())
+                return sent[-1]
 
         def on_command(_msg) -> None:
             commands.append(time.perf_counter())
             if reactive.is_set():
+                reacted.append(observe())
+
+        def keepalive() -> None:
+            if not sent or time.perf_counter() - sent[-1] >= KEEPALIVE:
                 observe()
 
         node.create_subscription(PoseStamped, "/vjepa2_planner/ee_target", on_command, 10)
-        node.create_timer(0.1, lambda: None if reactive.is_set() else observe())
+        node.create_timer(KEEPALIVE / 2, keepalive)
         executor = SteadyExecutor(num_threads=2)
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -165,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError(f"plan_to_goal failed: {resp.message}")
                 rtt.append(seconds)
                 plan_s.append(resp.planning_time)
-            results["service_round_trip"] = summary(rtt)
-            results["service_planning_time"] = summary(plan_s)
-            results["service_overhead"] = summary(np.subtract(rtt, plan_s).tolist())
+            results["service_round_trip"] = summary(rtt, "service round trips")
+            results["service_planning_time"] = summary(plan_s, "planning times")
+            results["service_overhead"] = summary(np.subtract(rtt, plan_s).tolist(), "service overheads")
 
             action = ActionClient(node, ReachGoal, "/vjepa2_planner/reach_goal")
             if not action.wait_for_server(timeout_sec=30.0):
@@ -180,17 +212,19 @@ def main(argv: list[str] | None = None) -> int:
             if not wait_until(result_future.done, 600.0):
                 raise RuntimeError("reach_goal did not finish")
             outcome = result_future.result().result
-            # latency k: from the observation published on command k to command k+1; skip two warm-up steps
-            reacted = sent[-len(commands) :]
-            pairs = [commands[k + 1] - reacted[k] for k in range(len(commands) - 1)][2:]
-            results["camera_to_command"] = summary(pairs)
             results["reach_goal"] = {"steps": outcome.steps, "message": outcome.message}
+            # latency k: from the observation published on command k to command k+1; skip two warm-up steps
+            pairs = [commands[k + 1] - reacted[k] for k in range(min(len(commands) - 1, len(reacted)))][2:]
+            why = f"reach_goal sent {len(commands)} commands in {outcome.steps} steps ({outcome.message})"
+            results["camera_to_command"] = summary(pairs, "camera-to-command pairs", why)
+        except NoSamples as exc:
+            print(f"ros_bench.py: error: {exc}", file=sys.stderr)
+            return 1
         finally:
             executor.shutdown(timeout_sec=2.0)
             node.destroy_node()
             rclpy.try_shutdown()
-            proc.terminate()
-            proc.wait(10)
+            stop_planner(proc, Path(tmp))
 
     for name in ("service_round_trip", "service_planning_time", "service_overhead", "camera_to_command"):
         r = results[name]

@@ -195,6 +195,7 @@ class Harness:
         self.reach = ActionClient(node, ReachGoal, f"{PLANNER}/reach_goal")
         self.lock = threading.Lock()
         self.targets: list[tuple[float, np.ndarray]] = []
+        self.target_stamps: list[float] = []  # header stamps (the planner's clock when it sent each command)
         self.robot_pose: np.ndarray | None = None
         self.diag: dict[str, str] = {}
         self.diag_count = 0
@@ -203,10 +204,12 @@ class Harness:
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.twists: list[np.ndarray] = []
         self.twist_times: list[float] = []  # receive times of `twists`
+        self.twist_stamps: list[float] = []  # header stamps of `twists`
         self.path = None
+        self.path_stamps: list[float] = []  # header stamps of the planned paths (one per plan, before its command)
         self.debug_image = None
         node.create_subscription(TwistStamped, f"{PLANNER}/ee_twist", self._on_twist, 100)
-        node.create_subscription(PathMsg, f"{PLANNER}/planned_path", lambda m: setattr(self, "path", m), 1)
+        node.create_subscription(PathMsg, f"{PLANNER}/planned_path", self._on_path, 10)
         node.create_subscription(Image, f"{PLANNER}/debug_image", lambda m: setattr(self, "debug_image", m), 1)
         self.bad_camera = node.create_publisher(Image, "/robot/camera/image_raw", 1000)
 
@@ -214,12 +217,33 @@ class Harness:
         p = msg.pose.position
         with self.lock:
             self.targets.append((time.monotonic(), np.array([p.x, p.y, p.z])))
+            self.target_stamps.append(stamp_seconds(msg))
 
     def _on_twist(self, msg) -> None:
         lin, ang = msg.twist.linear, msg.twist.angular
         with self.lock:
             self.twists.append(np.array([lin.x, lin.y, lin.z, ang.x, ang.y, ang.z]))
             self.twist_times.append(time.monotonic())
+            self.twist_stamps.append(stamp_seconds(msg))
+
+    def _on_path(self, msg) -> None:
+        with self.lock:
+            self.path = msg
+            self.path_stamps.append(stamp_seconds(msg))
+
+    def targets_stamped_after(self, wall_time: float) -> list[float]:
+        """Stamps of the commands the planner sent after `wall_time` (time.time(); the planner stamps with the
+        same system clock, so a stall of this process cannot make an early command look late)."""
+        with self.lock:
+            return [t for t in self.target_stamps if t > wall_time]
+
+    def wait_next_plan(self, timeout: float = 60.0) -> None:
+        """Wait until the planner has planned a step after its latest command: the step's path is published when
+        its plan is done, before its command waits out the rest of the control period."""
+        with self.lock:
+            last = self.target_stamps[-1]
+        ok = wait_until(lambda: bool(self.path_stamps) and self.path_stamps[-1] > last, timeout)
+        assert ok, f"no plan after the command stamped {last}"
 
     def _on_pose(self, msg) -> None:
         p = msg.pose.position
@@ -239,7 +263,7 @@ class Harness:
         with self.lock:
             return len(self.targets)
 
-    def wait_diag(self, predicate, timeout: float = 15.0) -> dict:
+    def wait_diag(self, predicate, timeout: float = 30.0) -> dict:
         """Wait for a diagnostics message (newer than now) that satisfies `predicate`."""
         start = self.diag_count
         ok = wait_until(lambda: self.diag_count > start and predicate(self.diag), timeout)
@@ -289,12 +313,16 @@ class Harness:
             before = self.n_targets()
             feedback.clear()
             handle = self.send_goal(goal_image, feedback, **fields)
-            if wait_until(lambda b=before: self.n_targets() >= b + commands, 20.0):
+            if wait_until(lambda b=before: self.n_targets() >= b + commands, 60.0):
                 return handle
             self.client.wait_future(handle.cancel_goal_async())
         raise AssertionError(
             f"no commands from {attempts} goals; last feedback {[f.feedback.status for f in feedback]}"
         )
+
+
+def stamp_seconds(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
 
 def load_traj(npz: Path) -> dict:

@@ -29,3 +29,15 @@ def test_ros_bench_measures_every_call_and_step(tmp_path):
         assert report[name]["n"] == n, (name, report[name])
         assert math.isfinite(report[name]["median_ms"]) and report[name]["p95_ms"] >= report[name]["median_ms"]
     assert report["service_round_trip"]["median_ms"] > report["service_planning_time"]["median_ms"] > 0
+
+
+def test_ros_bench_reports_no_samples_as_an_error_not_a_statistic():
+    """An episode that ends before its measured steps is a clear error (it was an IndexError in np.percentile)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ros_bench", REPO / "bench/ros_bench.py")
+    ros_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ros_bench)
+    with pytest.raises(ros_bench.NoSamples, match="no camera-to-command pairs measured: reach_goal sent 1 commands"):
+        ros_bench.summary([], "camera-to-command pairs", "reach_goal sent 1 commands in 1 steps (stale_camera)")
+    assert ros_bench.summary([0.001, 0.003], "pairs")["n"] == 2

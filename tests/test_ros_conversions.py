@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from vjepa2_ros import conversions as conv
 from vjepa2_ros.planner_node import PARAMETERS, PlannerSettings
-from vjepa2_ros.ros_utils import ParameterError, PlanWorker, coerce, debug_view
+from vjepa2_ros.ros_utils import ParameterError, PlanWorker, check_range, coerce, debug_view
 
 STAMP = Time(sec=12, nanosec=345)
 
@@ -136,6 +136,18 @@ def test_parameter_types_are_coerced_only_when_safe():
     for value, default in [(True, 3), (1.5, 3), ("x", 1.0), ([1, "a"], [0.0]), (3, "s")]:
         with pytest.raises(ParameterError, match="must be of type"):
             coerce("a", value, default)
+
+
+def test_ranges_hold_whatever_the_wire_type():
+    """An integer for a double parameter passes rclpy's float range unchecked; check_range checks every number."""
+    from vjepa2_ros.planner_node import LIVE
+
+    check_range("control_rate", coerce("control_rate", 100, 2.0), LIVE["control_rate"])
+    for name, value in [("control_rate", 1000), ("safety.max_translation", 5), ("safety.stale_timeout", 3600.0)]:
+        with pytest.raises(ParameterError, match=f"'{name}'={float(value)!r} is outside its range"):
+            check_range(name, coerce(name, value, 1.0), LIVE[name])
+    with pytest.raises(ParameterError, match="outside its range"):
+        check_range("control_rate", math.nan, LIVE["control_rate"])
 
 
 def test_plan_worker_runs_jobs_in_order_and_reports_errors():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -254,7 +255,7 @@ def test_stale_camera_stops_commands(ros, traj):
     feedback: list = []
     handle = ros.start_reach(image_msg(traj["frames"][1]), feedback, commands=2, max_steps=500)
     assert ros.client.call(ros.camera, SetBool.Request(data=False)).success
-    paused = time.monotonic()
+    paused = time.time()
     try:
         result = ros.client.wait_future(handle.get_result_async(), timeout=20.0)
         assert status_name(result.status) == "aborted"
@@ -263,8 +264,9 @@ def test_stale_camera_stops_commands(ros, traj):
         assert "stale_camera" in feedback[-1].feedback.status
         diag = ros.wait_diag(lambda d: "stale_camera" in d["blocking"])
         assert diag["_level"] == b"\x02" and int(diag["safety_stops"]) >= 1
-        with ros.lock:
-            late = [t for t, _ in ros.targets if t > paused + STALE_TIMEOUT + 0.2]
+        # stamps (the planner's clock when it sent), not receive times: a stall of this process delays delivery; 1 s
+        # of margin for a camera frame the planner received late (its age counts from when it arrived)
+        late = ros.targets_stamped_after(paused + STALE_TIMEOUT + 1.0)
         assert late == [], "commands were sent with a stale camera"
         handle = ros.send_goal(image_msg(traj["frames"][1]), [], max_steps=3)
         result = ros.client.wait_future(handle.get_result_async())
@@ -375,6 +377,200 @@ def test_live_parameters_have_ranges_are_validated_and_only_tighten_during_a_goa
     assert wait_until(lambda: _set_params(ros, safety__max_translation=MAX_TRANSLATION)[0].successful, 10.0)
 
 
+def _transition(ros, tid: int) -> bool:
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    client = ros.client.node.create_client(ChangeState, f"{PLANNER}/change_state")
+    try:
+        return ros.client.call(client, ChangeState.Request(transition=Transition(id=tid))).success
+    finally:
+        ros.client.node.destroy_client(client)
+
+
+@contextmanager
+def slow_control(ros, rate: float = 0.5):
+    """A 2 s control period: each planned step waits about that long before its command is sent, the window in
+    which these tests stop, deactivate or tighten (old code checked only when the step was planned)."""
+    (res,) = _set_params(ros, control_rate=rate)
+    assert res.successful, res.reason
+    try:
+        yield
+    finally:
+        assert wait_until(lambda: _set_params(ros, control_rate=CONTROL_RATE)[0].successful, 20.0)
+
+
+def test_stop_between_plan_and_send_withholds_the_planned_command(ros, traj):
+    """~/stop acknowledged while a planned step waits for its send time: that command never goes out."""
+    with slow_control(ros):
+        handle = ros.start_reach(image_msg(traj["frames"][1]), [], commands=1, max_steps=500)
+        ros.wait_next_plan()
+        assert ros.trigger(ros.stop).success
+        stopped = time.time()
+        result = ros.client.wait_future(handle.get_result_async())
+    try:
+        assert status_name(result.status) == "aborted" and "stopped" in result.result.message, result.result.message
+        time.sleep(3 / CONTROL_RATE)  # a window in which a late command could still arrive
+        assert ros.targets_stamped_after(stopped) == [], "a command left after ~/stop was acknowledged"
+        diag = ros.wait_diag(lambda d: int(d["dropped_commands"]) >= 1)
+        assert "stopped" in diag["last_dropped"], diag
+    finally:
+        assert ros.trigger(ros.resume).success
+
+
+def test_deactivate_then_activate_does_not_revive_the_goal(ros, traj):
+    """deactivate + activate at once while a planned step waits: the goal aborts, nothing is sent after deactivate."""
+    from lifecycle_msgs.msg import Transition
+
+    with slow_control(ros):
+        handle = ros.start_reach(image_msg(traj["frames"][1]), [], commands=1, max_steps=500)
+        ros.wait_next_plan()
+        assert _transition(ros, Transition.TRANSITION_DEACTIVATE)
+        deactivated = time.time()
+        assert _transition(ros, Transition.TRANSITION_ACTIVATE)
+        result = ros.client.wait_future(handle.get_result_async())
+    assert status_name(result.status) == "aborted" and "inactive" in result.result.message, result.result.message
+    time.sleep(3 / CONTROL_RATE)
+    assert ros.targets_stamped_after(deactivated) == [], "the old goal sent commands after deactivate + activate"
+    ros.wait_diag(lambda d: d["blocking"] == "none", timeout=30.0)  # active again for the next tests
+
+
+def test_tightened_limit_governs_the_command_already_planned(ros, traj):
+    """safety.max_translation tightened while a planned step waits: the step that goes out obeys the new limit."""
+    tight = MAX_TRANSLATION / 10
+    feedback: list = []
+    with slow_control(ros, rate=0.5):
+        handle = ros.start_reach(image_msg(traj["frames"][1]), feedback, commands=1, max_steps=500)
+        try:
+            ros.wait_next_plan()
+            (res,) = _set_params(ros, safety__max_translation=tight)
+            assert res.successful, res.reason
+            changed = time.time()
+
+            def twists_after() -> list[np.ndarray]:
+                with ros.lock:
+                    return [tw for tw, st in zip(ros.twists, ros.twist_stamps) if st > changed and np.any(tw != 0)]
+
+            def sent() -> list[float]:
+                return [np.linalg.norm(f.feedback.action[:3]) for f in feedback if len(f.feedback.action) == 7]
+
+            assert wait_until(lambda: twists_after(), 60.0), "the planned step was not sent"
+            steps = [np.linalg.norm(tw[:3]) / 0.5 for tw in twists_after()]  # m/s over a 2 s period -> m per step
+            assert max(steps) <= tight + 1e-9, steps
+            assert sent()[0] > tight, sent()  # step 1, under the old limit, was longer: the limit made a difference
+        finally:
+            ros.client.wait_future(handle.cancel_goal_async())
+            ros.client.wait_future(handle.get_result_async())
+    assert wait_until(lambda: _set_params(ros, safety__max_translation=MAX_TRANSLATION)[0].successful, 10.0)
+
+
+def _get_params(ros, *names: str) -> list:
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    client = ros.client.node.create_client(GetParameters, f"{PLANNER}/get_parameters")
+    try:
+        values = ros.client.call(client, GetParameters.Request(names=list(names))).values
+        return [parameter_value_to_python(v) for v in values]
+    finally:
+        ros.client.node.destroy_client(client)
+
+
+def test_live_values_are_range_checked_whatever_their_wire_type_and_budgets_like_requests(ros, traj):
+    """Integers sent for double parameters (`ros2 param set ... control_rate 1000`) are range-checked; a live CEM
+    budget a request would be refused for is refused too; nothing refused is applied."""
+    from rcl_interfaces.srv import SetParametersAtomically
+    from rclpy.parameter import Parameter
+
+    start = int(ros.wait_diag(lambda d: True).get("refused_parameters", 0))
+    bad = {
+        "control_rate": 1000,
+        "safety__max_translation": 5,
+        "safety__max_rotation": 7,
+        "safety__stale_timeout": 3600,
+        "safety__plan_deadline": 100000,
+        "energy_threshold": 10**7,
+    }
+    for name, value in bad.items():
+        (res,) = _set_params(ros, **{name: value})
+        assert not res.successful and "outside its range" in res.reason, (name, res.reason)
+    assert _get_params(ros, "control_rate", "safety.max_translation") == [CONTROL_RATE, MAX_TRANSLATION]
+
+    atomic = ros.client.node.create_client(SetParametersAtomically, f"{PLANNER}/set_parameters_atomically")
+    budget = {"cem.horizon": 31, "cem.samples": 100_000, "cem.iterations": 1000}  # each inside its range
+    request = SetParametersAtomically.Request(
+        parameters=[Parameter(n, value=v).to_parameter_msg() for n, v in budget.items()]
+    )
+    res = ros.client.call(atomic, request).result
+    ros.client.node.destroy_client(atomic)
+    assert not res.successful and "GiB per CEM iteration" in res.reason, res.reason
+    assert _get_params(ros, *budget) == [2, 12, 2]
+    resp = ros.client.call(ros.plan, plan_request(image_msg(traj["frames"][1])))
+    assert resp.success and resp.horizon == 2, resp.message
+    diag = ros.wait_diag(lambda d: int(d["refused_parameters"]) - start >= len(bad) + 1)
+    assert diag["callback_errors"] == "0"
+
+
+def test_pose_jump_blocks_commands_until_poses_are_consistent(ros, traj):
+    """A pose 1 m from the last one (a glitch) while a goal runs: the goal stops on pose_jump, no command uses the
+    glitch, and commands are allowed again once the poses agree."""
+    from geometry_msgs.msg import PoseStamped
+
+    from vjepa2_ros.conversions import state_to_pose_stamped
+
+    pub = ros.client.node.create_publisher(PoseStamped, "/robot/ee_pose", 10)
+    assert wait_until(lambda: pub.get_subscription_count() >= 1, 20.0)
+    start = int(ros.wait_diag(lambda d: True).get("pose_jumps", 0))
+    handle = ros.start_reach(image_msg(traj["frames"][1]), [], commands=1, max_steps=500)
+    real = ros.robot_pose.copy()
+    glitch = traj["states"][0].copy()
+    glitch[:3] = real + ([1.0, 0.0, 0.0] if real[0] < 0.5 else [-1.0, 0.0, 0.0])
+    glitched = time.time()
+    result = handle.get_result_async()
+
+    def publish_glitch() -> bool:
+        pub.publish(state_to_pose_stamped(glitch, "base", ros.client.node.get_clock().now().to_msg()))
+        return result.done()
+
+    try:
+        assert wait_until(publish_glitch, 60.0, interval=0.02), "the goal kept running through the pose jumps"
+    finally:
+        if not result.done():
+            ros.client.wait_future(handle.cancel_goal_async())
+    outcome = ros.client.wait_future(result)
+    assert status_name(outcome.status) == "aborted" and "pose_jump" in outcome.result.message, outcome.result.message
+    with ros.lock:
+        late = [p for (_, p), s in zip(ros.targets, ros.target_stamps) if s > glitched]
+    assert all(np.linalg.norm(p - real) < 0.5 for p in late), "a command was planned from the glitched pose"
+    diag = ros.wait_diag(lambda d: d["blocking"] == "none" and int(d["pose_jumps"]) > start, timeout=30.0)
+    assert int(diag["safety_stops"]) >= 1
+    ros.client.node.destroy_publisher(pub)
+
+
+def test_storm_of_50_cancels_is_answered_in_full(ros, traj):
+    """50 cancel requests at once for a running goal: every one is answered (the action's queues are as deep as
+    the services'), the goal ends canceled."""
+    from action_msgs.msg import GoalInfo
+    from action_msgs.srv import CancelGoal
+    from rclpy.qos import QoSProfile
+
+    handle = ros.start_reach(image_msg(traj["frames"][1]), [], commands=1, max_steps=500)
+    cancel = ros.client.node.create_client(
+        CancelGoal, f"{PLANNER}/reach_goal/_action/cancel_goal", qos_profile=QoSProfile(depth=100)
+    )
+    try:
+        assert cancel.wait_for_service(timeout_sec=20.0)
+        request = CancelGoal.Request(goal_info=GoalInfo(goal_id=handle.goal_id))
+        futures = [cancel.call_async(request) for _ in range(50)]
+        done = wait_until(lambda: all(f.done() for f in futures), 60.0)
+        assert done, f"{sum(f.done() for f in futures)}/50 cancels answered"
+        assert any(len(f.result().goals_canceling) == 1 for f in futures)
+    finally:
+        ros.client.node.destroy_client(cancel)
+    result = ros.client.wait_future(handle.get_result_async())
+    assert status_name(result.status) == "canceled"
+
+
 def _rss_mib(planner) -> float:
     import psutil
 
@@ -474,7 +670,7 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros, traj, planner, che
         resp = ros.client.call(ros.plan, plan_request(goal, **small))
         assert not resp.success and resp.message.startswith("not configured"), resp.message
         assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
-        deadline = time.monotonic() + 15.0  # the camera and pose subscriptions made by configure need discovery first
+        deadline = time.monotonic() + 60.0  # the camera and pose subscriptions made by configure need discovery first
         not_yet = ("no camera frame", "no current state")
         while any(m in (resp := ros.client.call(ros.plan, plan_request(goal, **small))).message for m in not_yet):
             assert time.monotonic() < deadline, resp.message
@@ -486,7 +682,7 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros, traj, planner, che
         refused = ros.client.wait_future(ros.reach.send_goal_async(ReachGoal.Goal(goal_image=goal)))
         assert not refused.accepted, "an inactive node must not take goals"
         assert transition(Transition.TRANSITION_ACTIVATE) and state() == "active"
-        assert node.wait_for_line("vjepa2_planner ready", 10.0)
+        assert node.wait_for_line("vjepa2_planner ready", 30.0)
         handle = ros.start_reach(goal, [], commands=2, max_steps=500)
         assert transition(Transition.TRANSITION_DEACTIVATE)
         after = ros.n_targets()
@@ -503,12 +699,45 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros, traj, planner, che
     assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
 
 
-def test_twist_watchdog_republishes_in_flight_step_then_zeroes(ros, traj, planner, checkpoint, tmp_path):
-    """watchdog.rate 20 Hz, timeout 1 s: the last step's twist is repeated until it is 1 s old, then a few zero
-    twists and silence; a stop ends the stream at once. (Own node: runs after the module's node has ended. A 1 s
-    window, not 0.4 s: one ~0.3 s stall of the loaded 2-core CI machine must not decide the count.)"""
+def test_cleanup_during_a_plan_answers_it_and_frees_the_model(ros, traj, planner, checkpoint, tmp_path):
+    """cleanup while ~/plan_to_goal plans (inactive node): the plan is abandoned and answered "refused: cleaned
+    up", never with an error from the freed model; configure again and the node plans at once. Own node."""
+    from lifecycle_msgs.msg import Transition
+
     assert not planner.alive(), "the module's planner must have ended (test order)"
-    rate, timeout = 20.0, 1.0
+    params = write_params(tmp_path / "planner.yaml", checkpoint, autostart=False)
+    node = NodeProcess([str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="unconfigured")
+    goal = image_msg(traj["frames"][1])
+    try:
+        assert _transition(ros, Transition.TRANSITION_CONFIGURE)
+        ros.wait_diag(lambda d: "never" not in (d["camera_age_s"], d["state_age_s"]), timeout=60.0)
+        # no plan timed yet on this node, so only memory bounds it: minutes of search, unless something stops it
+        assert ros.plan.wait_for_service(timeout_sec=20.0)
+        future = ros.plan.call_async(plan_request(goal, horizon=4, samples=2000, iterations=1000))
+        ros.wait_diag(lambda d: d["planning"] == "True", timeout=60.0)
+        cleaned = time.monotonic()
+        assert _transition(ros, Transition.TRANSITION_CLEANUP)
+        resp = ros.client.wait_future(future, timeout=60.0)
+        assert (
+            not resp.success and resp.message == "refused: cleaned up during the plan: configure again"
+        ), resp.message
+        assert time.monotonic() - cleaned < 15.0, "the abandoned plan was not stopped"  # the deadline is 20 s
+        assert _transition(ros, Transition.TRANSITION_CONFIGURE)
+        small = ros.client.call(ros.plan, plan_request(goal, horizon=1, samples=8, iterations=1), timeout=60.0)
+        assert small.success, small.message
+        diag = ros.wait_diag(lambda d: True)
+        assert diag["callback_errors"] == "0" and diag["plan_errors"] == "0", diag
+    finally:
+        code, _ = node.stop()
+    assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
+
+
+def test_twist_watchdog_republishes_in_flight_step_then_zeroes(ros, traj, planner, checkpoint, tmp_path):
+    """watchdog.rate 20 Hz, timeout 2 s: the last step's twist is repeated until it is 2 s old, then a few zero
+    twists and silence; a stop ends the stream at once. (Own node: runs after the module's node has ended. Times
+    are the planner's stamps, counts are not rates: a stall of the loaded 2-core CI machine must not decide them.)"""
+    assert not planner.alive(), "the module's planner must have ended (test order)"
+    rate, timeout = 20.0, 2.0
     params = write_params(
         tmp_path / "planner.yaml", checkpoint, **{"watchdog.rate": rate, "watchdog.timeout": timeout}
     )
@@ -516,7 +745,12 @@ def test_twist_watchdog_republishes_in_flight_step_then_zeroes(ros, traj, planne
 
     def twists_since(start: int) -> tuple[list[np.ndarray], list[float]]:
         with ros.lock:
-            return list(ros.twists[start:]), list(ros.twist_times[start:])
+            return list(ros.twists[start:]), list(ros.twist_stamps[start:])
+
+    def zeros_after_moving(start: int) -> int:
+        twists = twists_since(start)[0]
+        moved = [i for i, t in enumerate(twists) if np.any(t != 0)]
+        return sum(not np.any(t != 0) for t in twists[moved[-1] + 1 :]) if moved else 0
 
     try:
         ros.wait_diag(lambda d: d.get("blocking") == "none", timeout=30.0)
@@ -525,13 +759,14 @@ def test_twist_watchdog_republishes_in_flight_step_then_zeroes(ros, traj, planne
         handle = ros.send_goal(image_msg(traj["frames"][1]), [], max_steps=1)
         result = ros.client.wait_future(handle.get_result_async())
         assert status_name(result.status) == "succeeded" and result.result.steps == 1, result.result.message
-        time.sleep(timeout + 1.0)  # the stream has run out: repeats, then HALT_MESSAGES zeros
-        twists, times = twists_since(start)
+        # the stream runs out: repeats, then HALT_MESSAGES zeros
+        assert wait_until(lambda: zeros_after_moving(start) >= 4, 60.0), twists_since(start)
+        twists, stamps = twists_since(start)
         moving = [i for i, t in enumerate(twists) if np.any(t != 0)]
         zeros = [i for i, t in enumerate(twists) if not np.any(t != 0)]
-        assert len(moving) >= 0.5 * rate * timeout, f"{len(moving)} republished twists in {timeout} s at {rate} Hz"
+        assert len(moving) >= 3, f"{len(moving)} twists: the step was not republished"
         assert all(np.array_equal(twists[i], twists[moving[0]]) for i in moving), "the in-flight step's twist"
-        assert times[moving[-1]] - times[moving[0]] <= timeout + 0.25  # never older than the timeout (+ DDS lag)
+        assert stamps[moving[-1]] - stamps[moving[0]] <= timeout + 0.5  # never republished once older than the timeout
         assert zeros and min(zeros) > max(moving) and len(zeros) == 4, (moving, zeros)
         time.sleep(0.5)
         assert len(twists_since(start)[0]) == len(twists), "the stream must go silent after the zero twists"
@@ -540,11 +775,11 @@ def test_twist_watchdog_republishes_in_flight_step_then_zeroes(ros, traj, planne
             start = len(ros.twists)
         handle = ros.start_reach(image_msg(traj["frames"][1]), [], commands=1, max_steps=500)
         assert ros.trigger(ros.stop).success
-        stopped = time.monotonic()
+        stopped = time.time()  # the planner acknowledged the stop before this: no moving twist is stamped later
         ros.client.wait_future(handle.get_result_async())
         time.sleep(0.5)
-        twists, times = twists_since(start)
-        late = [t for t, at in zip(twists, times) if at > stopped + 0.15 and np.any(t != 0)]
+        twists, stamps = twists_since(start)
+        late = [t for t, at in zip(twists, stamps) if at > stopped and np.any(t != 0)]
         assert not late, f"{len(late)} non-zero twists after stop"
         assert not np.any(twists[-1] != 0), "the stream ends with a zero twist"
         assert ros.trigger(ros.resume).success
@@ -554,11 +789,12 @@ def test_twist_watchdog_republishes_in_flight_step_then_zeroes(ros, traj, planne
 
 
 def test_invalid_parameters_are_rejected_at_startup(checkpoint, tmp_path):
-    # one bad value, one bad type, one missing model (test_ros_conversions covers every validation rule)
+    # a bad value, a bad type, a missing model, an int outside a double's range (test_ros_conversions: every rule)
     cases = {
         "cem.samples": (-4, "samples=-4"),
         "model.checkpoint": (str(tmp_path / "missing.pt"), "missing.pt"),
         "control_rate": ("fast", "control_rate' must be of type float"),
+        "safety.max_translation": (5, "'safety.max_translation'=5.0 is outside its range"),  # an int for a double
     }
     procs = []
     for key, (value, _) in cases.items():

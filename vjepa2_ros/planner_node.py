@@ -16,7 +16,9 @@ them at once (the command publishers are gated and a running goal aborts), `clea
 `autostart` (the default) it configures and activates itself, so a plain `ros2 launch` comes up active.
 
 The node only handles messages: every decision of the closed loop (plan, hold, stop, one bounded step inside the
-workspace box) is `vjepa2_core.planning.controller.ClosedLoopController`, the one `vjepa2-sim-eval` measures.
+workspace box) is `vjepa2_core.planning.controller.ClosedLoopController`, the one `vjepa2-sim-eval` measures;
+whether a decided command may still go out when it is sent is `vjepa2_core.planning.gate.CommandGate` (pose
+plausibility: `vjepa2_core.planning.plausibility`).
 Its cem.*, safety.* and rule parameters are generated from the core dataclasses (vjepa2_core.planning.settings).
 Callbacks only store the latest inputs; plans run on one background worker (`PlanWorker`) so the executor keeps
 serving subscriptions, cancel and stop while a plan is computed; a missed deadline cancels the search.
@@ -55,6 +57,8 @@ from vjepa2_core.devices import DeviceError, check_device
 from vjepa2_core.planning import safety
 from vjepa2_core.planning.budget import available_bytes, budget_refusal, plan_cost
 from vjepa2_core.planning.controller import GOAL_REACHED, ClosedLoopController, ControllerConfig
+from vjepa2_core.planning.gate import GOAL_ENDED, INACTIVE, SHUTTING_DOWN, CommandGate, GateDecision
+from vjepa2_core.planning.plausibility import POSE_JUMP, PoseTracker
 from vjepa2_core.planning.safety import SafetyLimits
 from vjepa2_core.planning.settings import PlanningSettings, parameter_table, planning_values, settings_from_values
 from vjepa2_core.planning.world_model import DEFAULT_PRECISION, PRECISIONS
@@ -64,6 +68,7 @@ from vjepa2_ros.ros_utils import (
     ParameterError,
     PlanWorker,
     SteadyExecutor,
+    check_range,
     coerce,
     debug_view,
     declare_parameters,
@@ -95,7 +100,8 @@ HALT_MESSAGES = 4  # zero twists sent when the twist watchdog stops a stream (th
 # "busy"), never dropped by a full 10-deep default queue.
 SERVICE_QUEUE = 256
 
-INACTIVE = "inactive"  # a blocking reason: the lifecycle node is not active (configure + activate, or autostart)
+CLEANED_UP = "cleaned up during the plan: configure again"  # the answer of a plan whose model cleanup freed
+BUDGET = ("cem.horizon", "cem.samples", "cem.iterations")  # a live change of these is checked like a request's
 NODE_PARAMETERS: dict[str, Param] = {  # the node's own settings; planner settings come from vjepa2_core below
     "autostart": Param(True, "configure and activate at start-up; false: wait for lifecycle transitions"),
     "model.checkpoint": Param("", "project checkpoint (.pt/.safetensors) for load_ac_model, or weights for hub_name"),
@@ -325,22 +331,23 @@ class PlannerNode(LifecycleNode):
         self._controller_factory = controller_factory
         self.controller: ClosedLoopController | None = None  # loaded by configure, freed by cleanup
         self.configure_error = ""
-        self._active = threading.Event()
+        self._gate = CommandGate()  # active, stopped, the current goal: checked when each command is sent
         self.worker = PlanWorker()
         self._obs = Observation()
+        self._poses = PoseTracker()  # pose plausibility (a jump blocks commands)
         self._lock = threading.Lock()
         self._new_obs = threading.Condition(self._lock)
         self._closing = threading.Event()
-        self._stopped = False
         self._goal_active = False
         self._plan_slots = threading.BoundedSemaphore(PLAN_SERVICE_SLOTS)
         self._counts = dict.fromkeys(
             ["malformed_images", "malformed_states", "plans", "plan_errors", "commands", "safety_stops"]
-            + ["refused_budgets", "busy_answers", "callback_errors"],
+            + ["refused_budgets", "refused_parameters", "busy_answers", "callback_errors"]
+            + ["dropped_commands", "pose_jumps"],
             0,
         )
         self._seconds_per_token_frame: float | None = None  # the fastest plan measured: the compute bound's speed
-        self._last = {"reasons": [], "energy": float("nan"), "plan_time": float("nan"), "notes": []}
+        self._last = {"reasons": [], "energy": float("nan"), "plan_time": float("nan"), "notes": [], "dropped": []}
         self.context.on_shutdown(self.shutdown_waits)
 
         sensors, services = MutuallyExclusiveCallbackGroup(), ReentrantCallbackGroup()
@@ -380,9 +387,12 @@ class PlannerNode(LifecycleNode):
             goal_callback=self.on_goal_request,
             cancel_callback=lambda _goal: CancelResponse.ACCEPT,
             callback_group=services,
+            goal_service_qos_profile=queue,  # a storm of goals or cancels is queued and answered, as for services
+            cancel_service_qos_profile=queue,
+            result_service_qos_profile=queue,
         )
         self.create_timer(1.0, self.publish_diagnostics, callback_group=sensors)
-        self._twist = {"msg": None, "time": -math.inf, "halts": 0}  # the watchdog's latest command
+        self._twist = {"msg": None, "time": -math.inf, "halts": 0, "command": None}  # the watchdog's latest step
         if s.watchdog_rate > 0:
             self.create_timer(
                 1.0 / s.watchdog_rate, self.on_twist_watchdog, callback_group=MutuallyExclusiveCallbackGroup()
@@ -394,33 +404,53 @@ class PlannerNode(LifecycleNode):
     # -- live parameters
 
     def on_set_parameters(self, params) -> SetParametersResult:
-        """Validate a run-time change like a start-up value and apply it to the controller, or refuse it."""
+        """Validate a run-time change like a start-up value and apply it to the controller, or refuse it: the
+        refusal's reason is the answer, logged and counted (`refused_parameters`), and nothing is applied."""
         try:
-            changes = {p.name: coerce(p.name, p.value, PARAMETERS[p.name].default) for p in params if p.name in LIVE}
-            if not changes:
-                return SetParametersResult(successful=True)
-            values = {
-                name: coerce(name, self.get_parameter(name).value, PARAMETERS[name].default) for name in PARAMETERS
-            }
-            new = PlannerSettings.from_values({**values, **changes})
+            new, changes = self._validated_change(params)
         except (ParameterError, ValueError) as exc:
+            with self._lock:
+                self._counts["refused_parameters"] += 1
+            self.get_logger().warning(f"parameter change refused: {exc}")
             return SetParametersResult(successful=False, reason=str(exc))
+        if not changes:
+            return SetParametersResult(successful=True)
+        with self._gate.lock:  # every command checked from here on is checked against the new limits
+            self.settings = new
+            controller = self.controller
+            if controller is not None:
+                p = new.planning
+                controller.limits, controller.rules = p.limits, p.rules
+                if p.cem != controller.cem:
+                    controller.cem, controller.planner = p.cem, controller._make_planner(controller.world_model, p.cem)
+        self.get_logger().info(f"parameters set: {changes}")
+        return SetParametersResult(successful=True)
+
+    def _validated_change(self, params) -> tuple[PlannerSettings, dict[str, Any]]:
+        """The settings after a live change, checked like start-up values and requests; raises ParameterError."""
+        changes = {p.name: coerce(p.name, p.value, PARAMETERS[p.name].default) for p in params if p.name in LIVE}
+        if not changes:
+            return self.settings, {}
+        for name, value in changes.items():
+            check_range(name, value, LIVE[name])
+        values = {name: coerce(name, self.get_parameter(name).value, PARAMETERS[name].default) for name in PARAMETERS}
+        new = PlannerSettings.from_values({**values, **changes})
         with self._lock:
             goal_active = self._goal_active
         looser = loosened_limits(self.settings.limits, new.limits) if goal_active else []
         if looser:
-            return SetParametersResult(
-                successful=False, reason=f"a goal is active: safety limits may only be tightened ({', '.join(looser)})"
-            )
-        self.settings = new
+            raise ParameterError(f"a goal is active: safety limits may only be tightened ({', '.join(looser)})")
         controller = self.controller
-        if controller is not None:
-            p = new.planning
-            controller.limits, controller.rules = p.limits, p.rules
-            if p.cem != controller.cem:
-                controller.cem, controller.planner = p.cem, controller._make_planner(controller.world_model, p.cem)
-        self.get_logger().info(f"parameters set: {changes}")
-        return SetParametersResult(successful=True)
+        if controller is not None and any(name in changes for name in BUDGET):
+            cem = new.planning.cem
+            refusal = self._budget_refusal(
+                controller.world_model, cem.horizon, cem.samples, cem.iterations, deadline=new.limits.plan_deadline
+            )
+            if refusal:
+                with self._lock:
+                    self._counts["refused_budgets"] += 1
+                raise ParameterError(f"refused cem budget: {refusal}")
+        return new, changes
 
     # -- lifecycle
 
@@ -442,7 +472,7 @@ class PlannerNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ret = super().on_activate(state)  # the command publishers
-        self._active.set()
+        self._gate.activate()
         t, s = self.settings.topics, self.settings
         self.get_logger().info(
             f"{NODE_NAME} ready (camera {self.resolve_topic_name(t['camera'])}, "
@@ -452,18 +482,18 @@ class PlannerNode(LifecycleNode):
         return ret
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active.clear()  # first: no command leaves from here on; a running goal aborts at its next check
+        self._gate.deactivate()  # first: no command leaves from here on, and the running goal is over
         self._halt_twist(now=True)
         self.get_logger().info(f"{NODE_NAME} inactive: no commands until activate")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.controller = None
+        self.controller = None  # a plan still running on it is abandoned and answered CLEANED_UP (_on_worker)
         gc.collect()
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active.clear()
+        self._gate.deactivate()
         self.shutdown_waits()
         return super().on_shutdown(state)
 
@@ -487,8 +517,11 @@ class PlannerNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001
             self._count("malformed_states", f"dropped end-effector pose: {exc}")
             return
+        s, now = self.settings, time.monotonic()
         with self._lock:
-            self._obs.pose, self._obs.pose_time, self._obs.frame_id = state[:6], time.monotonic(), msg.header.frame_id
+            self._obs.pose, self._obs.pose_time, self._obs.frame_id = state[:6], now, msg.header.frame_id
+            if self._poses.update(state[:3], now, s.limits, s.control_rate):
+                self._counts["pose_jumps"] += 1
             self._new_obs.notify_all()
 
     @guarded(_nothing)
@@ -515,29 +548,36 @@ class PlannerNode(LifecycleNode):
 
     def _snapshot(self) -> tuple[Observation, list[str]]:
         """A consistent copy of the latest inputs and every reason a command may not be sent now."""
+        gate = self._gate.blocking()
         with self._lock:
             obs = replace(self._obs)
-            stopped = self._stopped
+            jumping = self._poses.jumping
         state_time = obs.pose_time
         if self.settings.topics["gripper"] and obs.pose_time is not None:
             state_time = None if obs.gripper_time is None else min(obs.pose_time, obs.gripper_time)
         reasons = safety.blocking_reasons(
-            stopped=stopped,
+            stopped=safety.STOPPED in gate,
             now=time.monotonic(),
             image_stamp=obs.image_time,
             state_stamp=state_time,
             state=obs.state(),
             limits=self.settings.limits,
         )
-        if not self._active.is_set():
+        if jumping:
+            reasons.append(POSE_JUMP)
+        if INACTIVE in gate:
             reasons.insert(0, INACTIVE)
         return obs, reasons
 
-    def _wait_for_new_observation(self, since: float, timeout: float) -> list[str]:
-        """Block until camera and state both arrived after `since`; returns what is still missing on timeout."""
+    def _wait_for_new_observation(self, since: float, timeout: float, episode: int) -> list[str]:
+        """Block until camera and state both arrived after `since`; returns what is still missing on timeout, or
+        why the episode is over once it is (stop, deactivate)."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while not self._closing.is_set():
+                ended = self._gate.ended(episode)  # lock-free: the gate's lock is never taken after this one
+                if ended:
+                    return [ended]
                 missing = []
                 if self._obs.image_time is None or self._obs.image_time <= since:
                     missing.append(safety.STALE_CAMERA)
@@ -547,32 +587,29 @@ class PlannerNode(LifecycleNode):
                 if not missing or left <= 0:
                     return missing
                 self._new_obs.wait(min(left, 0.1))
-        return ["shutting_down"]
+        return [SHUTTING_DOWN]
 
     def shutdown_waits(self) -> None:
         self._closing.set()
+        self._gate.end(SHUTTING_DOWN)
         with self._lock:
             self._new_obs.notify_all()
 
     # -- planning
 
-    def _on_worker(self, job, cancelled=lambda: False):
+    def _on_worker(self, job, stop_reason=lambda: ""):
         """Run `job(should_stop=...)` on the plan worker and wait; returns (result | None, reasons, seconds).
 
-        A missed deadline, a cancel or shutdown abandons the wait and makes `should_stop` fire, so the search itself
-        ends at its next iteration and the worker is free for the next request at once.
+        A missed deadline, shutdown or a `stop_reason()` (a cancel, the goal's end, a cleanup) abandons the wait and
+        makes `should_stop` fire, so the search itself ends at its next iteration and the worker is free at once.
         """
         start = time.monotonic()
         abandoned = threading.Event()
         future = self.worker.submit(job, stop=abandoned)
         deadline = self.settings.limits.plan_deadline
         while not future.done():
-            reason = None
-            if self._closing.is_set():
-                reason = "shutting_down"
-            elif cancelled():
-                reason = "canceled"
-            elif time.monotonic() - start > deadline:
+            reason = SHUTTING_DOWN if self._closing.is_set() else stop_reason()
+            if not reason and time.monotonic() - start > deadline:
                 reason = safety.DEADLINE_MISSED
             if reason:
                 abandoned.set()
@@ -588,10 +625,10 @@ class PlannerNode(LifecycleNode):
             return None, [f"plan_error: {exc}"], elapsed
         return future.result(), [], elapsed
 
-    def _record_plan(self, plan, elapsed: float, budget: dict[str, int] | None = None) -> None:
+    def _record_plan(self, plan, elapsed: float, world_model, budget: dict[str, int] | None = None) -> None:
         cem = self.settings.planning.cem
         b = budget or {"horizon": cem.horizon, "samples": cem.samples, "iterations": cem.iterations}
-        cost = plan_cost(self.controller.world_model, **b)
+        cost = plan_cost(world_model, **b)
         speed = plan.timings.get("optimize_s", elapsed) / max(1, cost.token_frames)  # the search, not encoding
         with self._lock:
             self._counts["plans"] += 1
@@ -599,13 +636,16 @@ class PlannerNode(LifecycleNode):
             if self._seconds_per_token_frame is None or speed < self._seconds_per_token_frame:
                 self._seconds_per_token_frame = speed
 
-    def _budget_refusal(self, horizon: int, samples: int, iterations: int, measured: bool = True) -> str | None:
+    def _budget_refusal(
+        self, world_model, horizon: int, samples: int, iterations: int, measured: bool = True, deadline=None
+    ) -> str | None:
         """Why this budget must not be planned: more memory than this machine has free, or (once a plan was
-        timed) more time than the plan deadline at the fastest speed measured; None when it fits."""
-        world_model = self.controller.world_model
+        timed) more time than the plan deadline at the fastest speed measured; None when it fits. The one check
+        of a request's budget and of a live cem.* change."""
         cost = plan_cost(world_model, horizon, samples, iterations)
         speed = self._seconds_per_token_frame if measured else None
-        return budget_refusal(cost, available_bytes(world_model.device), speed, self.settings.limits.plan_deadline)
+        deadline = deadline or self.settings.limits.plan_deadline
+        return budget_refusal(cost, available_bytes(world_model.device), speed, deadline)
 
     def _resolve_goal(self, msg: Image) -> np.ndarray:
         if not conv.is_empty_image(msg):
@@ -625,36 +665,73 @@ class PlannerNode(LifecycleNode):
             view = debug_view(obs_image, goal, f"energy {energy:.4f}")
             self.pub_debug.publish(conv.rgb_to_image(view, "rgb8", stamp, frame))
 
-    def _send_command(self, state: np.ndarray, action: np.ndarray, frame_id: str) -> None:
-        stamp = self.get_clock().now().to_msg()
-        target = conv.compose(state, action)
-        frame = self.settings.frame_id or frame_id
-        self.pub_target.publish(conv.state_to_pose_stamped(target, frame, stamp))
-        twist = conv.action_to_twist(action, 1.0 / self.settings.control_rate, frame, stamp)
-        self.pub_twist.publish(twist)
-        self.pub_gripper.publish(Float64(data=float(target[6])))
-        with self._lock:
-            self._counts["commands"] += 1
-            self._twist.update(msg=twist, time=time.monotonic(), halts=HALT_MESSAGES)
+    def _gate_check(self, command: tuple) -> GateDecision:
+        """The gate's decision on `command` (episode, cancelled(), state, action, frame) now; call with the gate's
+        lock held through the publish. A drop is counted and its reasons reported in diagnostics."""
+        episode, cancelled, state, action, _frame = command
+        _, reasons = self._snapshot()
+        decision = self._gate.decide(
+            episode=episode,
+            cancelled=bool(cancelled()),
+            state=state,
+            action=action,
+            input_reasons=reasons,
+            limits=self.settings.limits,
+        )
+        if not decision.allowed:
+            with self._lock:
+                self._counts["dropped_commands"] += 1
+                self._last["dropped"] = list(decision.reasons)
+            self.get_logger().warning(
+                "command dropped at send time: " + ", ".join(decision.reasons), throttle_duration_sec=1.0
+            )
+        return decision
+
+    def _send_command(self, episode: int, cancelled, state: np.ndarray, action, frame_id: str) -> GateDecision:
+        """ee_target, ee_twist and gripper_command of one step, if the gate allows them at this moment (the
+        decision's action is the step limited again by the current limits); nothing is published otherwise."""
+        command = (episode, cancelled, state, action, frame_id)
+        with self._gate.lock:
+            decision = self._gate_check(command)
+            if not decision.allowed:
+                return decision
+            s, stamp = self.settings, self.get_clock().now().to_msg()
+            target = conv.compose(state, decision.action)
+            frame = s.frame_id or frame_id
+            self.pub_target.publish(conv.state_to_pose_stamped(target, frame, stamp))
+            twist = conv.action_to_twist(decision.action, 1.0 / s.control_rate, frame, stamp)
+            self.pub_twist.publish(twist)
+            self.pub_gripper.publish(Float64(data=float(target[6])))
+            with self._lock:
+                self._counts["commands"] += 1
+                self._twist.update(msg=twist, time=time.monotonic(), halts=HALT_MESSAGES, command=command)
+        return decision
 
     # -- twist watchdog (MoveIt Servo style; see the module docstring)
 
     @guarded(_nothing)
     def on_twist_watchdog(self) -> None:
         """Republish the in-flight step's twist; once it is older than the timeout, a few zero twists, then none."""
-        with self._lock:
-            msg, sent, halts = self._twist["msg"], self._twist["time"], self._twist["halts"]
-            if msg is None:
-                return
-            fresh = time.monotonic() - sent <= self.settings.watchdog_timeout
-            if not fresh:
-                if halts <= 0:
+        with self._gate.lock:  # a republished step passes the gate like a new one
+            with self._lock:
+                msg, sent, halts, command = (self._twist[k] for k in ("msg", "time", "halts", "command"))
+                if msg is None:
                     return
-                self._twist["halts"] = halts - 1
-        out = TwistStamped() if not fresh else msg
-        out.header.frame_id = msg.header.frame_id
-        out.header.stamp = self.get_clock().now().to_msg()
-        self.pub_twist.publish(out)
+                fresh = time.monotonic() - sent <= self.settings.watchdog_timeout
+                if not fresh:
+                    if halts <= 0:
+                        return
+                    self._twist["halts"] = halts - 1
+            out = TwistStamped()  # zero: the stream is ending
+            if fresh:
+                decision = self._gate_check(command)
+                if not decision.allowed:
+                    self._halt_twist(now=True)
+                    return
+                out = conv.action_to_twist(decision.action, 1.0 / self.settings.control_rate, "", out.header.stamp)
+            out.header.frame_id = msg.header.frame_id
+            out.header.stamp = self.get_clock().now().to_msg()
+            self.pub_twist.publish(out)
 
     def _halt_twist(self, now: bool = False) -> None:
         """End the twist stream: zero twists from the next watchdog tick (`now`: one right away as well)."""
@@ -715,7 +792,7 @@ class PlannerNode(LifecycleNode):
             effective = {name: value or getattr(cem, name) for name, value in budget.items()}
             # memory always; time only for a budget other than the configured one (its deadline is the bound)
             custom = any(effective[name] != getattr(cem, name) for name in effective)
-            refusal = self._budget_refusal(**effective, measured=custom)
+            refusal = self._budget_refusal(controller.world_model, **effective, measured=custom)
             if refusal:
                 with self._lock:
                     self._counts["refused_budgets"] += 1
@@ -725,11 +802,15 @@ class PlannerNode(LifecycleNode):
             return resp
         seed = int(req.seed) if req.seed else None
         result, reasons, elapsed = self._on_worker(
-            lambda should_stop: controller.plan(image, state, goal, budget, seed=seed, should_stop=should_stop)
+            lambda should_stop: controller.plan(image, state, goal, budget, seed=seed, should_stop=should_stop),
+            lambda: CLEANED_UP if self.controller is not controller else "",
         )
         resp.planning_time = float(elapsed)
+        if self.controller is not controller:  # cleanup freed the model while it planned: nothing of it is used
+            resp.success, resp.message = False, f"refused: {CLEANED_UP}"
+            return resp
         if result is not None:
-            self._record_plan(result, elapsed, effective)
+            self._record_plan(result, elapsed, controller.world_model, effective)
             actions = result.actions.detach().cpu().double().numpy()
             reasons = safety.check_plan(actions, result.energy, elapsed, self.settings.limits)
         if result is None or reasons:
@@ -745,8 +826,8 @@ class PlannerNode(LifecycleNode):
 
     @guarded(_failed_response)
     def on_stop(self, _req, resp):
+        self._gate.stop()  # once this returns, no command goes out (the gate's lock orders it before any send)
         with self._lock:
-            self._stopped = True
             self._last["reasons"] = [safety.STOPPED]
         self._halt_twist(now=True)
         self.get_logger().warning("stopped: no commands until ~/resume")
@@ -755,16 +836,16 @@ class PlannerNode(LifecycleNode):
 
     @guarded(_failed_response)
     def on_resume(self, _req, resp):
-        with self._lock:
-            was, self._stopped = self._stopped, False
+        was = self._gate.resume()
         resp.success, resp.message = True, "resumed" if was else "was not stopped"
         return resp
 
     # -- action: closed loop
 
     def on_goal_request(self, _goal) -> GoalResponse:
+        active = self._gate.active
         with self._lock:
-            if self._goal_active or self._closing.is_set() or not self._active.is_set():
+            if self._goal_active or self._closing.is_set() or not active:
                 return GoalResponse.REJECT
             self._goal_active = True
         return GoalResponse.ACCEPT
@@ -777,54 +858,72 @@ class PlannerNode(LifecycleNode):
             with self._lock:
                 self._goal_active = False
 
-    def _reach(self, goal_handle):
-        req, s = goal_handle.request, self.settings
-        result = ReachGoal.Result(success=False, steps=0, final_energy=float("nan"))
-
-        def finish(status: str, message: str, success: bool = False):
-            result.success, result.message = success, message
-            if status != "succeed":  # a succeeded goal's last step runs out its timeout; anything else stops now
-                self._halt_twist(now=True)
-            getattr(goal_handle, status)()
-            return result
-
-        try:
-            goal = self._resolve_goal(req.goal_image)
-            if len(req.subgoal_images) > MAX_SUBGOALS:
-                raise ValueError(f"at most {MAX_SUBGOALS} sub-goal images, got {len(req.subgoal_images)}")
-            goals = [conv.image_to_rgb(msg) for msg in req.subgoal_images] + [goal]
-        except ValueError as exc:  # ImageDecodeError is a ValueError
-            return finish("abort", str(exc))
-        rules = s.rules
+    def _episode_request(self, req) -> tuple[list[np.ndarray], int, ControllerConfig]:
+        """A ReachGoal's images (sub-goals, then the goal), step limit and rules; raises ValueError on bad input."""
+        goal = self._resolve_goal(req.goal_image)
+        if len(req.subgoal_images) > MAX_SUBGOALS:
+            raise ValueError(f"at most {MAX_SUBGOALS} sub-goal images, got {len(req.subgoal_images)}")
+        goals = [conv.image_to_rgb(msg) for msg in req.subgoal_images] + [goal]
+        rules = self.settings.rules
         max_steps = req.max_steps if req.max_steps > 0 else rules.max_steps
         threshold = req.energy_threshold if req.energy_threshold > 0 else rules.energy_threshold
-        episode = replace(rules, energy_threshold=threshold)
-        _, reasons, _ = self._on_worker(lambda should_stop: self.controller.start(goals, rules=episode))
+        return goals, max_steps, replace(rules, energy_threshold=threshold)
+
+    def _finish(self, goal_handle, result, status: str, message: str, success: bool = False):
+        """End a goal with `status` (succeed, abort, canceled) and its result."""
+        result.success, result.message = success, message
+        if status != "succeed":  # a succeeded goal's last step runs out its timeout; anything else stops now
+            self._halt_twist(now=True)
+        getattr(goal_handle, status)()
+        return result
+
+    def _reach(self, goal_handle):
+        """One ReachGoal: an episode of the gate (stop, deactivate or a newer goal ends it) on the controller that is
+        configured now (cleanup cannot take it away mid-goal)."""
+        req, controller, episode = goal_handle.request, self.controller, self._gate.begin()
+        result = ReachGoal.Result(success=False, steps=0, final_energy=float("nan"))
+        finish = functools.partial(self._finish, goal_handle, result)
+
+        def feedback(energy: float, notes: list[str], action=()) -> None:
+            fb = ReachGoal.Feedback(step=result.steps, energy=float(energy), status=",".join(notes))
+            fb.action, fb.subgoal = [float(a) for a in action], controller.subgoal
+            goal_handle.publish_feedback(fb)
+
+        if controller is None:
+            return finish("abort", f"{INACTIVE}: not configured")
+        try:
+            goals, max_steps, episode_rules = self._episode_request(req)
+        except ValueError as exc:  # ImageDecodeError is a ValueError
+            return finish("abort", str(exc))
+        goal, threshold = goals[-1], episode_rules.energy_threshold
+
+        def over() -> str:
+            return "canceled" if goal_handle.is_cancel_requested else self._gate.ended(episode)
+
+        _, reasons, _ = self._on_worker(lambda should_stop: controller.start(goals, rules=episode_rules), over)
         if reasons:
             return finish("abort", "could not encode the goal image: " + ", ".join(reasons))
-        period = 1.0 / s.control_rate
         last_command = -math.inf
         while True:
-            if goal_handle.is_cancel_requested:
+            ended = over()
+            if ended == "canceled":
                 return finish("canceled", "canceled")
             if result.steps >= max_steps:
                 reached = threshold <= 0
                 return finish("succeed" if reached else "abort", f"max_steps {max_steps} reached", reached)
-            if result.steps:
-                missing = self._wait_for_new_observation(last_command, s.limits.stale_timeout)
-                if missing:
-                    self._feedback(goal_handle, result.steps, result.final_energy, missing)
-                    return finish("abort", self._safety_stop(missing))
+            missing = [ended] if ended else []
+            if result.steps and not missing:
+                missing = self._wait_for_new_observation(last_command, self.settings.limits.stale_timeout, episode)
             obs, reasons = self._snapshot()
-            if reasons:
-                self._feedback(goal_handle, result.steps, result.final_energy, reasons)
-                return finish("abort", self._safety_stop(reasons))
+            if missing or reasons:
+                feedback(result.final_energy, missing or reasons)
+                return finish("abort", self._safety_stop(missing or reasons))
             state = obs.state()
             decision, reasons, elapsed = self._on_worker(
-                lambda should_stop, image=obs.image, state=state: self.controller.step(
+                lambda should_stop, image=obs.image, state=state: controller.step(
                     image, state, should_stop=should_stop
                 ),
-                cancelled=lambda: goal_handle.is_cancel_requested,
+                over,
             )
             if reasons == ["canceled"]:
                 return finish("canceled", "canceled")
@@ -832,38 +931,29 @@ class PlannerNode(LifecycleNode):
                 done = decision is not None and decision.status == GOAL_REACHED
                 energy = result.final_energy if decision is None else decision.energy
                 reasons = reasons or decision.notes
-                self._feedback(goal_handle, result.steps, energy, reasons)
+                feedback(energy, reasons)
                 if done:
                     result.final_energy = energy
                     return finish("succeed", f"energy {energy:.4f} <= {threshold}", True)
                 return finish("abort", self._safety_stop(reasons))
-            self._record_plan(decision.plan, elapsed)
+            self._record_plan(decision.plan, elapsed, controller.world_model)
             result.final_energy = decision.energy
             actions = decision.plan.actions.detach().cpu().double().numpy()
             self._publish_plan_views(obs.image, goal, state, actions, decision.energy, obs.frame_id)
-            _, reasons = self._snapshot()  # inputs may have gone stale or stop pressed while planning
-            if reasons or goal_handle.is_cancel_requested:
-                if not reasons:
+            wait = last_command + 1.0 / self.settings.control_rate - time.monotonic()
+            self._gate.wait_ended(episode, wait)  # the control period, or until stop/deactivate ends the goal
+            sent = self._send_command(episode, over, state, decision.action, obs.frame_id)
+            if not sent.allowed:  # stopped, deactivated, cancelled, inputs stale, ... while planning or waiting
+                if sent.reasons == [GOAL_ENDED] and goal_handle.is_cancel_requested:
                     return finish("canceled", "canceled")
-                self._feedback(goal_handle, result.steps, decision.energy, reasons)
-                return finish("abort", self._safety_stop(reasons))
-            wait = last_command + period - time.monotonic()
-            if wait > 0 and self._closing.wait(wait):
-                return finish("abort", "node shutting down")
-            self._send_command(state, decision.action, obs.frame_id)
+                feedback(decision.energy, sent.reasons)
+                return finish("abort", self._safety_stop(sent.reasons))
             last_command = time.monotonic()
             result.steps += 1
+            notes = decision.notes + [n for n in sent.notes if n not in decision.notes]
             with self._lock:
-                self._last["reasons"], self._last["notes"] = [], decision.notes
-            self._feedback(goal_handle, result.steps, decision.energy, decision.notes, decision.action)
-
-    def _feedback(self, goal_handle, step: int, energy: float, notes: list[str], action=None) -> None:
-        sent = [] if action is None else [float(a) for a in action]
-        goal_handle.publish_feedback(
-            ReachGoal.Feedback(
-                step=step, energy=float(energy), action=sent, status=",".join(notes), subgoal=self.controller.subgoal
-            )
-        )
+                self._last["reasons"], self._last["notes"] = [], notes
+            feedback(decision.energy, notes, sent.action)
 
     # -- diagnostics
 
@@ -884,6 +974,8 @@ class PlannerNode(LifecycleNode):
             "last_energy": f"{last['energy']:.5f}",
             "last_plan_time_s": f"{last['plan_time']:.3f}",
             "goal_active": self._goal_active,
+            "planning": self.worker.busy,
+            "last_dropped": ",".join(last["dropped"]) or "none",
         }
         self.pub_diag.publish(
             diagnostics(

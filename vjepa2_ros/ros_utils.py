@@ -4,6 +4,7 @@ diagnostics, debug view."""
 from __future__ import annotations
 
 import array
+import math
 import queue
 import signal
 import threading
@@ -79,6 +80,17 @@ def coerce(name: str, value: Any, default: Any) -> Any:
     )
 
 
+def check_range(name: str, value: Any, limits: tuple[float, float] | None) -> None:
+    """Raise ParameterError when a number is outside `limits`, whatever its wire type: rclpy checks a declared
+    range only for a value of the declared type, so an integer sent for a double parameter (`ros2 param set ...
+    control_rate 1000`) would pass unchecked."""
+    if limits is None or isinstance(value, (bool, str, list, tuple, array.array)):
+        return
+    lo, hi = limits
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ParameterError(f"parameter '{name}'={value!r} is outside its range [{lo:g}, {hi:g}]")
+
+
 _STANDARD = {"use_sim_time", "start_type_description_service", "start_parameter_services"}
 
 
@@ -93,6 +105,7 @@ def declare_parameters(node: Node, spec: Mapping[str, Param]) -> dict[str, Any]:
             shown = given.value if given is not None else p.default
             raise ParameterError(f"parameter {name}={shown!r} is outside its range {list(p.limits or ())}") from None
         values[name] = p.default if value is None else coerce(name, value, p.default)
+        check_range(name, values[name], p.limits)
     given = getattr(node, "_parameter_overrides", {})  # what --params-file / -p set for this node
     unknown = sorted(k for k in given if k not in spec and k not in _STANDARD and not k.startswith("qos_overrides."))
     if unknown:
@@ -154,6 +167,7 @@ class PlanWorker:
 
     def __init__(self, name: str = "plan-worker") -> None:
         self._jobs: queue.Queue = queue.Queue()
+        self.busy = False  # a job is running (reported in diagnostics)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -176,10 +190,13 @@ class PlanWorker:
             future, fn, args, kwargs, stop = job
             if (stop is not None and stop.is_set() and future.cancel()) or not future.set_running_or_notify_cancel():
                 continue
+            self.busy = True
             try:
                 future.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
                 future.set_exception(exc)
+            finally:
+                self.busy = False
 
 
 def diagnostics(

@@ -1,8 +1,8 @@
 """Safety checks between a plan and a robot command: pure functions on numpy arrays, no ROS, no torch.
 
 An action is a per-step end-effector delta [dx dy dz droll dpitch dyaw dgripper]; a pose/state is
-[x y z roll pitch yaw gripper]. The ROS node calls `blocking_reasons` before every command and `limit_action`
-on every action it sends, so the same rules hold for the service, the action server and any other caller.
+[x y z roll pitch yaw gripper]. The ROS node calls `blocking_reasons` and `limit_action` (through
+`gate.CommandGate`) at the moment it sends each command, so the same rules hold for any caller.
 
 The workspace rule, for any reported pose: a command's target (pose + action) is inside the workspace box with
 the gripper in [0, 1], and the step obeys the per-step limits. A pose outside the box but within one step of it

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vjepa2_core.planning.plausibility import POSE_JUMP
 from vjepa2_ros.sim.filmstrip import save_film_strip
 from vjepa2_ros.sim.paths import TASK_DEFAULTS, ConfigFileError, config_file
 
@@ -30,7 +31,8 @@ SIM = "/vjepa2_sim"
 PLANNER = "/vjepa2_planner"
 SUCCESS_M = {"reach": 0.03, "push": 0.05, "pick_and_place": 0.05}  # reach: grip; others: block (Fetch threshold)
 STARTUP_RETRIES = 10  # goals refused at step 0 because the planner has no camera/pose yet
-NOT_YET_SEEN = ("no_camera", "no_state")
+# pose_jump: a reset moves the arm at once, and the planner blocks commands until three poses agree (plausibility)
+NOT_YET_SEEN = ("no_camera", "no_state", POSE_JUMP)
 
 
 class DemoError(RuntimeError):
