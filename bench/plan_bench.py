@@ -416,7 +416,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"native C kernels off: {report['native_kernel_speedup']:.2f}x slower")
     if report["gpu_peak_bytes"] is not None:
-        print(f"GPU peak {report['gpu_peak_bytes'] / 2**30:.2f} GiB allocated, rollout chunk {report['rollout_chunk']}")
+        print(
+            f"GPU peak {report['gpu_peak_bytes'] / 2**30:.2f} GiB allocated, rollout chunk {report['rollout_chunk']}"
+        )
     print(f"outside predictor: {report['outside_predictor_fraction'] * 100:.1f}% of the search")
     print(
         f"predictor {report['predictor_gflops_per_s']:.1f} GFLOP/s vs matmul {report['matmul_peak_gflops_per_s']:.1f} "
