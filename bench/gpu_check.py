@@ -16,8 +16,9 @@ It needs torch, numpy and opencv only (no make, no network, no tensordict/rosbag
 - train_step: `vjepa2_core.training.gpu_steps.train_step_report` (one AC training step of the ViT-g-sized
   predictor and one encoder fine-tuning step: time and peak memory).
 With --tiny the CPU stands in for the device and the tiny registry models for ViT-g (fields that only a GPU has are
-null with a `not_applicable` reason; the budgets run 2 iterations instead of 10). Each section is recorded on its own: an error in one is written into it and
-the others still run; the JSON is rewritten after every section, so a run cut short keeps what it measured.
+null with a `not_applicable` reason; the budgets run 2 iterations instead of 10). Each section is recorded on its
+own: an error in one is written into it and the others still run; the JSON is rewritten after every section, so a
+run cut short keeps what it measured.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -273,16 +275,17 @@ def plans_and_budgets(device: torch.device, tiny: bool, repeats: int, seed: int,
     for key in ("plan_paper_budget", "plan_wrapper_budget"):
         report[key] = {"model": f"{name} (random weights)", "budget": budgets[key.split("_")[1]]}
     report["budget_check"] = {}
-    for precision, label in (("fp32", "fp32_tf32"), ("bf16", "bf16")):  # fp32 first: bf16 converts in place
+    for precision in ("fp32", "bf16"):  # fp32 first: bf16 converts the weights in place
         wm = world_model(modules, name, device, precision)
-        run_section(report["budget_check"], label, lambda: budget_check(wm), save)
-        for budget in BUDGETS:
-            section = report[f"plan_{budget}_budget"]
-            run_section(section, label, lambda: time_plans(wm, budgets[budget], repeats, seed, bf16_peak), save)
+        label = "fp32_tf32" if precision == "fp32" else precision
+        run_section(report["budget_check"], label, partial(budget_check, wm), save)
+        for budget, config in budgets.items():
+            timed = partial(time_plans, wm, config, repeats, seed, bf16_peak)
+            run_section(report[f"plan_{budget}_budget"], label, timed, save)
             _free(device)
         if precision == "bf16":
-            run_section(report, "sync_free", lambda: sync_free(wm, seed), save)
-        del wm
+            run_section(report, "sync_free", partial(sync_free, wm, seed), save)
+    del wm
     accepted = [v.get("accepted") for p in report["budget_check"].values() for v in p.values() if isinstance(v, dict)]
     report["budget_check"]["ok"] = bool(accepted) and all(accepted)
     del modules
@@ -343,7 +346,13 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
 
     run_section(report, "correctness", lambda: correctness(device, args.tiny, args.seed), save)
     _free(device)
-    plans_and_budgets(device, args.tiny, args.repeats, args.seed, report, save)
+    try:
+        plans_and_budgets(device, args.tiny, args.repeats, args.seed, report, save)
+    except Exception as exc:  # noqa: BLE001 - e.g. ViT-g does not fit: said in every section it leaves empty
+        error = f"{type(exc).__name__}: {exc}"
+        for key in ("plan_paper_budget", "plan_wrapper_budget", "budget_check", "sync_free"):
+            report.setdefault(key, {}).setdefault("error", error)
+        _free(device)
     run_section(report, "train_step", lambda: train_step(device, args.tiny), save)
     save()
     return report
