@@ -146,24 +146,3 @@ def test_the_time_check_still_refuses_what_misses_the_deadline(monkeypatch):
     assert plan_budget_refusal(wm, 1, 800, 10, speed, deadline=10.0) is None
     reason = plan_budget_refusal(wm, 2, 4000, 10, speed, deadline=10.0)
     assert reason is not None and "plan deadline" in reason, reason
-
-
-@pytest.mark.parametrize(
-    "capability, has_bf16, expected",
-    [((9, 0), True, "bf16"), ((8, 6), True, "bf16"), ((7, 5), False, "fp32")],
-)
-def test_auto_precision_follows_the_gpu(monkeypatch, capability, has_bf16, expected):
-    from vjepa2_core.planning.world_model import DEFAULT_PRECISION, resolve_precision
-
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: has_bf16)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
-    assert DEFAULT_PRECISION == "auto"
-    assert resolve_precision("auto", "cuda:0") == expected
-    assert resolve_precision("auto", "cpu") == "fp32"  # the CPU keeps the reference numerics
-    assert resolve_precision("fp32", "cuda:0") == "fp32"
-    if expected == "fp32":
-        with pytest.raises(ValueError, match="Tesla T4 .* has no bf16 matmuls"):
-            resolve_precision("bf16", "cuda:0")
-    else:
-        assert resolve_precision("bf16", "cuda:0") == "bf16"
