@@ -8,7 +8,8 @@ frame). Extensions are opt-in: warm start from the shifted previous plan, elite 
 The optimisation loop never leaves the device: no `.item()`, no numpy, a `torch.Generator` on the device for
 sampling, and the per-iteration energies are written into a device tensor that is read once at the end. Its memory
 is bounded by construction: an iteration's samples are rolled out in chunks sized (once per search, `budget`) from
-the memory a plan may use, so the K/V cache of a large budget never has to fit at once; chunks change no result.
+the memory a plan may use, so the K/V cache of a large budget never has to fit at once; the plan stays the same
+(a chunk's matmuls may round an energy's last bit differently).
 """
 
 from __future__ import annotations
