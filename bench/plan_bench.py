@@ -7,6 +7,7 @@ is compared with this machine's fp32 matmul rate measured in the same run.
 
     python bench/plan_bench.py --json
     python bench/plan_bench.py --ac-checkpoint ../shared/fixtures/vjepa2_reference/ac_predictor.pt --json
+    python bench/plan_bench.py --model vit_ac_giant --device cuda --samples 800 --iterations 10 --horizon 1 --json
 
 JSON keys read by tools: median_s, uncached_median_s, cache_speedup, reference_path_median_s and
 speedup_over_reference_path (the uncached search on the reference's kernels, F.linear and SDPA: the reference's
@@ -14,7 +15,11 @@ algorithm and cost), native_kernel_speedup (the cached search with the native C 
 on), outside_predictor_fraction, fraction_of_matmul_peak (against the best of torch.mm and oneDNN on a 2048^3
 matmul), fraction_of_shape_peak (against the predictor's own linear shapes, timed alone; both peaks are measured
 before every repeat and each repeat is compared with its own, so that a shared CPU's drift cancels),
-horizon_scaling (cached search time for horizons 1..--max-horizon, with a straight-line fit).
+horizon_scaling (cached search time for horizons 1..--max-horizon, with a straight-line fit; a horizon that runs
+out of memory is reported as such, the others still are). On CUDA: gpu_peak_bytes (the timed plans' peak of
+allocated memory) and gpu_reserved_peak_bytes; the CPU-only comparisons (the reference's kernels, the native C
+kernels off) are not run there and reported as null. `--model NAME` takes a registry model's shapes with random
+weights (no checkpoint file), e.g. the released ViT-g AC as `vit_ac_giant`, built directly on the device.
 
 The issue's 192-wide config: --pred-dim 192 --pred-depth 4 --pred-heads 6 --samples 100 --iterations 5 --topk 10
 """
@@ -31,6 +36,7 @@ from typing import Any
 
 import torch
 
+from vjepa2_core.hub.registry import available_models
 from vjepa2_core.models.cpu_kernels import (
     PackedLinear,
     onednn_bf16_available,
@@ -53,6 +59,8 @@ def build_world_model(args: argparse.Namespace) -> tuple[WorldModel, str]:
     from vjepa2_core.hub import load_checkpoint, load_fixture_model
     from vjepa2_core.models import build_reference_model
 
+    if args.model:
+        return registry_world_model(args), f"{args.model} (random weights)"
     if args.ac_checkpoint:
         data = load_checkpoint(args.ac_checkpoint)
         if "config" not in data or "state_dict" not in data:
@@ -83,6 +91,18 @@ def build_world_model(args: argparse.Namespace) -> tuple[WorldModel, str]:
         "encoder", img_size=img, patch_size=cfg.get("patch_size", 16), num_frames=64, tubelet_size=2, **enc_kwargs
     )
     return WorldModel(encoder, predictor, crop_size=img, device=args.device, precision=args.precision), source
+
+
+def registry_world_model(args: argparse.Namespace) -> WorldModel:
+    """Registry model `args.model` with random weights, initialised on the device itself (a 1B-parameter encoder
+    is not built on the host first)."""
+    from vjepa2_core.hub import get_spec
+    from vjepa2_core.hub.loading import build_encoder_and_predictor
+
+    with torch.device(args.device):
+        encoder, predictor = build_encoder_and_predictor(args.model, seed=args.seed)
+    crop = get_spec(args.model).img_size
+    return WorldModel(encoder, predictor, crop_size=crop, device=args.device, precision=args.precision)
 
 
 def predictor_flops(pred: torch.nn.Module, batch: int, past_frames: int) -> float:
@@ -157,21 +177,38 @@ def horizon_scaling(wm: WorldModel, search: dict, args, current, goal, state) ->
     rows = []
     planners = {h: CEMPlanner(wm, CEMConfig(**{**search, "horizon": h})) for h in range(1, args.max_horizon + 1)}
     times: dict[int, list[float]] = {h: [] for h in planners}
+    failed: dict[int, str] = {}
     for r in range(args.repeats + 1):  # the first round warms up every horizon
         for h, planner in planners.items():  # interleaved: contention hits every horizon alike
-            result = planner.plan_images(current, state, goal, seed=args.seed + r)
+            if h in failed:
+                continue
+            try:
+                result = planner.plan_images(current, state, goal, seed=args.seed + r)
+            except torch.cuda.OutOfMemoryError as exc:  # this horizon is reported as failed, the others still run
+                failed[h] = f"out of memory: {str(exc).splitlines()[0]}"
+                torch.cuda.empty_cache()
+                continue
             if r:
                 times[h].append(result.timings["optimize_s"] + result.timings["final_eval_s"])
     for h, ts in times.items():
+        if h in failed:
+            rows.append({"horizon": h, "error": failed[h]})
+            continue
         med = statistics.median(ts)
         rows.append({"horizon": h, "median_s": med, "per_step_s": med / h, "all_s": ts})
+    return {"rows": rows, **_line_fit([r for r in rows if "median_s" in r])}
+
+
+def _line_fit(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Least-squares line through (horizon, median_s) with its largest relative residual (None: under 2 rows)."""
+    if len(rows) < 2:
+        return {"slope_s_per_step": None, "intercept_s": None, "max_relative_residual": None}
     hs = torch.tensor([float(r["horizon"]) for r in rows])
     ys = torch.tensor([r["median_s"] for r in rows])
     slope = float(((hs - hs.mean()) * (ys - ys.mean())).sum() / (hs - hs.mean()).square().sum().clamp_min(1e-12))
     intercept = float(ys.mean() - slope * hs.mean())
     residual = ((ys - (intercept + slope * hs)).abs() / ys).max()
     return {
-        "rows": rows,
         "slope_s_per_step": slope,
         "intercept_s": intercept,
         "max_relative_residual": float(residual),
@@ -204,6 +241,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _ratio(a: float | None, b: float) -> float | None:
+    return a / b if a is not None else None
+
+
+def gpu_memory(device: torch.device) -> dict[str, int | None]:
+    """Peak allocated and reserved bytes on a CUDA device since the last reset (None elsewhere)."""
+    if device.type != "cuda":
+        return {"gpu_peak_bytes": None, "gpu_reserved_peak_bytes": None}
+    return {
+        "gpu_peak_bytes": torch.cuda.max_memory_allocated(device),
+        "gpu_reserved_peak_bytes": torch.cuda.max_memory_reserved(device),
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -218,15 +269,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     sync_free = {mode: search_is_sync_free(planner, current, goal, state) for mode, planner in planners.items()}
     same_seed = [planners["cached"].plan_images(current, state, goal, seed=args.seed).actions for _ in range(2)]
-    # "reference": the uncached search on the reference's kernels (F.linear, SDPA): the reference's algorithm and cost
-    # "cached_without_native": the cached search with the native C kernels off (what they buy)
-    modes = {
-        "cached": planners["cached"],
-        "uncached": planners["uncached"],
-        "reference": planners["uncached"],
-        "cached_without_native": planners["cached"],
-    }
+    modes = {"cached": planners["cached"], "uncached": planners["uncached"]}
+    if wm.device.type == "cpu":  # the native kernels and oneDNN are CPU code: on a GPU these would measure nothing
+        # "reference": the uncached search on the reference's kernels (F.linear, SDPA): its algorithm and cost
+        # "cached_without_native": the cached search with the native C kernels off (what they buy)
+        modes.update(reference=planners["uncached"], cached_without_native=planners["cached"])
     contexts = {"reference": reference_kernels, "cached_without_native": without_native_kernels}
+    if wm.device.type == "cuda":
+        torch.cuda.synchronize(wm.device)
+        torch.cuda.reset_peak_memory_stats(wm.device)
     wm.profile = True
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     peak_dtype = torch.bfloat16 if wm.precision == "bf16" else torch.float32
@@ -250,10 +301,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     peak = statistics.median(max(p.values()) for p, _ in peak_runs)
     shape_peak = statistics.median(s for _, s in peak_runs)
 
-    def med(mode: str, key: str) -> float:
-        return statistics.median(run[key] for run in runs[mode])
+    def med(mode: str, key: str) -> float | None:
+        return statistics.median(run[key] for run in runs[mode]) if mode in runs else None
 
     median_s, unc_s, ref_s = med("cached", "total"), med("uncached", "total"), med("reference", "total")
+    gpu = gpu_memory(wm.device)  # before the horizon sweep: the peak of the timed plans
     enc_s, pred_s, search_s = med("cached", "encoder"), med("cached", "predictor"), med("cached", "search")
     flops = search_flops(wm.predictor, planners["cached"].config)
     outside = statistics.median(1 - run["predictor"] / run["search"] for run in runs["cached"])
@@ -263,8 +315,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cache_speedup": unc_s / median_s,
         "search_cache_speedup": med("uncached", "search") / search_s,
         "reference_path_median_s": ref_s,
-        "speedup_over_reference_path": ref_s / median_s,
-        "native_kernel_speedup": med("cached_without_native", "total") / median_s,
+        "speedup_over_reference_path": ref_s / median_s if ref_s else None,
+        "native_kernel_speedup": _ratio(med("cached_without_native", "total"), median_s),
+        **gpu,
         # best-of timings: on a shared, contended CPU the minimum is the steadier estimate of the cost
         "best_s": min(run["total"] for run in runs["cached"]),
         "uncached_best_s": min(run["total"] for run in runs["uncached"]),
@@ -288,6 +341,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ],
         "predictor_gflop_per_search": flops / 1e9,
         "search_sync_free": sync_free,
+        "rollout_chunk": planners["cached"].chunk,
         "same_seed_same_plan": bool(torch.equal(*same_seed)),
         "all_runs": runs,
         "model": {
@@ -311,6 +365,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ac-checkpoint", help="AC predictor file: fixture {config, state_dict} or a project checkpoint")
+    p.add_argument("--model", help="registry model with random weights, e.g. vit_ac_giant (no checkpoint file)")
     p.add_argument("--img-size", type=int, default=DEFAULT_MODEL["img_size"])
     p.add_argument("--embed-dim", type=int, default=DEFAULT_MODEL["embed_dim"])
     p.add_argument("--enc-depth", type=int, default=DEFAULT_MODEL["enc_depth"])
@@ -333,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_horizon < 0 or args.repeats < 1:
         parser.error("--max-horizon must be >= 0 and --repeats >= 1")
+    if args.model and args.ac_checkpoint:
+        parser.error("give --model or --ac-checkpoint, not both")
+    if args.model and args.model not in available_models():
+        parser.error(f"--model: unknown {args.model!r}; one of {', '.join(available_models())}")
     if args.precision == "bf16" and args.device == "cpu" and not onednn_bf16_available():
         parser.error("--precision bf16: this CPU has no bf16 matmuls (emulated, ~9x slower than fp32); measure fp32")
     try:
@@ -350,11 +409,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"uncached median {report['uncached_median_s'] * 1e3:.1f} ms -> cache speedup {report['cache_speedup']:.2f}x"
     )
-    print(
-        f"reference path (uncached, F.linear + SDPA) median {report['reference_path_median_s'] * 1e3:.1f} ms -> "
-        f"{report['speedup_over_reference_path']:.2f}x"
-    )
-    print(f"native C kernels off: {report['native_kernel_speedup']:.2f}x slower")
+    if report["reference_path_median_s"] is not None:
+        print(
+            f"reference path (uncached, F.linear + SDPA) median {report['reference_path_median_s'] * 1e3:.1f} ms -> "
+            f"{report['speedup_over_reference_path']:.2f}x"
+        )
+        print(f"native C kernels off: {report['native_kernel_speedup']:.2f}x slower")
+    if report["gpu_peak_bytes"] is not None:
+        print(
+            f"GPU peak {report['gpu_peak_bytes'] / 2**30:.2f} GiB allocated, rollout chunk {report['rollout_chunk']}"
+        )
     print(f"outside predictor: {report['outside_predictor_fraction'] * 100:.1f}% of the search")
     print(
         f"predictor {report['predictor_gflops_per_s']:.1f} GFLOP/s vs matmul {report['matmul_peak_gflops_per_s']:.1f} "
@@ -365,13 +429,17 @@ def main(argv: list[str] | None = None) -> int:
     if report["horizon_scaling"]:
         scaling = report["horizon_scaling"]
         for row in scaling["rows"]:
+            if "error" in row:
+                print(f"  horizon {row['horizon']}: {row['error']}")
+                continue
             print(
                 f"  horizon {row['horizon']}: {row['median_s'] * 1e3:.1f} ms ({row['per_step_s'] * 1e3:.1f} ms/step)"
             )
-        print(
-            f"  line: {scaling['slope_s_per_step'] * 1e3:.1f} ms/step + {scaling['intercept_s'] * 1e3:.1f} ms, "
-            f"max residual {scaling['max_relative_residual'] * 100:.0f}%"
-        )
+        if scaling["slope_s_per_step"] is not None:
+            print(
+                f"  line: {scaling['slope_s_per_step'] * 1e3:.1f} ms/step + {scaling['intercept_s'] * 1e3:.1f} ms, "
+                f"max residual {scaling['max_relative_residual'] * 100:.0f}%"
+            )
     return 0
 
 

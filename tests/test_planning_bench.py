@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,3 +123,46 @@ def test_bench_rejects_a_negative_horizon_sweep(capsys):
 def test_bench_reports_a_missing_checkpoint(tmp_path, capsys):
     assert _bench().main(["--ac-checkpoint", str(tmp_path / "none.pt"), "--repeats", "1"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_bench_takes_a_registry_models_shapes_without_a_file(capsys):
+    bench = _bench()
+    args = ["--model", "vit_ac_tiny", "--json", "--repeats", "1", "--threads", "1", "--max-horizon", "0"]
+    args += ["--samples", "8", "--topk", "2", "--iterations", "1", "--horizon", "2"]
+    assert bench.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"]["source"] == "vit_ac_tiny (random weights)" and report["model"]["tokens_per_frame"] == 16
+    assert report["rollout_chunk"] == 8  # all samples in one rollout: they fit
+    assert report["gpu_peak_bytes"] is None and report["gpu_reserved_peak_bytes"] is None  # CUDA only
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--model", "vit_ac_nonesuch"])
+    assert stop.value.code == 2 and "unknown 'vit_ac_nonesuch'" in capsys.readouterr().err
+
+
+def test_a_horizon_out_of_memory_is_reported_and_the_sweep_goes_on(monkeypatch):
+    """A CUDA out-of-memory error (raised here by a planner told it ran out: no GPU to exhaust) at horizon 2."""
+    import argparse
+
+    import torch
+
+    from vjepa2_core.planning import CEMPlanner, WorldModel
+
+    bench = _bench()
+    wm = WorldModel.random("vit_ac_tiny", seed=0)
+    real = CEMPlanner.plan_images
+
+    def plan_images(self, *args, **kwargs):
+        if self.config.horizon == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CEMPlanner, "plan_images", plan_images)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)  # nothing to empty without CUDA
+    args = argparse.Namespace(max_horizon=3, repeats=1, seed=0)
+    image = np.zeros((64, 64, 3), np.uint8)
+    search = dict(samples=8, topk=2, iterations=1)
+    scaling = bench.horizon_scaling(wm, search, args, image, image, torch.zeros(7))
+    rows = {row["horizon"]: row for row in scaling["rows"]}
+    assert rows[2] == {"horizon": 2, "error": "out of memory: CUDA out of memory. Tried to allocate 20.00 GiB"}
+    assert rows[1]["median_s"] > 0 and rows[3]["median_s"] > 0  # the other horizons are still measured
+    assert scaling["slope_s_per_step"] is not None  # fitted through the two that ran

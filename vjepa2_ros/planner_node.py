@@ -55,7 +55,7 @@ from std_srvs.srv import Trigger
 
 from vjepa2_core.devices import DeviceError, check_device
 from vjepa2_core.planning import safety
-from vjepa2_core.planning.budget import available_bytes, budget_refusal, plan_cost
+from vjepa2_core.planning.budget import plan_budget_refusal, plan_cost
 from vjepa2_core.planning.controller import GOAL_REACHED, ClosedLoopController, ControllerConfig
 from vjepa2_core.planning.gate import GOAL_ENDED, INACTIVE, SHUTTING_DOWN, CommandGate, GateDecision
 from vjepa2_core.planning.plausibility import POSE_JUMP, PoseTracker
@@ -109,7 +109,8 @@ NODE_PARAMETERS: dict[str, Param] = {  # the node's own settings; planner settin
     "model.device": Param("cpu", "torch device: cpu, cuda, cuda:0, ..."),
     "model.precision": Param(
         DEFAULT_PRECISION,
-        f"matmul precision of the world model, one of {list(PRECISIONS)} (bf16: GPUs, CPUs with AMX)",
+        f"matmul precision of the world model, one of {list(PRECISIONS)} (auto: bf16 on a CUDA GPU with bf16 "
+        "matmuls, else fp32 (TF32 matmuls on CUDA); bf16 also pays on CPUs with AMX)",
     ),
     "model.num_threads": Param(
         0, "torch CPU threads for planning; 0 = torch's default, at most 4 (small CPUs shared with other nodes: 1)"
@@ -459,8 +460,7 @@ class PlannerNode(LifecycleNode):
         try:
             controller = self._controller_factory(self.settings)
             cem = self.settings.planning.cem
-            cost = plan_cost(controller.world_model, cem.horizon, cem.samples, cem.iterations)
-            refusal = budget_refusal(cost, available_bytes(controller.world_model.device))
+            refusal = plan_budget_refusal(controller.world_model, cem.horizon, cem.samples, cem.iterations)
             if refusal:
                 raise ParameterError(f"the cem.* budget does not fit: {refusal}")
         except (ParameterError, OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
@@ -490,6 +490,8 @@ class PlannerNode(LifecycleNode):
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.controller = None  # a plan still running on it is abandoned and answered CLEANED_UP (_on_worker)
         gc.collect()
+        if torch.cuda.is_initialized():  # hand the freed model and plan memory back to the GPU, not just the cache
+            torch.cuda.empty_cache()
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -642,10 +644,9 @@ class PlannerNode(LifecycleNode):
         """Why this budget must not be planned: more memory than this machine has free, or (once a plan was
         timed) more time than the plan deadline at the fastest speed measured; None when it fits. The one check
         of a request's budget and of a live cem.* change."""
-        cost = plan_cost(world_model, horizon, samples, iterations)
         speed = self._seconds_per_token_frame if measured else None
         deadline = deadline or self.settings.limits.plan_deadline
-        return budget_refusal(cost, available_bytes(world_model.device), speed, deadline)
+        return plan_budget_refusal(world_model, horizon, samples, iterations, speed, deadline)
 
     def _resolve_goal(self, msg: Image) -> np.ndarray:
         if not conv.is_empty_image(msg):

@@ -15,6 +15,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 frames [T,H,W,3] (or one frame [H,W,3]) -> float tensor [3,T,H,W] in 0..255, validated."""
+    return _channels_first(frames).float()
+
+
+def _channels_first(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Frames [T,H,W,3] (or [H,W,3]) -> a validated view [3,T,H,W] in their own dtype (no copy)."""
     t = torch.as_tensor(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
     if t.ndim == 3:
         t = t.unsqueeze(0)
@@ -22,7 +27,7 @@ def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected RGB frames shaped [T,H,W,3] or [H,W,3], got {tuple(t.shape)}")
     if t.shape[1] < 1 or t.shape[2] < 1:
         raise ValueError(f"empty image: {tuple(t.shape)}")
-    return t.permute(3, 0, 1, 2).float()
+    return t.permute(3, 0, 1, 2)
 
 
 def central_crop_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int, int, int]:
@@ -46,18 +51,26 @@ def ac_preprocess(
     """Deterministic AC/DROID transform: centre crop to `ratio`, bilinear resize to crop_size, ImageNet-normalise.
 
     uint8 [T,H,W,3] -> float [3,T,crop,crop]. With ratio (1,1) on a square image this is the planning transform.
+    With `device` the crop is uploaded as it is (uint8: a quarter of the float bytes) and converted there; the
+    normalisation constants are made on the device, so nothing else crosses from the host.
     """
-    x = frames_to_tensor(frames)
-    if device is not None:
-        x = x.to(device)
+    x = _channels_first(frames)
     _, _, h, w = x.shape
     top, left, ch, cw = central_crop_box(h, w, ratio)
     x = x[:, :, top : top + ch, left : left + cw]
+    if device is not None:
+        x = x.to(device)
+    x = x.float()
     if (ch, cw) != (crop_size, crop_size):
         x = F.interpolate(x, size=(crop_size, crop_size), mode="bilinear", align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1, 1) * 255.0
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1, 1) * 255.0
+    mean, std = (_filled(values, 255.0, x.device) for values in (IMAGENET_MEAN, IMAGENET_STD))
     return (x - mean) / std
+
+
+def _filled(values: tuple[float, ...], scale: float, device: torch.device) -> torch.Tensor:
+    """Per-channel constants [3,1,1,1] * scale made on `device` by fills (torch.tensor(list) would copy from the
+    host, a blocking copy on a GPU)."""
+    return torch.cat([torch.full((1, 1, 1, 1), v, device=device) for v in values]) * scale
 
 
 def random_resized_crop_box(
@@ -122,8 +135,7 @@ def _resize_clip(frames: np.ndarray, short: int) -> np.ndarray:
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
     """Float [3,T,H,W] in 0..255 -> /255 then ImageNet mean/std (the reference eval order)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1, 1)
+    mean, std = (_filled(values, 1.0, x.device) for values in (IMAGENET_MEAN, IMAGENET_STD))
     return (x / 255.0 - mean) / std
 
 

@@ -77,6 +77,16 @@ def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], 
     return state_dict
 
 
-def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load strictly after ``check_state_dict`` (so a mismatch never surfaces as a bare torch traceback)."""
-    module.load_state_dict(check_state_dict(module, state_dict, what), strict=True)
+def load_state_dict_strict(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str, assign: bool = False
+) -> None:
+    """Load strictly after ``check_state_dict`` (so a mismatch never surfaces as a bare torch traceback).
+
+    ``assign``: the module takes the checkpoint's tensors as its own (a meta-device skeleton gets its weights
+    without allocating a second copy); a tensor of another dtype than the module's is converted first.
+    """
+    state_dict = check_state_dict(module, state_dict, what)
+    if assign:
+        own = module.state_dict()
+        state_dict = {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in state_dict.items()}
+    module.load_state_dict(state_dict, strict=True, assign=assign)

@@ -37,8 +37,15 @@ def _unpickling_detail(exc: Exception) -> str:
 
 
 def _read_pt(path: Path) -> Any:
+    """Tensors memory-mapped from the file (zip format, what torch.save writes): nothing is read until used and
+    the model can take the mapped tensors as its weights, so a 1B-parameter model never has two host copies."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap can only be used" not in str(exc):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # the legacy (pre-zip) format
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"refused to load {path}: weights_only loading rejected it (nothing in it was executed). It is either "

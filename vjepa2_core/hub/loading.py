@@ -145,10 +145,12 @@ def _has_meta_tensors(module: nn.Module) -> bool:
 
 
 def _build_and_load(kind: str, kwargs: Mapping[str, Any], state: Mapping[str, torch.Tensor], what: str) -> nn.Module:
-    """Build weightless on the meta device, check keys and shapes, then materialise and load.
+    """Build weightless on the meta device, check keys and shapes, then give it the checkpoint's tensors.
 
     A wrong file for a 1B-parameter model thus fails in milliseconds, and a right one skips the random init that
-    the checkpoint overwrites anyway. Models holding meta tensors outside their state dict are rebuilt normally.
+    the checkpoint overwrites anyway; the (memory-mapped) checkpoint tensors become the weights, so the host never
+    holds a second copy and a GPU model is copied once, by `.to(device)`. Models holding meta tensors outside
+    their state dict are rebuilt normally.
     """
     try:
         skeleton = build_model(kind, kwargs, device="meta")
@@ -159,9 +161,8 @@ def _build_and_load(kind: str, kwargs: Mapping[str, Any], state: Mapping[str, to
     if skeleton is not None:
         check_state_dict(skeleton, state, what)
         if not _has_meta_tensors(skeleton):
-            model = skeleton.to_empty(device="cpu")
-            load_state_dict_strict(model, state, what)
-            return model
+            load_state_dict_strict(skeleton, state, what, assign=True)
+            return skeleton
     model = build_model(kind, kwargs)
     load_state_dict_strict(model, state, what)
     return model

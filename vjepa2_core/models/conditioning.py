@@ -4,6 +4,8 @@ Robot actions (~cm) and states (~m) differ in scale by orders of magnitude; fed 
 ignore the actions for a long time. Training and planning apply the same map right before the predictor, with
 the statistics stored in ``model_config["conditioning"]``; without that entry the map is the identity, so older
 checkpoints behave exactly as before. Everything outside the predictor (CEM, pose composition) stays physical.
+The statistics are kept in float64 on the CPU (exact to save); each device/dtype they are applied on gets its own
+copy once, so a rollout step on a GPU copies nothing from the host.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Conditioning:
             if not bool((v > 0).all()):
                 raise ValueError(f"conditioning.{name} must be positive, got {v.tolist()}")
         self.identity = action_scale is None and state_mean is None and state_scale is None
+        self._applied: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor, Tensor]] = {}
 
     @classmethod
     def from_config(cls, model_config: Mapping[str, Any] | None) -> Conditioning:
@@ -71,15 +74,28 @@ class Conditioning:
             "state_scale": self.state_scale.tolist(),
         }
 
+    def constants(
+        self, device: torch.device | str, dtype: torch.dtype = torch.float32
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(action_scale, state_mean, state_scale) on `device` in `dtype`, copied there on the first call only (a
+        world model asks once for its device; later calls with the same device and dtype copy nothing)."""
+        key = (torch.device(device), dtype)
+        if key not in self._applied:
+            with torch.inference_mode(False):  # usable by training (autograd) as well as by planning
+                vectors = (self.action_scale, self.state_mean, self.state_scale)
+                self._applied[key] = tuple(v.to(key[0], dtype) for v in vectors)
+        return self._applied[key]
+
     def actions(self, x: Tensor) -> Tensor:
         if self.identity:
             return x
-        return x / self.action_scale.to(x.device, x.dtype)
+        return x / self.constants(x.device, x.dtype)[0]
 
     def states(self, x: Tensor) -> Tensor:
         if self.identity:
             return x
-        return (x - self.state_mean.to(x.device, x.dtype)) / self.state_scale.to(x.device, x.dtype)
+        _, mean, scale = self.constants(x.device, x.dtype)
+        return (x - mean) / scale
 
     def __repr__(self) -> str:
         return "Conditioning(identity)" if self.identity else f"Conditioning({self.to_config()})"

@@ -6,7 +6,10 @@ frame). Extensions are opt-in: warm start from the shifted previous plan, elite 
 (iCEM), rotation deltas, L2 / cosine energies, energy over every predicted frame and a workspace box.
 
 The optimisation loop never leaves the device: no `.item()`, no numpy, a `torch.Generator` on the device for
-sampling, and the per-iteration energies are written into a device tensor that is read once at the end.
+sampling, and the per-iteration energies are written into a device tensor that is read once at the end. Its memory
+is bounded by construction: an iteration's samples are rolled out in chunks sized (once per search, `budget`) from
+the memory a plan may use, so the K/V cache of a large budget never has to fit at once; the plan stays the same
+(a chunk's matmuls may round an energy's last bit differently).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Protocol
 
 import torch
 
+from vjepa2_core.planning.budget import available_bytes, chunk_samples
 from vjepa2_core.planning.energies import ENERGIES, FRAME_MODES, trajectory_energy
 
 ACTION_DIM = 7
@@ -210,12 +214,18 @@ def shift_plan(actions: torch.Tensor, horizon: int, steps: int = 1) -> torch.Ten
 
 
 class CEMPlanner:
-    """Plans delta end-effector actions that bring the predicted representation closest to a goal representation."""
+    """Plans delta end-effector actions that bring the predicted representation closest to a goal representation.
 
-    def __init__(self, world_model: RolloutModel, config: CEMConfig | None = None):
+    `memory_limit` (bytes) bounds the rollouts' memory; None: what a plan may use on the device when a search starts
+    (`budget.available_bytes`). `self.chunk` is the samples per rollout of the last search.
+    """
+
+    def __init__(self, world_model: RolloutModel, config: CEMConfig | None = None, memory_limit: int | None = None):
         self.world_model = world_model
         self.config = config if config is not None else CEMConfig()
         self.config.validate()
+        self.memory_limit = memory_limit
+        self.chunk = 0
         self.last_result: PlanResult | None = None
 
     # -- public API
@@ -296,6 +306,7 @@ class CEMPlanner:
         The best sample seen is kept in `self.best_sample` (actions [H,7], energy []) for refining planners.
         """
         cfg, device = self.config, rep.device
+        self.chunk = self.rollout_chunk(self.population(0))
         bounds = self._bounds(device)
         mean, std, warm = self._start_distribution(state, bounds, warm, device)
         alpha, beta = self._momenta(device)
@@ -444,11 +455,23 @@ class CEMPlanner:
             pos = pos + step
         return torch.cat([torch.stack(steps, dim=1), actions[..., 3:]], dim=-1)
 
+    def rollout_chunk(self, samples: int) -> int:
+        """Samples per rollout for populations of up to `samples`: all of them unless they do not fit the memory
+        limit (then even chunks that do; at least one sample, the budget check refuses what cannot fit at all)."""
+        limit = self.memory_limit if self.memory_limit is not None else available_bytes(self.world_model.device)
+        return max(1, chunk_samples(self.world_model, self.config.horizon, samples, limit))
+
     def _energy(self, rep: torch.Tensor, state: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor):
+        """Energy [B] of each action sequence [B,H,7], rolled out `self.chunk` samples at a time."""
         cfg = self.config
         last_only = cfg.energy_frames == "last"
-        pred, _ = self.world_model.rollout(rep, state, actions, cached=cfg.cached, last_only=last_only)
-        return trajectory_energy(pred, goal, cfg.energy, cfg.energy_frames)
+        chunk = self.chunk or actions.shape[0]
+        energies = []
+        for part in actions.split(chunk):
+            pred, _ = self.world_model.rollout(rep, state, part, cached=cfg.cached, last_only=last_only)
+            energies.append(trajectory_energy(pred, goal, cfg.energy, cfg.energy_frames))
+            del pred  # the next chunk's rollout reuses this one's memory
+        return energies[0] if len(energies) == 1 else torch.cat(energies)
 
 
 def _as_rep(rep: torch.Tensor, name: str, device: torch.device) -> torch.Tensor:

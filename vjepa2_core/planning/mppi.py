@@ -28,6 +28,7 @@ class MPPIPlanner(CEMPlanner):
         should_stop: Callable[[], bool] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
         cfg, device = self.config, rep.device
+        self.chunk = self.rollout_chunk(cfg.samples)
         bounds = self._bounds(device)
         mean, std, _ = self._start_distribution(state, bounds, warm, device)
         alpha, beta = self._momenta(device)

@@ -14,7 +14,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +36,42 @@ PACKED_WEIGHTS_FRACTION = 0.25  # of the RAM a plan may use (budget.available_by
 ImageBatch = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
 
 
-# fp32 is the default (the reference's numerics; CPUs without AMX emulate bf16 slowly); bf16 pays on GPUs (tensor
-# cores) and on CPUs with AMX (oneDNN's bf16 GEMMs and the native attention kernel on the tile unit)
-PRECISIONS = ("fp32", "bf16")
-DEFAULT_PRECISION = "fp32"
+# "auto" (the default) is bf16 on a CUDA GPU with bf16 matmuls (tensor cores: about 2x fp32+TF32, half the K/V
+# memory) and fp32 everywhere else (the reference's numerics; CPUs without AMX emulate bf16 slowly). fp32 on CUDA
+# runs its matmuls in TF32. bf16 is also worth asking for on CPUs with AMX (oneDNN's bf16 GEMMs, the native kernel).
+PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_PRECISION = "auto"
+
+
+def cuda_bf16_matmuls(device: torch.device) -> bool:
+    """True when the CUDA GPU `device` multiplies bf16 natively (compute capability 8.0+, not emulated)."""
+    return torch.cuda.get_device_capability(device)[0] >= 8 and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """The precision a world model on `device` runs in: "fp32" or "bf16" ("auto" picks); ValueError if impossible."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    device = torch.device(device)
+    bf16_gpu = device.type == "cuda" and cuda_bf16_matmuls(device)
+    if precision == "auto":
+        return "bf16" if bf16_gpu else "fp32"
+    if precision == "bf16" and device.type == "cuda" and not bf16_gpu:
+        name = torch.cuda.get_device_name(device)
+        raise ValueError(
+            f"precision bf16: {name} ({device}) has no bf16 matmuls (they need compute capability 8.0+, Ampere or "
+            f"newer); use precision fp32 or auto"
+        )
+    return precision
 
 
 class WorldModel:
     """Frozen encoder + AC predictor with the planner-facing API `encode`, `encode_goal` and `rollout`.
 
     `precision="bf16"` runs both under bf16 autocast with their matmul weights converted to bf16 in place (GPUs,
-    and CPUs with AMX/AVX-512 BF16); norms, representations between steps and energies stay fp32.
+    and CPUs with AMX/AVX-512 BF16); norms, representations between steps and energies stay fp32. `"auto"` is bf16
+    on a CUDA GPU that has bf16 matmuls, fp32 elsewhere (`self.precision` holds the resolved one). fp32 on CUDA
+    runs its matmuls in TF32 (`tf32=False`: full fp32, for numerical checks), only inside this model's calls.
     """
 
     def __init__(
@@ -59,11 +84,11 @@ class WorldModel:
         goal_cache_size: int = 8,
         conditioning: Conditioning | None = None,
         precision: str = DEFAULT_PRECISION,
+        tf32: bool = True,
     ):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.precision = precision
         self.device = torch.device(device)
+        self.precision = precision = resolve_precision(precision, self.device)
+        self.tf32 = tf32 and self.device.type == "cuda" and precision == "fp32"
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)
         self.predictor = predictor.to(self.device).eval().requires_grad_(False)
         if precision == "bf16":  # in place: autocast re-casts frozen fp32 weights on every call, bf16 ones never
@@ -86,6 +111,8 @@ class WorldModel:
         self.crop_size = int(crop_size)
         self.normalize_reps = normalize_reps
         self.conditioning = conditioning or Conditioning()  # maps only the predictor's inputs; CEM stays physical
+        # on the device once (as tensors on it name it, e.g. cuda:0): no host copy in any rollout step
+        self.conditioning.constants(torch.empty(0, device=self.device).device)
         self.goal_cache_size = goal_cache_size
         self._goal_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         patch = int(getattr(encoder, "patch_size", 16))
@@ -137,9 +164,21 @@ class WorldModel:
 
     # -- encoding
 
+    @contextmanager
     def _autocast(self):
-        """bf16 autocast of encoder and predictor (`precision="bf16"`: bf16 matmul weights, fp32 norms/energies)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        """bf16 autocast of encoder and predictor (`precision="bf16"`: bf16 matmul weights, fp32 norms/energies);
+        TF32 matmuls for fp32 on CUDA, set for this call only (the process-wide setting is restored after it)."""
+        bf16 = self.precision == "bf16"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
+            if not self.tf32:
+                yield
+                return
+            before = torch.get_float32_matmul_precision()
+            torch.set_float32_matmul_precision("high")
+            try:
+                yield
+            finally:
+                torch.set_float32_matmul_precision(before)
 
     def _input_dtype(self, module: nn.Module) -> torch.dtype:
         """fp32 under bf16 autocast (it casts for the matmuls), else the weights' dtype (fp32, or a half model)."""
