@@ -119,9 +119,10 @@ class GoalClient:
         response = result.result()
         return ReachOutcome(status_name(response.status), response.result, cancelled)
 
-    def plan(self, request: Any, timeout: float) -> Any:
-        """One ~/plan_to_goal call (PlanToGoal.Request); the response, successful or not."""
-        return self._call(PlanToGoal, "plan_to_goal", request, timeout)
+    def plan(self, request: Any, timeout: float, answer_timeout: float = 600.0) -> Any:
+        """One ~/plan_to_goal call (PlanToGoal.Request): the node must appear within `timeout`, the plan within
+        `answer_timeout`; the response, successful or not."""
+        return self._call(PlanToGoal, "plan_to_goal", request, timeout, answer_timeout)
 
     def camera_frame(self, timeout: float) -> Any:
         """The node's latest camera frame (CameraFrame.Response)."""
@@ -153,7 +154,9 @@ class GoalClient:
 
     # -- services
 
-    def _call(self, srv_type: Any, name: str, request: Any, timeout: float) -> Any:
+    def _call(
+        self, srv_type: Any, name: str, request: Any, timeout: float, answer_timeout: float | None = None
+    ) -> Any:
         full = f"{self.planner}/{name}"
         client = self._services.get(full)
         if client is None:
@@ -166,7 +169,7 @@ class GoalClient:
                 "(is vjepa2_planner running, in this ROS_DOMAIN_ID?)"
             ) from None
         future = client.call_async(request)
-        self.wait(future.done, timeout, f"{full} to answer")
+        self.wait(future.done, answer_timeout or timeout, f"{full} to answer")
         return future.result()
 
     def _get_parameters(self, names: list[str], timeout: float) -> dict[str, int]:

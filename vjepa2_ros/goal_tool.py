@@ -42,13 +42,15 @@ def parse_budget(text: str) -> dict[str, int]:
 
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != len(BUDGET_FIELDS):
-        raise ValueError(f"--budget takes {','.join(BUDGET_FIELDS)} (0 = the node's value), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--budget takes {','.join(BUDGET_FIELDS)} (0 = the node's value), got {text!r}"
+        )
     try:
         values = [int(p or 0) for p in parts]
     except ValueError:
-        raise ValueError(f"--budget values must be integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"--budget values must be integers, got {text!r}") from None
     if any(v < 0 for v in values):
-        raise ValueError(f"--budget values must be >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"--budget values must be >= 0, got {text!r}")
     return dict(zip(BUDGET_FIELDS, values))
 
 
@@ -164,7 +166,7 @@ def run_plan_only(args: argparse.Namespace, client, goal_msg) -> int:
 
     budget = args.budget or {}
     request = PlanToGoal.Request(goal_image=goal_msg, seed=args.seed, **budget)
-    response = client.plan(request, timeout=600.0)
+    response = client.plan(request, args.timeout)
     if not response.success:
         print(f"plan refused: {response.message}", flush=True)
         return STOPPED
@@ -182,14 +184,16 @@ def run_reach(args: argparse.Namespace, client, goal) -> int:
     n_goals = len(goal.subgoal_images) + 1
     interrupted = threading.Event()
 
-    def on_sigint(_signum, _frame) -> None:
+    def on_signal(signum, _frame) -> None:
         if not interrupted.is_set():
-            print("Ctrl-C: cancelling the goal (Ctrl-C again to quit without waiting)", flush=True)
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            print(f"{name}: cancelling the goal (Ctrl-C again to quit without waiting)", flush=True)
         interrupted.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     previous = client.set_budget(args.budget, 30.0) if args.budget else None
-    signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)  # a supervisor's stop cancels the goal too
     try:
         print(f"sent the goal to {client.planner} ({n_goals - 1} sub-goals); Ctrl-C cancels", flush=True)
         outcome = client.reach(
@@ -197,6 +201,7 @@ def run_reach(args: argparse.Namespace, client, goal) -> int:
         )
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if previous is not None:
             client.restore_budget(previous, 30.0)
     r = outcome.result

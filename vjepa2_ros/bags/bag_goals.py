@@ -65,10 +65,14 @@ def pick_frames(times: np.ndarray, at: list[float] | None, evenly: int | None, d
     if at is not None:
         outside = [t for t in at if not 0.0 <= t <= duration + TIME_SLACK_S]
         if outside:
-            raise ValueError(f"time(s) {outside} outside the bag, which lasts {duration:.3f} s (use 0..{duration:.3f})")
+            raise ValueError(
+                f"time(s) {outside} outside the bag, which lasts {duration:.3f} s (use 0..{duration:.3f})"
+            )
         return nearest(times, at) if len(times) > 1 else [0] * len(at)
     if evenly > len(times) - 1:
-        raise ValueError(f"--evenly {evenly}: the topic has only {len(times)} frames ({len(times) - 1} after the start)")
+        raise ValueError(
+            f"--evenly {evenly}: the topic has only {len(times)} frames ({len(times) - 1} after the start)"
+        )
     first, last = float(times[0]), float(times[-1])
     targets = [first + (last - first) * k / evenly for k in range(1, evenly + 1)]
     picked = nearest(times, targets)
