@@ -111,6 +111,7 @@ def capture_from_topic(node, topic: str, timeout: float) -> tuple[np.ndarray, st
     from vjepa2_ros.goal_client import GoalError, spin_wait
 
     types = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage}
+    topic = node.resolve_topic_name(topic)  # the graph lists full names
     wait, found = spin_wait(node), {}
 
     def published() -> bool:
