@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from ros_helpers import (
@@ -109,6 +110,13 @@ def test_capture_saves_the_frame_the_planner_plans_from(ros, traj, tmp_path):
     proc = run_tool("capture", "--out", tmp_path / "topic.png", "--topic", "/robot/camera/image_raw", "--timeout", 60)
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(read_image_file(tmp_path / "topic.png"), expected)
+    # what the encoder sees: the tiny model's 64 x 64 input, the same 4x bilinear reduction as OpenCV's
+    proc = run_tool("capture", "--out", tmp_path / "view.png", "--encoder-view", "--timeout", 60)
+    assert proc.returncode == 0, proc.stderr
+    view = read_image_file(tmp_path / "view.png")
+    assert view.shape == (64, 64, 3) and "what the encoder of" in proc.stdout
+    reference = cv2.resize(expected, (64, 64), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(view.astype(int) - reference).max() <= 1
 
 
 def test_capture_from_a_compressed_topic_decodes_as_the_node(ros, traj, tmp_path):

@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--node", default=PLANNER, help="planner node whose current frame to save (default)")
     source.add_argument("--topic", help="take the frame from this camera topic instead (Image or CompressedImage)")
     cap.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the node or a frame")
+    cap.add_argument(
+        "--encoder-view",
+        action="store_true",
+        help="save what the node's encoder sees instead: the centre square crop at its input size (to look at; "
+        "send the full frame as the goal)",
+    )
     snd = sub.add_parser("send", help="send a goal image (and sub-goal images) to the planner")
     snd.add_argument("--goal", required=True, help="goal image (PNG or JPEG)")
     snd.add_argument("--subgoals", nargs="+", default=[], metavar="IMAGE", help="sub-goal images, in order")
@@ -81,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 # -- capture
 
 
-def capture_from_node(client, timeout: float) -> tuple[np.ndarray, str]:
-    """The node's latest frame (retried until it has one or `timeout` passes) and a line describing it."""
+def capture_from_node(client, timeout: float, encoder_view: bool = False) -> tuple[np.ndarray, str]:
+    """The node's latest frame (retried until it has one or `timeout` passes), or `encoder_view` what its encoder
+    sees of it, and a line describing it."""
     from vjepa2_ros.conversions import image_to_rgb
 
     end = time.monotonic() + timeout
@@ -95,8 +102,15 @@ def capture_from_node(client, timeout: float) -> tuple[np.ndarray, str]:
         time.sleep(0.2)  # the node is up but has not received a camera frame yet
     rgb = image_to_rgb(response.image)
     what = f"the frame {client.planner} plans from ({response.age:.2f} s old)"
-    if response.crop_size:
-        what += f"; its encoder sees the centre square crop resized to {response.crop_size}x{response.crop_size}"
+    crop = response.crop_size
+    if encoder_view:
+        if not crop:
+            raise NoFrame(f"{client.planner} has no model loaded (configure it) to tell its encoder's input size")
+        from vjepa2_core.data.transforms import encoder_view as view
+
+        rgb, what = view(rgb, crop), f"what the encoder of {client.planner} sees of {what[4:]}"
+    elif crop:
+        what += f"; its encoder sees the centre square crop resized to {crop}x{crop}"
     if response.age > STALE_FRAME_S:
         print(f"vjepa2-goal: warning: the frame is {response.age:.1f} s old (is the camera publishing?)", flush=True)
     return rgb, what
@@ -141,8 +155,7 @@ def run_capture(args: argparse.Namespace, node) -> int:
     if args.topic:
         rgb, what = capture_from_topic(node, args.topic, args.timeout)
     else:
-        client = GoalClient(node, args.node)
-        rgb, what = capture_from_node(client, args.timeout)
+        rgb, what = capture_from_node(GoalClient(node, args.node), args.timeout, args.encoder_view)
     path = write_png(args.out, rgb)
     print(f"saved {path} ({rgb.shape[1]}x{rgb.shape[0]}): {what}", flush=True)
     return OK
@@ -245,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-steps must be >= 0")
     if args.timeout <= 0:
         parser.error("--timeout must be > 0")
+    if args.command == "capture" and args.topic and args.encoder_view:
+        parser.error("--encoder-view needs the node (its encoder's input size), not --topic")
     images = read_goal_images(parser, args) if args.command == "send" else []
     import rclpy
     from rclpy.signals import SignalHandlerOptions

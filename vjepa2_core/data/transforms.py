@@ -37,6 +37,31 @@ def central_crop_box(height: int, width: int, ratio: tuple[float, float]) -> tup
     return (height - h) // 2, (width - w) // 2, h, w
 
 
+def ac_crop_resize(
+    frames: np.ndarray | torch.Tensor,
+    crop_size: int = 256,
+    ratio: tuple[float, float] = (1.0, 1.0),
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The geometry of `ac_preprocess` alone: uint8 [T,H,W,3] -> float [3,T,crop,crop] pixel values 0..255."""
+    x = frames_to_tensor(frames)
+    if device is not None:
+        x = x.to(device)
+    _, _, h, w = x.shape
+    top, left, ch, cw = central_crop_box(h, w, ratio)
+    x = x[:, :, top : top + ch, left : left + cw]
+    if (ch, cw) != (crop_size, crop_size):
+        x = F.interpolate(x, size=(crop_size, crop_size), mode="bilinear", align_corners=False)
+    return x
+
+
+def encoder_view(image: np.ndarray, crop_size: int) -> np.ndarray:
+    """What the planning encoder sees of one RGB frame [H,W,3], as uint8 [crop,crop,3] before normalisation (for
+    people: `vjepa2-goal capture --encoder-view`)."""
+    x = ac_crop_resize(image, crop_size)[:, 0]
+    return x.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
 def ac_preprocess(
     frames: np.ndarray | torch.Tensor,
     crop_size: int = 256,
@@ -47,14 +72,7 @@ def ac_preprocess(
 
     uint8 [T,H,W,3] -> float [3,T,crop,crop]. With ratio (1,1) on a square image this is the planning transform.
     """
-    x = frames_to_tensor(frames)
-    if device is not None:
-        x = x.to(device)
-    _, _, h, w = x.shape
-    top, left, ch, cw = central_crop_box(h, w, ratio)
-    x = x[:, :, top : top + ch, left : left + cw]
-    if (ch, cw) != (crop_size, crop_size):
-        x = F.interpolate(x, size=(crop_size, crop_size), mode="bilinear", align_corners=False)
+    x = ac_crop_resize(frames, crop_size, ratio, device)
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1, 1) * 255.0
     std = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1, 1) * 255.0
     return (x - mean) / std
