@@ -143,6 +143,14 @@ def test_capture_errors_are_clear(ros, tmp_path):
     out = tmp_path / "x.png"
     proc = run_tool("capture", "--out", out, "--topic", "/nobody/publishes/this", "--timeout", 3)
     assert proc.returncode == 1 and "nothing is published on /nobody/publishes/this" in proc.stderr, proc.stderr
+    from sensor_msgs.msg import Image
+
+    silent = ros.client.node.create_publisher(Image, "/goal_test/silent_camera", 1)  # a camera that sends nothing
+    try:
+        proc = run_tool("capture", "--out", out, "--topic", "/goal_test/silent_camera", "--timeout", 10)
+    finally:
+        ros.client.node.destroy_publisher(silent)
+    assert proc.returncode == 1 and "no frame arrived on /goal_test/silent_camera within 10 s" in proc.stderr
     proc = run_tool("capture", "--out", out, "--topic", "/robot/ee_pose", "--timeout", 30)
     assert proc.returncode == 2 and "geometry_msgs/msg/PoseStamped, not sensor_msgs/Image" in proc.stderr
     proc = run_tool("capture", "--out", out, "--node", "/no_planner", "--timeout", 3)
@@ -167,6 +175,16 @@ def test_subgoals_are_reported_in_feedback(ros, images):
     stages = [line.split("goal ")[1].split()[0] for line in step_lines(proc.stdout)]
     assert stages == ["1/2", "1/2", "2/2", "2/2"], proc.stdout  # two steps on the sub-goal, then on the goal
     assert "(1 sub-goals)" in proc.stdout
+
+
+def test_a_stopped_planner_aborts_the_goal_and_send_exits_1(ros, images):
+    assert ros.trigger(ros.stop).success
+    try:
+        proc = run_tool("send", "--goal", images["goal"], "--max-steps", 3)
+    finally:
+        assert ros.trigger(ros.resume).success
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "aborted: safety stop: stopped; 0 steps" in proc.stdout.splitlines()[-1], proc.stdout
 
 
 def test_sigint_cancels_the_goal_and_waits_for_the_node(ros, images):
