@@ -83,6 +83,8 @@ setup(
             "vjepa2-bag-play = vjepa2_ros.bags.bag_play:main",
             "vjepa2-replay = vjepa2_ros.bags.replay:main",
             "vjepa2-bag2droid = vjepa2_ros.bags.bag2droid:main",
+            "vjepa2-bag-goals = vjepa2_ros.bags.bag_goals:main",
+            "vjepa2-goal = vjepa2_ros.goal_tool:main",
             "vjepa2-sim-collect = vjepa2_ros.sim.collect:main",
             "vjepa2-sim-eval = vjepa2_ros.sim.evaluate:main",
             "vjepa2-probe-sim = vjepa2_ros.sim.probe:main",

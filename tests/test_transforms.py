@@ -1,5 +1,6 @@
 """The deterministic AC transform: shapes, normalisation and the reference crop fallback."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -36,3 +37,16 @@ def test_crop_fallback_matches_reference_rule():
 def test_malformed_images_raise_clear_errors(bad):
     with pytest.raises(ValueError):
         ac_preprocess(bad, crop_size=16)
+
+
+def test_encoder_view_is_the_centre_square_at_the_input_size():
+    from vjepa2_core.data.transforms import encoder_view
+
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    view = encoder_view(frame, 60)
+    assert view.shape == (60, 60, 3) and view.dtype == np.uint8
+    centre = frame[:, 40:160]  # the 120 x 120 centre: what lies outside it never shows
+    np.testing.assert_array_equal(view, encoder_view(centre, 60))
+    assert np.abs(view.astype(int) - cv2.resize(centre, (60, 60), interpolation=cv2.INTER_LINEAR)).max() <= 1
+    np.testing.assert_array_equal(encoder_view(centre, 120), centre)  # at its own size: the pixels themselves

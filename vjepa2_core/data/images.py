@@ -7,6 +7,7 @@ saying what was wrong, never a numpy reshape traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -194,3 +195,25 @@ def encode_compressed(rgb: np.ndarray, format: str = "jpeg", quality: int = 95) 
     if not ok:
         raise ImageDecodeError(f"could not encode image as {format}")
     return enc.tobytes()
+
+
+def read_image_file(path: str | Path) -> np.ndarray:
+    """A PNG or JPEG file -> RGB uint8 [H,W,3], through `decode_compressed` (the size check included); a missing,
+    unreadable or non-image file is an `ImageDecodeError` naming the file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read image {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        return decode_compressed("", data)
+    except ImageDecodeError as exc:
+        raise ImageDecodeError(f"{str(path)!r} is not a usable image: {exc}") from None
+
+
+def write_png(path: str | Path, rgb: np.ndarray) -> Path:
+    """RGB uint8 [H,W,3] -> a lossless PNG file (its parent directory is created); returns the path."""
+    path = Path(path)
+    data = encode_compressed(rgb, "png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path

@@ -42,6 +42,33 @@ def central_crop_box(height: int, width: int, ratio: tuple[float, float]) -> tup
     return (height - h) // 2, (width - w) // 2, h, w
 
 
+def ac_crop_resize(
+    frames: np.ndarray | torch.Tensor,
+    crop_size: int = 256,
+    ratio: tuple[float, float] = (1.0, 1.0),
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The geometry of `ac_preprocess` alone: uint8 [T,H,W,3] -> float [3,T,crop,crop] pixel values 0..255. With
+    `device` the uint8 crop is uploaded as it is (a quarter of the float bytes) and converted there."""
+    x = _channels_first(frames)
+    _, _, h, w = x.shape
+    top, left, ch, cw = central_crop_box(h, w, ratio)
+    x = x[:, :, top : top + ch, left : left + cw]
+    if device is not None:
+        x = x.to(device)
+    x = x.float()
+    if (ch, cw) != (crop_size, crop_size):
+        x = F.interpolate(x, size=(crop_size, crop_size), mode="bilinear", align_corners=False)
+    return x
+
+
+def encoder_view(image: np.ndarray, crop_size: int) -> np.ndarray:
+    """What the planning encoder sees of one RGB frame [H,W,3], as uint8 [crop,crop,3] before normalisation (for
+    people: `vjepa2-goal capture --encoder-view`)."""
+    x = ac_crop_resize(image, crop_size)[:, 0]
+    return x.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
 def ac_preprocess(
     frames: np.ndarray | torch.Tensor,
     crop_size: int = 256,
@@ -54,15 +81,7 @@ def ac_preprocess(
     With `device` the crop is uploaded as it is (uint8: a quarter of the float bytes) and converted there; the
     normalisation constants are made on the device, so nothing else crosses from the host.
     """
-    x = _channels_first(frames)
-    _, _, h, w = x.shape
-    top, left, ch, cw = central_crop_box(h, w, ratio)
-    x = x[:, :, top : top + ch, left : left + cw]
-    if device is not None:
-        x = x.to(device)
-    x = x.float()
-    if (ch, cw) != (crop_size, crop_size):
-        x = F.interpolate(x, size=(crop_size, crop_size), mode="bilinear", align_corners=False)
+    x = ac_crop_resize(frames, crop_size, ratio, device)
     mean, std = (_filled(values, 255.0, x.device) for values in (IMAGENET_MEAN, IMAGENET_STD))
     return (x - mean) / std
 

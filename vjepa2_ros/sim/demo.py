@@ -78,12 +78,12 @@ class DemoClient:
 
     def __init__(self) -> None:
         import rclpy
-        from rclpy.action import ActionClient
         from sensor_msgs.msg import Image
         from std_msgs.msg import Float64
 
         from vjepa2_interfaces.action import ReachGoal
         from vjepa2_ros.conversions import image_to_rgb
+        from vjepa2_ros.goal_client import GoalClient
         from vjepa2_ros.sim.sim_node import LATCHED
 
         self.rclpy, self.ReachGoal, self.to_rgb = rclpy, ReachGoal, image_to_rgb
@@ -95,7 +95,8 @@ class DemoClient:
         self.node.create_subscription(Image, f"{SIM}/image", self._on_image, 10)
         self.node.create_subscription(Image, f"{SIM}/goal_image", self._on_goal, LATCHED)
         self.node.create_subscription(Float64, f"{SIM}/goal_distance", self._on_distance, 10)
-        self.action = ActionClient(self.node, ReachGoal, f"{PLANNER}/reach_goal")
+        self.goals = GoalClient(self.node, PLANNER)  # the goal-sending code of `vjepa2-goal send`
+        self.action = self.goals.action
 
     def _on_image(self, msg) -> None:
         self.image = self.to_rgb(msg)
@@ -120,15 +121,14 @@ class DemoClient:
             raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
 
     def reach(self, goal, on_feedback, timeout: float, procs: list[subprocess.Popen]):
-        """Send one ReachGoal and wait for its result."""
-        send = self.action.send_goal_async(goal, feedback_callback=on_feedback)
-        self.spin_until(send.done, 30, "the planner to accept the goal", procs)
-        handle = send.result()
-        if not handle.accepted:
-            raise DemoError("the planner rejected the goal (is another goal active?)")
-        result_future = handle.get_result_async()
-        self.spin_until(result_future.done, timeout, "the ReachGoal result", procs)
-        return result_future.result().result
+        """Send one ReachGoal and wait for its result (spinning here, so a node that exits is noticed)."""
+        from vjepa2_ros.goal_client import GoalError
+
+        self.goals.wait = lambda predicate, limit, what: self.spin_until(predicate, limit, what, procs)
+        try:
+            return self.goals.reach(goal, on_feedback, timeout).result
+        except GoalError as exc:
+            raise DemoError(str(exc)) from None
 
     def new_episode(self, seed: int, procs: list[subprocess.Popen], timeout: float = 30.0) -> None:
         """Make the simulator start episode `seed` (its `seed` parameter, then ~/reset) and wait for its goal."""
@@ -206,7 +206,7 @@ class DemoClient:
         return self.image
 
     def close(self) -> None:
-        self.action.destroy()
+        self.goals.close()
         self.node.destroy_node()
 
 
