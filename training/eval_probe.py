@@ -1,4 +1,4 @@
-"""Frozen-encoder attentive-probe evaluation (reference `evals/*_frozen`), on the shared training engine.
+"""Frozen-encoder attentive-probe evaluation (reference `evals/*_frozen`).
 
     python training/eval_probe.py --config config/eval/tiny_cpu/video_shapes.yaml [--set k=v ...] [--val-only]
     torchrun --nproc_per_node=8 training/eval_probe.py --config config/eval/vitl/ssv2.yaml
@@ -9,7 +9,9 @@ probes read the tokens of all segments of a view; predictions are softmax-averag
 top-1 (or EK100 action mean-class recall@5) is reported. `folder/<eval_name>/<tag>/latest.pt` holds
 `classifiers`, `opt`, `scaler`, `epoch` as the reference writes them; `--val-only` evaluates the probe in it (or
 the file `probe_checkpoint` names, e.g. a released `ssv2-vitl-16x2x3.pt`). The config's SCHEMA, its checks and the
-run builder are in `vjepa2_core/evals/probe_run.py`.
+run builder are in `vjepa2_core/evals/probe_run.py`. The epoch loop below is its own, not the training engine's
+(docs/DESIGN.md says why: one optimizer per head, the reference probe-file layout, validation on every rank); the
+exit codes are the engine's (0 done, 2 bad arguments/config/data, 3 encoder or probe file that does not fit).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from vjepa2_core.hub import CheckpointError
 from vjepa2_core.training.checkpoint import seed_everything
 from vjepa2_core.training.config import ConfigError, dump_config
 from vjepa2_core.training.distributed import cleanup, init_distributed
+from vjepa2_core.training.engine import EXIT_CHECKPOINT, EXIT_OK, EXIT_USAGE
 from vjepa2_core.training.metrics import CSVLogger, Throughput
 from vjepa2_core.training.optim import autocast
 
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load(args.config, args.overrides)
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     val_only = args.val_only or cfg["val_only"]
     dist = init_distributed(cfg["meta"]["device"])
     seed_everything(cfg["meta"]["seed"])
@@ -53,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         run = build_run(cfg, val_only, args.resume or cfg["resume_checkpoint"], dist)
     except CheckpointError as exc:  # an encoder or probe file that does not fit
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_CHECKPOINT
     except (OSError, ValueError, KeyError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if dist.is_main:
         run.folder.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run.folder / "config.yaml")
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if val_only:
         report(run, run.start_epoch, float("nan"), 0.0, logger, dist.is_main)
         cleanup()
-        return 0
+        return EXIT_OK
 
     # -- the loop: frozen features once per batch, every head trained on them
     num_epochs = cfg["experiment"]["optimization"]["num_epochs"]
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             report(run, epoch + 1, total_loss / max(n, 1), meter.rate(), logger, dist.is_main)
     logger.close()
     cleanup()
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":
