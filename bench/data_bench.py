@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +23,6 @@ import numpy as np
 import torch
 
 from vjepa2_core.data.droid import DROIDDataset, collate, write_episode
-from vjepa2_core.training.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,13 +56,16 @@ def loader_clips_per_s(csv_path: Path, workers: int, batches: int = 6, batch_siz
 
 
 def train_steps_per_s(csv_path: Path, out: Path, steps: int, cache: Path | None) -> float:
-    spec = importlib.util.spec_from_file_location("train_ac", REPO / "training" / "train_ac.py")
-    train_ac = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_ac)
     sets = [f"data.datasets=[{csv_path}]", f"folder={out}", f"meta.max_steps={steps}", "meta.eval_freq=0"]
     sets += [f"data.feature_cache={cache}"] if cache else []
-    cfg = train_ac.check_config(load_config(REPO / "config/train/ac_tiny_cpu.yaml", train_ac.SCHEMA, sets))
-    train_ac.train(cfg)
+    sets += ["meta.num_threads=1"]  # as this bench's own loader timing
+    cmd = [
+        sys.executable,
+        str(REPO / "training" / "train_ac.py"),
+        "--config",
+        str(REPO / "config/train/ac_tiny_cpu.yaml"),
+    ]
+    subprocess.run([*cmd, *(a for s in sets for a in ("--set", s))], check=True)
     with open(out / "train.csv", newline="") as f:
         times = [float(r["time"]) for r in csv.DictReader(f)]
     warm = len(times) // 2  # skip start-up and (with the cache) the filling pass

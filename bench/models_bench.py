@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 
+from vjepa2_core.devices import synchronize
 from vjepa2_core.hub import MODELS
 from vjepa2_core.models import ENCODER_SIZES, ACPredictor, VisionTransformer
 
@@ -36,12 +37,10 @@ def timed(fn: Callable[..., object], *fn_args, device: torch.device, repeats: in
     """Median wall time of ``fn(*fn_args)`` over ``repeats`` runs after one warm-up."""
     times = []
     for i in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         fn(*fn_args)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         if i:
             times.append(time.perf_counter() - start)
     return statistics.median(times)

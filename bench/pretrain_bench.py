@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from vjepa2_core.data.synthetic_videos import write_moving_shapes_dataset  # noqa: E402
+from vjepa2_core.devices import synchronize  # noqa: E402
 from vjepa2_core.masks import VJEPA2_MASK_CFGS, MultiSeqMaskCollator  # noqa: E402
 from vjepa2_core.training.config import load_yaml  # noqa: E402
 from vjepa2_core.training.metrics import read_csv  # noqa: E402
@@ -98,8 +99,7 @@ def model_step(steps: int, batch: int, device: str, size: str) -> float:
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     for i in range(steps + 3):
         if i == 3:
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(dev)
             t0 = time.perf_counter()
         with autocast(dev, dtype):
             h = target_features(target, mb.clips)
@@ -108,8 +108,7 @@ def model_step(steps: int, batch: int, device: str, size: str) -> float:
         loss.backward()
         opt.step()
         ema_update(target.backbone, encoder.backbone, 0.999)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(dev)
     return batch * steps / (time.perf_counter() - t0)
 
 

@@ -11,8 +11,10 @@ Numbers depend on machine load.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,14 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "eval" / "tiny_cpu" / "video_shapes.yaml"
 
 
-def _eval_probe():
-    spec = importlib.util.spec_from_file_location("eval_probe", REPO / "training" / "eval_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def end_to_end(root: Path, videos: int, epochs: int, heads: int) -> float:
+def end_to_end(root: Path, videos: int, epochs: int, heads: int, threads: int) -> float:
     from vjepa2_core.data.motion_direction import write_direction_dataset
     from vjepa2_core.hub import make_random_checkpoint
     from vjepa2_core.training.config import load_yaml
@@ -50,7 +45,8 @@ def end_to_end(root: Path, videos: int, epochs: int, heads: int) -> float:
         "meta.log_every=1000",
     ]
     argv = ["--config", str(CONFIG)] + [a for s in sets for a in ("--set", s)]
-    if _eval_probe().main(argv) != 0:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # the script's torch threads
+    if subprocess.run([sys.executable, str(REPO / "training" / "eval_probe.py"), *argv], env=env).returncode != 0:
         raise RuntimeError("eval_probe.py failed")
     rows = read_csv(next((root / "out").rglob("log.csv")))
     return float(rows[-1]["clips_per_s"])
@@ -94,7 +90,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        e2e = end_to_end(Path(tmp), args.videos, args.epochs, args.heads)
+        e2e = end_to_end(Path(tmp), args.videos, args.epochs, args.heads, args.threads)
     step = probe_step(args.steps, 16, args.heads)
     print(
         f"probe training, tiny CPU config, {args.heads} heads, 2 segments x 8 frames @ 64 px, {args.threads} threads"

@@ -9,8 +9,8 @@ must still agree (DDP broadcasts what it wraps, the EMA target is broadcast by t
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import runpy
 import sys
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import torch
 from vjepa2_core.training import engine
 from vjepa2_core.training.checkpoint import seed_everything
 
-REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(__file__).resolve().parents[1] / "training" / "train_ac.py"
 WEIGHT_KEYS = ("encoder", "target_encoder", "predictor")
 
 
@@ -37,10 +37,12 @@ def main(argv: list[str]) -> int:
         save(eng, weights)
 
     engine.Engine.save = save_every_rank
-    spec = importlib.util.spec_from_file_location("train_ac", REPO / "training" / "train_ac.py")
-    train_ac = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_ac)
-    return train_ac.main(script_argv)
+    sys.argv = [str(SCRIPT), *script_argv]
+    try:  # the script itself, run as `python training/train_ac.py ...` runs it, in this patched process
+        runpy.run_path(str(SCRIPT), run_name="__main__")
+    except SystemExit as done:
+        return done.code or 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,28 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def config_argv(config: str | Path, sets: Sequence[str] = (), *flags: str) -> list[str]:
+    """`--config CONFIG --set k=v ... FLAGS`: the command line of a training or eval script."""
+    argv = ["--config", str(config)]
+    for item in sets:
+        argv += ["--set", item]
+    return [*argv, *flags]
+
+
+def run_script(script: str, argv: Sequence[str], timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run `script` (a path under the repository, e.g. training/train_ac.py) as a user does, output captured."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, str(REPO / script), *argv]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def script_summary(script: str, argv: Sequence[str], timeout: float = 900):
+    """Run a script that must succeed; the JSON of its last stdout line (a training run's summary)."""
+    proc = run_script(script, argv, timeout)
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_train_ac import make_episodes, tiny_cfg, train_ac
+from test_train_ac import make_episodes, tiny_cfg, train_tiny
 
 from vjepa2_core.hub import load_checkpoint, resolve_checkpoint
 from vjepa2_core.hub.loading import make_random_checkpoint
 from vjepa2_core.models.conditioning import Conditioning
 from vjepa2_core.planning.poses import compose_pose
 from vjepa2_core.planning.world_model import WorldModel
-from vjepa2_core.training import ac
+from vjepa2_core.training import ac, ac_run
 from vjepa2_ros.sim.export import export
 
 STATS = {
@@ -110,8 +110,8 @@ def test_registry_name_keeps_the_files_conditioning(tmp_path):
 def test_training_stores_stats_that_survive_hub_and_export(tmp_path):
     csv_path = make_episodes(tmp_path / "episodes", 6, seed=3)
     cfg = tiny_cfg(csv_path, tmp_path / "run", "meta.max_steps=3", "model.normalize_conditioning=true")
-    train_ac.train(cfg)
-    train_ds, _ = train_ac.make_datasets(cfg, None, None)
+    train_tiny(csv_path, tmp_path / "run", "meta.max_steps=3", "model.normalize_conditioning=true")
+    train_ds, _ = ac_run.make_datasets(cfg, None, None)
     expected = ac.fit_conditioning(train_ds).to_config()
     assert expected["action_scale"][:3] != [1.0] * 3  # real statistics of the training episodes
     ckpt = load_checkpoint(tmp_path / "run" / "latest.pt")
@@ -121,6 +121,5 @@ def test_training_stores_stats_that_survive_hub_and_export(tmp_path):
     assert load_checkpoint(info["path"])["model_config"]["conditioning"] == expected
     assert WorldModel.from_checkpoint(info["path"]).conditioning.to_config() == expected
     # without the flag nothing is stored
-    plain = tiny_cfg(csv_path, tmp_path / "plain", "meta.max_steps=1")
-    train_ac.train(plain)
+    train_tiny(csv_path, tmp_path / "plain", "meta.max_steps=1")
     assert "conditioning" not in load_checkpoint(tmp_path / "plain" / "latest.pt")["model_config"]

@@ -6,7 +6,6 @@ augmented clips and scored on centre crops, does better on the pretrained tiny e
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -18,18 +17,12 @@ import torch.nn.functional as F
 
 from vjepa2_core.data.motion_direction import write_direction_dataset
 from vjepa2_core.data.synthetic_videos import write_moving_shapes_dataset
+from vjepa2_core.evals import probe_run
 from vjepa2_core.evals.build import build_datasets, build_feature_model
 from vjepa2_core.evals.metrics import token_spread
 from vjepa2_core.training.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _eval_schema():
-    spec = importlib.util.spec_from_file_location("eval_probe", REPO / "training" / "eval_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SCHEMA
 
 
 def _crop_steadiness(model, train_set, val_set, n: int) -> float:
@@ -59,7 +52,8 @@ def test_pretrained_tokens_are_steadier_under_the_probe_training_crops(tmp_path)
     config = REPO / "config" / "eval" / "tiny_cpu" / "video_shapes_few_labels.yaml"
     scores, spreads = {}, {}
     for random_init in (False, True):
-        cfg = load_config(config, _eval_schema(), [*overrides, f"model_kwargs.random_init={str(random_init).lower()}"])
+        init = f"model_kwargs.random_init={str(random_init).lower()}"
+        cfg = load_config(config, probe_run.SCHEMA, [*overrides, init])
         model = build_feature_model(cfg)
         train_set, val_set, _ = build_datasets(cfg, seed=0)
         with torch.no_grad():

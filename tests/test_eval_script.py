@@ -2,12 +2,12 @@
 resume, --val-only (own file, a released-layout single-head file and a released-layout EK100 file) and config
 errors."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_script
 
 from vjepa2_core.data.motion_direction import write_direction_dataset, write_ek100_toy
 from vjepa2_core.evals import probe_state
@@ -20,11 +20,19 @@ CONFIG = ROOT / "config" / "eval" / "tiny_cpu" / "video_shapes.yaml"
 EK100_CONFIG = ROOT / "config" / "eval" / "tiny_cpu" / "ek100_toy.yaml"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("eval_probe", ROOT / "training" / "eval_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+class _Script:
+    """training/eval_probe.py run as a user runs it: `main(argv)` gives the exit code, `out` / `err` the output."""
+
+    out = err = ""
+
+    def main(self, argv: list[str]) -> int:
+        proc = run_script("training/eval_probe.py", argv)
+        self.out, self.err = proc.stdout, proc.stderr
+        return proc.returncode
+
+
+def _script() -> _Script:
+    return _Script()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +60,7 @@ def _args(base, *extra):
     return out
 
 
-def test_train_resume_and_val_only(setup, capsys):
+def test_train_resume_and_val_only(setup):
     script, root, base = setup
     assert script.main(_args(base)) == 0
     folder = root / "out" / "video_classification_frozen" / "shapes-direction-8f"
@@ -67,9 +75,8 @@ def test_train_resume_and_val_only(setup, capsys):
     )
     trained = json.loads((folder / "results.json").read_text())
     assert 1.0 <= trained["effective_rank"] <= 96.0 and trained["token_std"] > 0  # the collapse check is reported
-    capsys.readouterr()
     assert script.main(_args(base) + ["--val-only"]) == 0
-    assert "val top-1" in capsys.readouterr().out
+    assert "val top-1" in script.out
     result = json.loads((folder / "results.json").read_text())
     # --val-only scores the stored heads: exactly the numbers the training run reported for them
     assert len(result["top1"]) == 4 and result["top1"] == trained["top1"] and 0.0 <= result["best"] <= 100.0
@@ -84,7 +91,7 @@ def test_val_every_validates_every_kth_epoch_and_the_last(setup):
     assert torch.load(folder / "latest.pt", weights_only=True)["epoch"] == 3  # saved every epoch all the same
 
 
-def test_val_only_reads_a_released_layout_probe(setup, capsys):
+def test_val_only_reads_a_released_layout_probe(setup):
     script, root, base = setup
     probe = AttentiveClassifier(embed_dim=96, num_heads=2, depth=1, num_classes=8)
     path = root / "released.pt"
@@ -95,7 +102,7 @@ def test_val_only_reads_a_released_layout_probe(setup, capsys):
     wrong = AttentiveClassifier(embed_dim=96, num_heads=2, depth=1, num_classes=5)
     torch.save({"classifiers": [probe_state(wrong)]}, path)
     assert script.main(_args(base, f"probe_checkpoint={path}", "tag=released") + ["--val-only"]) == 3
-    assert "linear.weight: checkpoint (5, 96) vs model (8, 96)" in capsys.readouterr().err
+    assert "linear.weight: checkpoint (5, 96) vs model (8, 96)" in script.err
 
 
 @pytest.mark.parametrize(
@@ -108,15 +115,15 @@ def test_val_only_reads_a_released_layout_probe(setup, capsys):
         (["meta.val_every=0"], "meta.val_every: must be >= 1"),
     ],
 )
-def test_bad_configs_exit_2_with_the_key(setup, capsys, extra, message):
+def test_bad_configs_exit_2_with_the_key(setup, extra, message):
     script, _, base = setup
     argv = _args(base, *extra) + (["--val-only"] if extra[0].startswith("tag=") else [])
     assert script.main(argv) == 2
-    err = capsys.readouterr().err
+    err = script.err
     assert err.startswith("eval_probe.py: error:") and message in err
 
 
-def test_ek100_probe_trains_and_val_only_reads_a_released_layout_file(tmp_path, capsys):
+def test_ek100_probe_trains_and_val_only_reads_a_released_layout_file(tmp_path):
     script = _script()
     for split, n, seed in (("train", 8, 1), ("validation", 6, 2)):
         write_ek100_toy(tmp_path / "ek", split, n, seed=seed)
@@ -142,13 +149,12 @@ def test_ek100_probe_trains_and_val_only_reads_a_released_layout_file(tmp_path, 
         state.update({f"module.{head}_classifier.weight": torch.zeros(rows, 96)})
         state.update({f"module.{head}_classifier.bias": torch.arange(rows, dtype=torch.float32)})  # ranks by bias
     torch.save({"classifiers": [state]}, tmp_path / "ek100-released.pt")
-    capsys.readouterr()
     assert script.main(argv + ["--set", f"probe_checkpoint={tmp_path / 'ek100-released.pt'}", "--val-only"]) == 0
-    assert "action mean-class recall@5" in capsys.readouterr().out
+    assert "action mean-class recall@5" in script.out
     result = json.loads((tmp_path / "out" / "action_anticipation_frozen" / "ek100-toy" / "results.json").read_text())
     assert len(result["action"]) == 1 and 0.0 <= result["action"][0] <= 100.0
     state["module.noun_classifier.weight"] = torch.zeros(n + 1, 96)
     state["module.noun_classifier.bias"] = torch.zeros(n + 1)
     torch.save({"classifiers": [state]}, tmp_path / "ek100-wrong.pt")
     assert script.main(argv + ["--set", f"probe_checkpoint={tmp_path / 'ek100-wrong.pt'}", "--val-only"]) == 3
-    assert f"noun_classifier.weight: checkpoint ({n + 1}, 96) vs model ({n}, 96)" in capsys.readouterr().err
+    assert f"noun_classifier.weight: checkpoint ({n + 1}, 96) vs model ({n}, 96)" in script.err

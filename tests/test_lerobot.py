@@ -4,7 +4,6 @@ alone, our export matching the real library's files and read back, training on i
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import SHARED
+from conftest import SHARED, config_argv, script_summary
 
 from vjepa2_core.data.droid import DROIDDataError, write_episode
 from vjepa2_core.data.lerobot.av_video import AV1Writer
@@ -25,20 +24,13 @@ from vjepa2_core.data.lerobot.mapping import KeyMapping, LeRobotError
 from vjepa2_core.data.lerobot.reader import LeRobotSource
 from vjepa2_core.data.video import VideoError
 from vjepa2_core.planning.poses import euler_to_quat, pose_diff
-from vjepa2_core.training.config import load_config
+from vjepa2_core.training import pretrain_run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "train" / "ac_tiny_cpu.yaml"
 V30, V21 = SHARED / "data" / "lerobot_tiny", SHARED / "data" / "lerobot_tiny_v21"
 TRUTH = SHARED / "data" / "lerobot_tiny_truth.npz"
 CAMERA = "observation.images.exterior_1_left"
-
-
-def _load_train_ac():
-    spec = importlib.util.spec_from_file_location("train_ac_lerobot", REPO / "training" / "train_ac.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _dump(tmp_path: Path, root: Path, *sets: str) -> tuple[int, dict]:
@@ -67,7 +59,6 @@ def test_dump_of_the_real_library_fixtures_equals_the_truth(tmp_path, root, caps
 
 
 def test_train_ac_trains_on_the_fixture(tmp_path):
-    train_ac = _load_train_ac()
     sets = [
         "data.format=lerobot",
         f"data.datasets=[{V30}]",
@@ -79,7 +70,7 @@ def test_train_ac_trains_on_the_fixture(tmp_path):
         "meta.eval_freq=2",
         f"folder={tmp_path / 'run'}",
     ]
-    summary = train_ac.train(train_ac.check_config(load_config(TINY, train_ac.SCHEMA, sets)))
+    summary = script_summary("training/train_ac.py", config_argv(TINY, sets))
     assert summary["step"] == 4
     with open(tmp_path / "run" / "train.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -89,14 +80,12 @@ def test_train_ac_trains_on_the_fixture(tmp_path):
 
 
 def test_pretrain_trains_on_the_fixture_frames(tmp_path):
-    spec = importlib.util.spec_from_file_location("pretrain_lerobot", REPO / "training" / "pretrain.py")
-    pretrain = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pretrain)
     sets = ["data.format=lerobot", f"data.datasets=[{V30}]", "data.frame_step=2", "data.batch_size=2"]
     sets += ["data.num_workers=0", "meta.max_steps=2", f"folder={tmp_path / 'pre'}"]
-    cfg = pretrain.load(REPO / "config" / "train" / "pretrain_tiny_cpu.yaml", sets)
-    assert isinstance(pretrain.make_dataset(cfg, cfg["data"]["datasets"], [8]), LeRobotVideoDataset)
-    summary = pretrain.train(cfg)
+    config = REPO / "config" / "train" / "pretrain_tiny_cpu.yaml"
+    cfg = pretrain_run.load(config, sets)
+    assert isinstance(pretrain_run.make_dataset(cfg, cfg["data"]["datasets"], [8]), LeRobotVideoDataset)
+    summary = script_summary("training/pretrain.py", config_argv(config, sets))
     assert summary["step"] == 2 and np.isfinite(summary["loss"])
 
 

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from conftest import run_script
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("planner_quality", REPO / "bench" / "planner_quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _bench_exit(args: list[str]) -> int:
+    """Run bench/planner_quality.py as a user does; its exit code (its output shown when it fails)."""
+    proc = run_script("bench/planner_quality.py", args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.returncode
 
 
 @pytest.mark.slow  # loads the sim and its model: ~40 s on the busy shared CPU
 def test_quality_bench_on_a_sim_pair_writes_json_and_png(tmp_path):
     out = tmp_path / "pq"
     args = ["--out", str(out), "--scenes", "sim", "--sim-pairs", "1", "--planners", "cem,gradient"]
-    assert _bench().main(args + ["--budgets", "0.01,0.05", "--threads", "1"]) == 0
+    assert _bench_exit(args + ["--budgets", "0.01,0.05", "--threads", "1"]) == 0
     report = json.loads((out / "planner_quality.json").read_text())
     assert (out / "planner_quality.png").stat().st_size > 1000
     assert len(report["rows"]) == 2 * 2  # planners x budgets
@@ -36,7 +33,7 @@ def test_quality_bench_on_a_sim_pair_writes_json_and_png(tmp_path):
 def test_quality_bench_on_the_franka_pair(tmp_path):
     out = tmp_path / "pq"
     args = ["--out", str(out), "--scenes", "franka", "--planners", "cem", "--budgets", "0.01", "--threads", "1"]
-    assert _bench().main(args) == 0
+    assert _bench_exit(args) == 0
     rows = json.loads((out / "planner_quality.json").read_text())["rows"]
     assert len(rows) == 1 and rows[0]["scene"] == "franka" and rows[0]["energy"] > 0
 
@@ -45,7 +42,7 @@ def test_quality_bench_on_the_franka_pair(tmp_path):
 def test_quality_bench_closed_loop_runs_sim_episodes_per_planner(tmp_path):
     out = tmp_path / "pq"
     args = ["--out", str(out), "--scenes", "none", "--planners", "cem", "--threads", "1"]
-    assert _bench().main(args + ["--closed-loop-episodes", "1", "--closed-loop-budget", "0.05"]) == 0
+    assert _bench_exit(args + ["--closed-loop-episodes", "1", "--closed-loop-budget", "0.05"]) == 0
     loop = json.loads((out / "planner_quality.json").read_text())["closed_loop"]
     assert loop["budget_s"] == 0.05 and loop["seeds"] == [1000, 1000]
     cem = loop["planners"]["cem"]
@@ -65,7 +62,6 @@ def test_quality_bench_closed_loop_runs_sim_episodes_per_planner(tmp_path):
         ["--closed-loop-budget", "0", "--closed-loop-episodes", "1"],
     ],
 )
-def test_quality_bench_rejects_bad_arguments(bad, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        _bench().main(bad)
-    assert exit_info.value.code == 2 and "error" in capsys.readouterr().err
+def test_quality_bench_rejects_bad_arguments(bad):
+    proc = run_script("bench/planner_quality.py", bad)
+    assert proc.returncode == 2 and "error" in proc.stderr

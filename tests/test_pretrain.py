@@ -4,7 +4,6 @@ a 2-process gloo run, config errors. Runs training/pretrain.py as a real subproc
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import re
 import signal
@@ -16,10 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import config_argv, run_script, script_summary
 
 from vjepa2_core.data.synthetic_videos import moving_shape_frames, write_moving_shapes_dataset, write_video
 from vjepa2_core.hub import load_checkpoint, load_encoder, load_encoder_and_predictor
 from vjepa2_core.masks import VJEPA2_MASK_CFGS, MultiSeqMaskCollator
+from vjepa2_core.training import pretrain_run
 from vjepa2_core.training.config import load_config
 from vjepa2_core.training.metrics import read_csv
 from vjepa2_core.training.pretrain_step import (
@@ -38,13 +39,6 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "pretrain.py"
 TINY = REPO / "config" / "train" / "pretrain_tiny_cpu.yaml"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("pretrain_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +133,7 @@ def test_checkpoint_layout_and_hub_round_trip(trained):
 
 
 def _tiny_models():
-    cfg = load_config(TINY, load_script().SCHEMA)
+    cfg = load_config(TINY, pretrain_run.SCHEMA)
     torch.manual_seed(0)
     return build_models(model_configs(cfg["model"], 64, 8, num_mask_tokens=2))
 
@@ -273,27 +267,26 @@ def test_two_process_gloo_run(tmp_path, videos):
     assert all(torch.isfinite(p).all() for p in enc.parameters())
 
 
-def test_config_errors_are_clear(tmp_path, videos, capsys):
-    script = load_script()
+def test_config_errors_are_clear(tmp_path, videos):
     for bad, message in (
         ("optimization.lrr=1", "unknown config key 'optimization.lrr'"),
         ("optimization.is_anneal=true", "optimization.is_anneal needs optimization.anneal_ckpt"),
         ("mask=[{num_blocks: 0}]", "mask[0]"),
     ):
-        assert script.main(args_for(tmp_path, videos, bad)[2:]) == 2
-        err = capsys.readouterr().err
+        proc = run_script("training/pretrain.py", args_for(tmp_path, videos, bad)[2:])
+        assert proc.returncode == 2
+        err = proc.stderr
         assert "pretrain.py: error: " in err and message in err, err
 
 
 def test_reference_configs_validate():
-    script = load_script()
     names = sorted(
         p.name for p in (REPO / "config" / "train").glob("*.yaml") if p.name.startswith(("pretrain_vit", "cooldown_"))
     )
     assert len(names) == 7
     for name in names:
-        cfg = load_config(REPO / "config" / "train" / name, script.SCHEMA)
-        script.check_config(cfg)
+        cfg = load_config(REPO / "config" / "train" / name, pretrain_run.SCHEMA)
+        pretrain_run.check_config(cfg)
         mc = model_configs(cfg["model"], cfg["data"]["crop_size"], max(cfg["data"]["dataset_fpcs"]), 6)
         width = {"vit_large": 1024, "vit_huge": 1280, "vit_giant": 1408}[cfg["model"]["model_name"]]
         assert mc["encoder"]["embed_dim"] == width and mc["predictor"]["predictor_embed_dim"] == 384
@@ -303,7 +296,7 @@ def test_reference_configs_validate():
 
 
 def test_activation_checkpointing_gives_the_same_loss_and_gradients():
-    cfg = load_config(TINY, load_script().SCHEMA)["model"]
+    cfg = load_config(TINY, pretrain_run.SCHEMA)["model"]
     coll = MultiSeqMaskCollator(VJEPA2_MASK_CFGS, dataset_fpcs=[8], crop_size=64)
     batch = MaskedBatch.from_collator(coll([([torch.randn(3, 8, 64, 64)], 0, [torch.arange(8)]) for _ in range(2)]))
     results = []
@@ -350,14 +343,14 @@ def test_an_old_checkpoint_and_old_config_keys_still_resume(tmp_path, videos):
     assert load_checkpoint(tmp_path / "resumed" / "latest.pt")["step"] == 6
 
 
-def test_non_finite_loss_stops_with_exit_4_and_writes_nothing(tmp_path, videos, capsys):
-    script = load_script()
+def test_non_finite_loss_stops_with_exit_4_and_writes_nothing(tmp_path, videos):
     argv = ["--config", str(TINY)]
     huge = ("optimization.lr=1.0e+30", "optimization.start_lr=1.0e+30", "optimization.final_lr=1.0e+30")
     for s in (f"folder={tmp_path}", f"data.datasets=[{videos}]", "data.batch_size=2", "optimization.ipe=4", *huge):
         argv += ["--set", s]
-    assert script.main(argv) == 4
-    assert re.search(r"pretrain.py: stopped: loss is (nan|inf|-inf) at step \d", capsys.readouterr().err)
+    proc = run_script("training/pretrain.py", argv)
+    assert proc.returncode == 4
+    assert re.search(r"pretrain.py: stopped: loss is (nan|inf|-inf) at step \d", proc.stderr)
     rows = read_csv(tmp_path / "train.csv")
     assert not (tmp_path / "latest.pt").exists() and len(rows) <= 1
 
@@ -365,13 +358,10 @@ def test_non_finite_loss_stops_with_exit_4_and_writes_nothing(tmp_path, videos, 
 @pytest.mark.slow
 def test_submitit_tasks_pretrain_as_a_distributed_job(tmp_path, videos):
     """The `--slurm` code path (submitit tasks exporting the torch.distributed variables) run as local processes."""
-    from vjepa2_core.training.slurm import submit
-
-    script = load_script()
     sets = [f"folder={tmp_path}", f"data.datasets=[{videos}]", "data.batch_size=2", "optimization.ipe=2",
             "optimization.epochs=1", "tasks_per_node=2", "meta.log_every=1"]  # fmt: skip
-    job = submit(script.train, script.load(TINY, sets), timeout_min=5, cluster="local")
-    results = job.results()
+    local_job = ["--slurm", "--cluster", "local", "--time", "5"]  # the script waits and prints the task results
+    results = script_summary("training/pretrain.py", config_argv(TINY, sets, *local_job))
     assert [r["step"] for r in results] == [2, 2] and results[0]["loss"] == results[1]["loss"]
     ckpt = load_checkpoint(tmp_path / "latest.pt")
     assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2 and ckpt["step"] == 2

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_sim_train_config import REPO, schema_of
+from test_sim_train_config import REPO
 
+from vjepa2_core.training import ac_run
 from vjepa2_core.training.config import load_config
 from vjepa2_ros.sim.collect import VIDEO_FPS
 from vjepa2_ros.sim.env import SimConfig
 
 
 def test_push_recipe_is_the_reach_recipe_on_push_episodes():
-    ac = schema_of("train_ac")
+    ac = ac_run  # the schema and checks of training/train_ac.py
     push = ac.check_config(load_config(REPO / "config/train/sim_push_ac.yaml", ac.SCHEMA, []))
     reach = ac.check_config(load_config(REPO / "config/train/sim_reach_ac.yaml", ac.SCHEMA, []))
     assert push["data"]["datasets"] == ["runs/sim_push/episodes/trajectories.csv"]

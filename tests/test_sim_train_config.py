@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from vjepa2_core.training import ac_run, pretrain_run
 from vjepa2_core.training.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def schema_of(script: str) -> dict:
-    spec = importlib.util.spec_from_file_location(f"_sim_{script}", REPO / "training" / f"{script}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def configs() -> tuple[dict, dict]:
-    pre, ac = schema_of("pretrain"), schema_of("train_ac")
+    pre, ac = pretrain_run, ac_run  # the schemas of training/pretrain.py and training/train_ac.py
     pre_cfg = load_config(REPO / "config/train/sim_reach_pretrain.yaml", pre.SCHEMA, [])
     ac_cfg = ac.check_config(load_config(REPO / "config/train/sim_reach_ac.yaml", ac.SCHEMA, []))
     return pre_cfg, ac_cfg

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.util
 import os
 import re
 import signal
@@ -17,29 +16,21 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import config_argv, run_script, script_summary
 
 from vjepa2_core.data.droid import DROIDDataset, collate, write_episode
 from vjepa2_core.data.feature_cache import FeatureCache
 from vjepa2_core.hub import MODELS, load_ac_model
-from vjepa2_core.training import ac
+from vjepa2_core.training import ac, ac_run
 from vjepa2_core.training.checkpoint import load_training_checkpoint, seed_everything
 from vjepa2_core.training.config import ConfigError, load_config, validate
-from vjepa2_core.training.engine import NonFiniteLoss
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "train" / "ac_tiny_cpu.yaml"
 REFERENCE = REPO / "config" / "train" / "droid-256px-8f.yaml"
 VENV_BIN = Path(sys.executable).parent
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("train_ac", REPO / "training" / "train_ac.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_ac = _load_script()
+LOCAL_JOB = ("--slurm", "--cluster", "local", "--time", "5")
+SCRIPT = "training/train_ac.py"
 
 
 def make_episodes(root: Path, n: int, seed: int = 0) -> Path:
@@ -71,7 +62,13 @@ def overrides(csv_path: Path, folder: Path, *extra: str) -> list[str]:
 
 
 def tiny_cfg(csv_path: Path, folder: Path, *extra: str) -> dict:
-    return train_ac.check_config(load_config(TINY, train_ac.SCHEMA, overrides(csv_path, folder, *extra)))
+    return ac_run.check_config(load_config(TINY, ac_run.SCHEMA, overrides(csv_path, folder, *extra)))
+
+
+def train_tiny(csv_path: Path, folder: Path, *extra: str, resume: bool = False) -> dict:
+    """`training/train_ac.py` on the tiny config with these overrides; its summary (step, loss, skipped, folder)."""
+    flags = ["--resume"] if resume else []
+    return script_summary(SCRIPT, config_argv(TINY, overrides(csv_path, folder, *extra), *flags))
 
 
 def losses(folder: Path) -> list[tuple[int, str]]:
@@ -81,7 +78,7 @@ def losses(folder: Path) -> list[tuple[int, str]]:
 
 def test_tiny_run_learns_and_writes_a_loadable_checkpoint(dataset_csv, tmp_path):
     out = tmp_path / "run"
-    summary = train_ac.train(tiny_cfg(dataset_csv, out, "meta.max_steps=50"))
+    summary = train_tiny(dataset_csv, out, "meta.max_steps=50")
     assert summary["step"] == 50
     values = [float(v) for _, v in losses(out)]
     assert len(values) == 50
@@ -114,7 +111,7 @@ def _run(args: list[str], **kw) -> subprocess.Popen:
 def test_kill_9_then_resume_reproduces_the_uninterrupted_losses(dataset_csv, tmp_path):
     extra = ("meta.max_steps=30", "meta.checkpoint_every_steps=4", "meta.eval_freq=0")
     straight = tmp_path / "straight"
-    train_ac.train(tiny_cfg(dataset_csv, straight, *extra))
+    train_tiny(dataset_csv, straight, *extra)
     expected = losses(straight)
 
     crashed = tmp_path / "crashed"
@@ -229,7 +226,7 @@ def test_finetuned_encoder_is_checkpointed_by_default_with_the_same_gradients(da
 
 
 def test_reference_config_validates_and_matches_the_released_architecture():
-    cfg = train_ac.check_config(load_config(REFERENCE, train_ac.SCHEMA))
+    cfg = ac_run.check_config(load_config(REFERENCE, ac_run.SCHEMA))
     assert cfg["optimization"]["ipe"] == 300 and cfg["meta"]["dtype"] == "bfloat16"
     mcfg = ac.model_config(cfg)
     released = MODELS["vit_ac_giant"].model_config
@@ -237,25 +234,27 @@ def test_reference_config_validates_and_matches_the_released_architecture():
     assert {k: mcfg["predictor"][k] for k in released["predictor"]} == released["predictor"]
 
 
-def test_typo_in_a_reference_config_is_a_clear_error(tmp_path, capsys):
+def test_typo_in_a_reference_config_is_a_clear_error(tmp_path):
     text = REFERENCE.read_text().replace("  warmup: 15", "  warmpu: 15")
     (tmp_path / "typo.yaml").write_text(text)
-    assert train_ac.main(["--config", str(tmp_path / "typo.yaml")]) == 2
-    err = capsys.readouterr().err
+    proc = run_script(SCRIPT, ["--config", str(tmp_path / "typo.yaml")])
+    assert proc.returncode == 2
+    err = proc.stderr
     assert "unknown config key 'optimization.warmpu'" in err and "did you mean 'warmup'" in err
     with pytest.raises(ConfigError, match="missing config key 'loss.auto_steps'"):
         data = yaml.safe_load(REFERENCE.read_text())
         del data["loss"]["auto_steps"]
         (tmp_path / "missing.yaml").write_text(yaml.safe_dump(data))
-        load_config(tmp_path / "missing.yaml", train_ac.SCHEMA)
-    assert train_ac.main(["--config", str(REFERENCE), "--set", "data_aug.auto_augment=true"]) == 2
-    assert "data_aug.auto_augment: True is not supported" in capsys.readouterr().err
+        load_config(tmp_path / "missing.yaml", ac_run.SCHEMA)
+    proc = run_script(SCRIPT, ["--config", str(REFERENCE), "--set", "data_aug.auto_augment=true"])
+    assert proc.returncode == 2
+    assert "data_aug.auto_augment: True is not supported" in proc.stderr
 
 
 def test_losses_match_their_definition():
     torch.manual_seed(0)
     cfg = yaml.safe_load(TINY.read_text())
-    cfg = train_ac.check_config(validate(cfg, train_ac.SCHEMA))
+    cfg = ac_run.check_config(validate(cfg, ac_run.SCHEMA))
     encoder, predictor = ac.build_models(cfg, ac.model_config(cfg))
     h = ac.layer_norm(torch.randn(2, 4, 16, 96))
     actions, states = torch.randn(2, 3, 7), torch.randn(2, 4, 7)
@@ -290,10 +289,10 @@ def test_feature_cache_serves_later_epochs(dataset_csv, tmp_path):
     ds = DROIDDataset(dataset_csv, feature_cache=cache, feature_shape=(16, 96), **kw)
     batch = collate([ds[i] for i in range(4)])
     assert not batch["cached"].any()
-    fresh = train_ac.targets(batch, encoder, cache, ds, cfg, torch.device("cpu"))
+    fresh = ac_run.targets(batch, encoder, cache, ds, cfg, torch.device("cpu"))
     again = collate([ds[i] for i in range(4)])  # same epoch -> same clips, now from the cache, not decoded
     assert again["cached"].all() and again["frames"].abs().sum() == 0
-    cached = train_ac.targets(again, None, cache, ds, cfg, torch.device("cpu"))  # no encoder needed
+    cached = ac_run.targets(again, None, cache, ds, cfg, torch.device("cpu"))  # no encoder needed
     assert torch.allclose(cached, fresh, atol=2e-3)
     with pytest.raises(ValueError, match="deterministic crop"):
         DROIDDataset(dataset_csv, feature_cache=cache, feature_shape=(16, 96), horizontal_flip=True, **kw)
@@ -301,13 +300,10 @@ def test_feature_cache_serves_later_epochs(dataset_csv, tmp_path):
 
 @pytest.mark.slow
 def test_submitit_tasks_train_as_a_distributed_job(dataset_csv, tmp_path):
-    from vjepa2_core.training.slurm import submit
-
     out = tmp_path / "submitit"
     sets = ["meta.max_steps=3", "meta.eval_freq=0", "tasks_per_node=2", "data.batch_size=2"]
-    cfg = tiny_cfg(dataset_csv, out, *sets)
-    job = submit(train_ac.train, cfg, timeout_min=5, cluster="local")  # SLURM's code path, run as local processes
-    results = job.results()
+    # SLURM's code path (the script's --slurm), run as local processes; the script waits and prints the results
+    results = script_summary(SCRIPT, config_argv(TINY, overrides(dataset_csv, out, *sets), *LOCAL_JOB))
     assert [r["step"] for r in results] == [3, 3] and results[0]["loss"] == results[1]["loss"]
     assert load_training_checkpoint(out / "latest.pt")["world_size"] == 2
 
@@ -320,35 +316,31 @@ OLD_AC_KEYS = {"batch_size", "config", "encoder", "epoch", "loss", "lr", "model_
 def test_an_old_checkpoint_resumes_through_resume_checkpoint(dataset_csv, tmp_path):
     """A checkpoint in the old AC layout (no `itr`), given as meta.resume_checkpoint, continues bit-identically."""
     extra = ("meta.eval_freq=0", "data.batch_size=2", "optimization.ipe=4")
-    train_ac.train(tiny_cfg(dataset_csv, tmp_path / "straight", *extra, "meta.max_steps=6"))
-    train_ac.train(tiny_cfg(dataset_csv, tmp_path / "first", *extra, "meta.max_steps=3"))
+    train_tiny(dataset_csv, tmp_path / "straight", *extra, "meta.max_steps=6")
+    train_tiny(dataset_csv, tmp_path / "first", *extra, "meta.max_steps=3")
     new = load_training_checkpoint(tmp_path / "first" / "latest.pt")
     old = {k: v for k, v in new.items() if k in OLD_AC_KEYS}
     assert set(old) == OLD_AC_KEYS and set(new) - set(old) == {"itr"}
     torch.save(old, tmp_path / "old.pt")
     resumed = tmp_path / "resumed"
-    summary = train_ac.train(tiny_cfg(dataset_csv, resumed, *extra, "meta.max_steps=6",
-                                      f"meta.resume_checkpoint={tmp_path / 'old.pt'}"))  # fmt: skip
+    old_path = f"meta.resume_checkpoint={tmp_path / 'old.pt'}"
+    summary = train_tiny(dataset_csv, resumed, *extra, "meta.max_steps=6", old_path)
     assert summary["step"] == 6
     assert losses(resumed) == losses(tmp_path / "straight")[3:]
     # a resume path that does not exist is an error (exit 3), not a silent fresh start
-    argv = ["--config", str(TINY)]
-    for o in overrides(dataset_csv, tmp_path / "x", f"meta.resume_checkpoint={tmp_path / 'missing.pt'}"):
-        argv += ["--set", o]
-    assert train_ac.main(argv) == 3
+    missing = f"meta.resume_checkpoint={tmp_path / 'missing.pt'}"
+    argv = config_argv(TINY, overrides(dataset_csv, tmp_path / "x", missing))
+    assert run_script(SCRIPT, argv).returncode == 3
 
 
-def test_non_finite_loss_stops_with_exit_4_and_writes_nothing(dataset_csv, tmp_path, capsys):
-    argv = ["--config", str(TINY)]
+def test_non_finite_loss_stops_with_exit_4_and_writes_nothing(dataset_csv, tmp_path):
     huge = ("optimization.lr=1.0e+30", "optimization.start_lr=1.0e+30", "optimization.final_lr=1.0e+30")
     sets = (*huge, "meta.eval_freq=0")
-    for o in overrides(dataset_csv, tmp_path, *sets):
-        argv += ["--set", o]
-    assert train_ac.main(argv) == 4
-    assert re.search(r"train_ac.py: stopped: loss is (nan|inf|-inf) at step \d", capsys.readouterr().err)
+    proc = run_script(SCRIPT, config_argv(TINY, overrides(dataset_csv, tmp_path, *sets)))
+    assert proc.returncode == 4
+    assert re.search(r"train_ac.py: stopped: loss is (nan|inf|-inf) at step \d", proc.stderr)
     assert not (tmp_path / "latest.pt").exists()
-    with pytest.raises(NonFiniteLoss):  # library callers get the exception
-        train_ac.train(tiny_cfg(dataset_csv, tmp_path / "lib", *sets))
+    # library callers get the exception: tests/test_training_engine.py (Engine.check_finite raises NonFiniteLoss)
 
 
 def test_finetuned_encoder_trains_with_an_ema_target_and_resumes(dataset_csv, tmp_path):
@@ -357,7 +349,7 @@ def test_finetuned_encoder_trains_with_an_ema_target_and_resumes(dataset_csv, tm
     out = tmp_path / "ft"
     cfg = tiny_cfg(dataset_csv, out, "meta.max_steps=20", *extra)
     start, _ = ac.build_models(cfg, ac.model_config(cfg))
-    train_ac.train(cfg)
+    train_tiny(dataset_csv, out, "meta.max_steps=20", *extra)
     ckpt = load_training_checkpoint(out / "latest.pt")
     key = "blocks.0.mlp.fc1.weight"
     w0, online, target = start.state_dict()[key], ckpt["encoder"][key], ckpt["target_encoder"][key]
@@ -368,8 +360,8 @@ def test_finetuned_encoder_trains_with_an_ema_target_and_resumes(dataset_csv, tm
     assert torch.equal(encoder.state_dict()[key], target)
     # resume from step 10 reproduces the uninterrupted losses and weights
     short = tmp_path / "short"
-    train_ac.train(tiny_cfg(dataset_csv, short, "meta.max_steps=10", "meta.save_every_freq=1", *extra))
-    train_ac.train(tiny_cfg(dataset_csv, short, "meta.max_steps=20", *extra), resume=True)
+    train_tiny(dataset_csv, short, "meta.max_steps=10", "meta.save_every_freq=1", *extra)
+    train_tiny(dataset_csv, short, "meta.max_steps=20", *extra, resume=True)
     assert losses(short)[-10:] == losses(out)[-10:]
     again = load_training_checkpoint(short / "latest.pt")
     assert torch.equal(again["target_encoder"][key], target) and torch.equal(again["encoder"][key], online)

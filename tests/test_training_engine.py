@@ -4,7 +4,6 @@ sampler, CSV, the run engine (resume state, cadence, stop rule) and `--slurm` fo
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import random
 from pathlib import Path
@@ -12,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_script
 from torch import nn
 
+from vjepa2_core.training import ac_run, pretrain_run
 from vjepa2_core.training.checkpoint import (
     CheckpointError,
     load_training_checkpoint,
@@ -29,6 +30,7 @@ from vjepa2_core.training.config import (
     load_config,
     load_yaml,
     rename_keys,
+    training_arg_parser,
     validate,
 )
 from vjepa2_core.training.distributed import ResumableSampler, init_distributed
@@ -49,7 +51,7 @@ from vjepa2_core.training.engine import (
 from vjepa2_core.training.metrics import CSVLogger, read_csv
 from vjepa2_core.training.optim import build_adamw, make_grad_scaler, param_groups, resolve_dtype
 from vjepa2_core.training.schedules import build_scheduler, cosine_wd, linear_decay, warmup_cosine, wsd
-from vjepa2_core.training.slurm import executor_parameters, make_executor, time_minutes
+from vjepa2_core.training.slurm import add_launch_arguments, executor_parameters, make_executor, time_minutes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -241,11 +243,7 @@ def test_csv_logger_drops_rows_past_the_resume_step(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- the engine
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_engine_{name}", REPO / "training" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+RUN_CONFIGS = {"pretrain": pretrain_run, "train_ac": ac_run}  # each stage's schema, checks and `load`
 
 
 def test_renamed_keys_still_load_with_a_warning_naming_the_new_key(tmp_path):
@@ -265,7 +263,7 @@ def test_renamed_keys_still_load_with_a_warning_naming_the_new_key(tmp_path):
     with pytest.warns(DeprecationWarning), pytest.raises(ConfigError, match="both set: keep only 'meta.resume"):
         rename_keys({"meta": {"read_checkpoint": "/a.pt", "resume_checkpoint": "/b.pt"}}, RENAMED_KEYS)
     # both stages read the same keys: one schema entry each for cadence, resume path and the launcher
-    pre, ac = _script("pretrain"), _script("train_ac")
+    pre, ac = pretrain_run, ac_run
     for key in ("checkpoint_every_steps", "resume_checkpoint", "load_checkpoint", "save_every_freq", "eval_freq"):
         assert pre.SCHEMA["meta"][key] is ac.SCHEMA["meta"][key] is RUN_META_SCHEMA[key]
     for key in ("nodes", "tasks_per_node", "cpus_per_task", "mem_per_gpu"):
@@ -370,12 +368,11 @@ def test_slurm_time_limits():
     "name,config",
     [("pretrain", "pretrain_vitl16_256px_16f.yaml"), ("train_ac", "droid-256px-8f.yaml")],
 )
-def test_both_stages_submit_with_the_same_slurm_options(name, config, tmp_path, capsys):
-    script = _script(name)
+def test_both_stages_submit_with_the_same_slurm_options(name, config, tmp_path):
     argv = ["--config", str(REPO / "config" / "train" / config), "--set", f"folder={tmp_path / 'run'}", "--slurm"]
     argv += ["--partition", "gpu", "--account", "vision", "--qos", "high", "--time", "1-00:00", "--nodes", "2"]
-    args = script.build_parser().parse_args(argv)
-    cfg = script.load(args.config, args.overrides)
+    args = add_launch_arguments(training_arg_parser(name)).parse_args(argv)  # the parser both scripts build
+    cfg = RUN_CONFIGS[name].load(args.config, args.overrides)
     params = executor_parameters(cfg, args)
     gpus = cfg["tasks_per_node"]
     assert params == {
@@ -392,26 +389,26 @@ def test_both_stages_submit_with_the_same_slurm_options(name, config, tmp_path, 
     }
     executor = make_executor(cfg, args, cluster="debug")  # submitit accepts every parameter (no cluster needed)
     assert executor._executor.parameters["timeout_min"] == 1440
-    assert script.main([*argv, "--dry-run"]) == 0
-    sbatch = capsys.readouterr().out
+    proc = run_script(f"training/{name}.py", [*argv, "--dry-run"])
+    assert proc.returncode == 0
+    sbatch = proc.stdout
     for line in ("--partition=gpu", "--account=vision", "--qos=high", "--time=1440", "--nodes=2",
                  f"--ntasks-per-node={gpus}", f"--gpus-per-node={gpus}", f"--job-name={cfg['app']}-run"):  # fmt: skip
         assert f"#SBATCH {line}\n" in sbatch, line
 
 
 @pytest.mark.parametrize("name", ["pretrain", "train_ac"])
-def test_both_stages_refuse_bad_launch_options(name, tmp_path, capsys):
-    script = _script(name)
+def test_both_stages_refuse_bad_launch_options(name, tmp_path):
     config = str(REPO / "config" / "train" / ("pretrain_tiny_cpu.yaml" if name == "pretrain" else "ac_tiny_cpu.yaml"))
     for argv, message in (
         (["--config", config, "--partition", "gpu"], "--partition only apply with --slurm"),
         (["--config", config, "--slurm", "--nodes", "0"], "--nodes must be at least 1"),
         (["--config", config, "--slurm", "--time", "soon"], "argument --time: time must be minutes"),
     ):
-        with pytest.raises(SystemExit) as exit_info:
-            script.main(argv)
-        assert exit_info.value.code == 2
-        assert f"{name}.py: error: {message}" in capsys.readouterr().err
-    assert script.main(["--config", config, "--set", "optimization.lrr=1"]) == 2
-    err = capsys.readouterr().err
+        proc = run_script(f"training/{name}.py", argv)
+        assert proc.returncode == 2
+        assert f"{name}.py: error: {message}" in proc.stderr
+    proc = run_script(f"training/{name}.py", ["--config", config, "--set", "optimization.lrr=1"])
+    assert proc.returncode == 2
+    err = proc.stderr
     assert f"{name}.py: error: " in err and "unknown config key 'optimization.lrr'" in err

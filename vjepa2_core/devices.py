@@ -64,3 +64,9 @@ def keep_freed_cpu_memory() -> bool:
         except (OSError, AttributeError):
             _CPU_ALLOCATOR_TUNED = False
     return _CPU_ALLOCATOR_TUNED
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA only; a no-op elsewhere), so a timer reads finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

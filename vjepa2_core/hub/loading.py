@@ -232,12 +232,7 @@ def load_encoder_and_predictor(
     """``(encoder, predictor)``; the predictor is a mask predictor or an AC predictor, whichever the file holds
     (with a registry name it must be the kind the name stands for)."""
     config, ckpt, where = resolve_checkpoint(name_or_path, checkpoint, download, progress, overrides)
-    encoder = _load_encoder_from(config, ckpt, where, key)
-    predictor, kind = _load_predictor_from(config, ckpt, where)
-    expected = get_spec(name_or_path).predictor_kind if _is_name(name_or_path) else kind
-    if kind != expected:
-        raise CheckpointError(f"{where} holds a predictor of kind {kind!r}, but {name_or_path!r} needs {expected!r}")
-    return _finish(encoder, device), _finish(predictor, device)
+    return _encoder_and_predictor(config, ckpt, where, key, device, name_or_path, ac_only=False)
 
 
 def load_ac_model(
@@ -251,10 +246,23 @@ def load_ac_model(
 ) -> tuple[nn.Module, nn.Module]:
     """``(encoder, ac_predictor)`` for planning; refuses a checkpoint whose predictor is not action-conditioned."""
     config, ckpt, where = resolve_checkpoint(name_or_path, checkpoint, download, progress, overrides)
+    return _encoder_and_predictor(config, ckpt, where, key, device, name_or_path, ac_only=True)
+
+
+def _encoder_and_predictor(
+    config: Mapping[str, Any], ckpt: Mapping[str, Any], where: str, key: str, device, name: Any, ac_only: bool
+) -> tuple[nn.Module, nn.Module]:
+    """The two public pair loaders in one: with `ac_only` the predictor's kind is checked before the encoder is
+    read (a mask-feature predictor is refused first); with a registry name the kind must be the name's."""
+    encoder = None if ac_only else _load_encoder_from(config, ckpt, where, key)
     predictor, kind = _load_predictor_from(config, ckpt, where)
-    if kind != "ac_predictor":
+    if ac_only and kind != "ac_predictor":
         raise CheckpointError(f"{where} holds a mask-feature predictor, not an action-conditioned one")
-    encoder = _load_encoder_from(config, ckpt, where, key)
+    expected = get_spec(name).predictor_kind if _is_name(name) else kind
+    if kind != expected:
+        raise CheckpointError(f"{where} holds a predictor of kind {kind!r}, but {name!r} needs {expected!r}")
+    if encoder is None:
+        encoder = _load_encoder_from(config, ckpt, where, key)
     return _finish(encoder, device), _finish(predictor, device)
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .modules import MLP, Block, init_weights
+from .modules import MLP, Block, init_weights, rescale_blocks
 
 
 class CrossAttention(nn.Module):
@@ -83,12 +83,9 @@ class AttentivePooler(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.trunc_normal_(self.query_tokens, std=self.init_std)
         self.apply(lambda m: init_weights(m, self.init_std))
-        layer_id = 0
-        for layer_id, blk in enumerate(self.blocks or [], start=1):
-            blk.attn.proj.weight.div_(math.sqrt(2.0 * layer_id))
-            blk.mlp.fc2.weight.div_(math.sqrt(2.0 * layer_id))
+        rescale_blocks(self.blocks or [])
         if self.complete_block:  # the reference reuses the last block's layer id here
-            self.cross_attention_block.mlp.fc2.weight.div_(math.sqrt(2.0 * max(layer_id, 1)))
+            self.cross_attention_block.mlp.fc2.weight.div_(math.sqrt(2.0 * max(len(self.blocks or []), 1)))
 
     def forward(self, x: Tensor) -> Tensor:
         """x [B, N, D] -> pooled queries [B, Q, D]."""

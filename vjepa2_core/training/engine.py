@@ -24,6 +24,7 @@ Cadence: `latest.pt` at every epoch end, every `meta.checkpoint_every_steps` ste
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -105,14 +106,15 @@ def console_main(
     train: Callable[..., dict],
     usage_errors: tuple[type[Exception], ...] = (),
 ) -> int:
-    """The `main` of both training scripts: parse, load the config, then run here or submit; exit codes above."""
+    """The `main` of both training scripts: parse, load the config, then run here (the summary printed as JSON) or
+    submit; exit codes above."""
     args = parser.parse_args(argv)
     slurm.check_launch_arguments(parser, args)
     try:
         cfg = load(args.config, args.overrides)
         if args.slurm:
             return slurm.launch(train, cfg, args)
-        train(cfg, resume=args.resume)
+        summary = train(cfg, resume=args.resume)
     except (ConfigError, slurm.LaunchError, *usage_errors) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -122,6 +124,7 @@ def console_main(
     except NonFiniteLoss as exc:
         print(f"{parser.prog}: stopped: {exc}", file=sys.stderr)
         return EXIT_NON_FINITE
+    print(json.dumps(summary), flush=True)  # the last line of stdout: step, loss, skipped, folder
     return EXIT_OK
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vjepa2_core.devices import synchronize
 from vjepa2_core.hub import build_model, get_spec
 from vjepa2_core.training import ac
 from vjepa2_core.training.optim import autocast, build_adamw, make_grad_scaler, optimizer_step, resolve_dtype
@@ -36,11 +37,6 @@ STEP_KEYS = (
     "batch_clips", "frames_per_clip", "trainable_params", "dtype", "activation_checkpointing", "optimizer",
     "seconds_per_step", "step_seconds", "peak_memory_gib", "peak_memory_note", "loss", "loss_finite", "error",
 )  # fmt: skip
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _inputs(spec, device: torch.device, shape: tuple[int, int], frames: bool) -> dict[str, torch.Tensor]:
@@ -75,7 +71,7 @@ def _run_steps(objective: ac.ACObjective, target: nn.Module | None, batch: dict,
         if target is not None:
             ema_update(target, objective.encoder, 0.998)
         loss = float(total.detach())  # waits for the step
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return {
         "dtype": str(dtype).removeprefix("torch."),

@@ -9,6 +9,7 @@ command line adds partition, account, QOS, time limit and a nodes override (`add
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -157,5 +158,7 @@ def launch(train_fn: Callable[..., dict], cfg: dict, args: argparse.Namespace) -
         print(sbatch_script(cfg, args))
         return 0
     job = submit(train_fn, cfg, args=args, cluster=args.cluster)
-    print(f"submitted job {job.job_id}: logs in {Path(cfg['folder']) / 'slurm' / str(job.job_id)}")
+    print(f"submitted job {job.job_id}: logs in {Path(cfg['folder']) / 'slurm' / str(job.job_id)}", flush=True)
+    if args.cluster == "local":  # this machine: wait for the tasks and print their summaries (one JSON line)
+        print(json.dumps(job.results()), flush=True)
     return 0
