@@ -445,7 +445,8 @@ class FetchSim:
         return self._with_scene(np.asarray(ee_xyz, dtype=np.float64), block_xyz, self.render, grasp=grasp)
 
     def subgoal_images(self, every: int = 0, max_steps: int = 40, until_m: float = 0.03) -> list[np.ndarray]:
-        """Images of the way to the goal, ending with the goal image; the current state is restored.
+        """Diagnostic sub-goals (the protocol is `demonstration_images`): images of the way to the goal, ending with
+        the goal image; the current state is restored.
 
         every = 0: the grip above the pose behind the block (not for a planar pusher), lowered there (the block
         where it is now), then the goal. every > 0: frames of the scripted pusher's own rollout from here, one

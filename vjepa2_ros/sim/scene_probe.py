@@ -53,6 +53,7 @@ class ProbeConfig:
     subgoal_steps: int | None = None  # move on after this many steps on one sub-goal (0 = off; None = the task's)
     plateau: bool = True  # move on when holding still beats every candidate move
     model: str = ""  # world model checkpoint (empty = the shipped reach model)
+    encoder_size: int = 0  # px the encoder sees (0 = the model's own; e.g. 128 with 128 px frames: more patches)
     strips: str = ""  # folder for one film strip per episode (empty = none)
 
     def rules(self) -> ControllerConfig:
@@ -97,11 +98,16 @@ def _arm_moves(step: float, planar: bool) -> np.ndarray:
 class EnergyScorer:
     """L1 energy of encoder features between rendered outcomes and a goal image (the planner's objective)."""
 
-    def __init__(self, model_path: str):
+    def __init__(self, model_path: str, encoder_size: int = 0):
         from vjepa2_core.planning import WorldModel
         from vjepa2_core.planning.energies import l1_energy
 
         self.wm = WorldModel.from_checkpoint(model_path)
+        patch = int(getattr(self.wm.encoder, "patch_size", 16))
+        if encoder_size and (encoder_size % patch or not getattr(self.wm.encoder, "use_rope", False)):
+            raise SimError(f"--encoder-size needs a RoPE encoder and a multiple of its {patch} px patch")
+        if encoder_size:  # the probe uses the encoder alone; a RoPE encoder encodes any grid of patches
+            self.wm.crop_size = int(encoder_size)
         self._l1 = l1_energy
 
     def energies(self, images: list[np.ndarray], goal: np.ndarray) -> np.ndarray:
@@ -197,7 +203,7 @@ def probe(sim_cfg: SimConfig, cfg: ProbeConfig, log=print) -> dict:
     if cfg.policy == "energy":
         from vjepa2_ros.sim.paths import SHIPPED_MODEL
 
-        policy = EnergyProbePolicy(EnergyScorer(cfg.model or str(SHIPPED_MODEL)), cfg)
+        policy = EnergyProbePolicy(EnergyScorer(cfg.model or str(SHIPPED_MODEL), cfg.encoder_size), cfg)
     else:
         policy = RandomMovePolicy(cfg.seed) if cfg.policy == "random" else OraclePolicy()
     sim = FetchSim(replace(sim_cfg, task=cfg.task), seed=cfg.seed)
@@ -223,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subgoal-steps", type=int, default=None, help="steps on each goal (default: the task's params)")
     p.add_argument("--no-plateau", action="store_true", help="do not move on when holding still is best")
     p.add_argument("--model", default=d.model, help="world model checkpoint (default: the shipped reach model)")
+    p.add_argument("--encoder-size", type=int, default=0, help="px the encoder sees (0: the model's own)")
     p.add_argument("--scene", default="{}", help="SimConfig overrides as JSON, e.g. '{\"block_half_size\": 0.04}'")
     p.add_argument("--strips", default="", help="write one film strip per episode into this folder")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
@@ -247,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     names = ("task", "seed", "episodes", "steps", "policy", "subgoals", "oracle_every", "subgoal_threshold")
-    names += ("subgoal_steps", "model", "strips")
+    names += ("subgoal_steps", "model", "encoder_size", "strips")
     cfg = ProbeConfig(plateau=not args.no_plateau, **{name: getattr(args, name) for name in names})
     try:
         result = probe(sim_cfg, cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
