@@ -153,3 +153,13 @@ def test_a_bad_task_module_is_a_clear_error():
         [sys.executable, "-c", "import vjepa2_ros.sim.tasks"], capture_output=True, text=True, env=env
     )
     assert res.returncode != 0 and "cannot import task module 'no_such_task_module'" in res.stderr
+
+
+def test_scene_probe_cli_checks_the_protocol_and_encoder_size(capsys):
+    from vjepa2_ros.sim.scene_probe import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--subgoals", "3"])
+    assert exc.value.code == 2 and "--subgoals must be in 0..2" in capsys.readouterr().err
+    assert main(["--encoder-size", "60", "--episodes", "1", "--steps", "1"]) == 2  # not a multiple of the 8 px patch
+    assert "--encoder-size needs a RoPE encoder and a multiple of its 8 px patch" in capsys.readouterr().err
