@@ -42,6 +42,8 @@ def test_registry_lists_the_tasks_and_refuses_bad_ones():
     bad = {**TINY.__dict__, "name": "bad", "exploration": {"fly": 1.0}}
     with pytest.raises(TaskError, match="exploration"):
         register(SimTask(**bad))
+    with pytest.raises(TaskError, match="need a scene of their kind"):
+        register(SimTask(**{**bad, "exploration": {"pick": 1.0}}))
     with pytest.raises(SimError, match="unknown task"):
         FetchSim(SimConfig(task="stack"))
 

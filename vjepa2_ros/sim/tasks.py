@@ -86,6 +86,12 @@ def register(task: SimTask, replace: bool = False) -> SimTask:
     unknown = sorted(set(task.exploration) - set(SEGMENT_KINDS))
     if unknown or not task.exploration or min(task.exploration.values()) < 0:
         raise TaskError(f"task {task.name!r}: exploration needs weights >= 0 over {SEGMENT_KINDS}, got {unknown}")
+    needs = {"push": "push", "pick": "pick_and_place"}  # segments that drive the block need their kind's scene
+    wrong = [k for k, kind in needs.items() if task.exploration.get(k, 0) > 0 and task.kind != kind]
+    if wrong:
+        raise TaskError(
+            f"task {task.name!r}: exploration segments {wrong} need a scene of their kind, not {task.kind}"
+        )
     if not task.success_m > 0 or "lookat" not in task.camera or not 0 <= task.subgoals <= 2:
         raise TaskError(f"task {task.name!r}: needs success_m > 0, a camera with a lookat, subgoals in 0..2")
     _REGISTRY[task.name] = task
