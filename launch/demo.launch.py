@@ -60,10 +60,10 @@ def generate_launch_description() -> LaunchDescription:
 
 
 def _task_default(index: int, name: bool = False) -> PythonExpression:
-    """vjepa2_ros.sim.paths.TASK_DEFAULTS[task][index] (0: shipped model, 1: params file), as a path or file name."""
-    paths = "__import__('vjepa2_ros.sim.paths', fromlist=['x']).TASK_DEFAULTS"
-    part = "name" if name else "as_posix()"
-    return PythonExpression([f"{paths}['", LaunchConfiguration("task"), f"'][{index}].{part}"])
+    """The task's shipped model (index 0) or params file (1) from vjepa2_ros.sim.tasks, as a path or file name."""
+    tasks = "__import__('vjepa2_ros.sim.tasks', fromlist=['x']).get_task"
+    part = ("model", "params")[index] + (".name" if name else ".as_posix()")
+    return PythonExpression([f"{tasks}('", LaunchConfiguration("task"), f"').{part}"])
 
 
 def _model_path() -> PythonExpression:

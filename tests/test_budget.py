@@ -28,9 +28,14 @@ with PeakAnon() as mem:
 print(json.dumps({"grown": mem.grown, "estimate": plan_cost(wm, horizon, samples, 1).peak_bytes}))
 """
 
+
 def test_memory_estimate_bounds_a_real_plan():
     out = subprocess.run(
-        [sys.executable, "-c", MEASURE, "6", "1500", str(Path(__file__).parent)], capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, "-c", MEASURE, "6", "1500", str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     m = json.loads(out.stdout.strip().splitlines()[-1])
     assert m["grown"] > 50 * 2**20, m  # the plan really used memory, so the comparison means something

@@ -85,8 +85,14 @@ print(json.dumps(out))
 
 
 def test_a_chunked_search_stays_under_its_memory_limit():
-    """Peak anonymous-memory growth of a real search (a subprocess of its own) under a limit of 1/4 of the unchunked estimate."""
-    out = subprocess.run([sys.executable, "-c", MEASURE, str(Path(__file__).parent)], capture_output=True, text=True, timeout=600, check=True)
+    """Peak anonymous-memory growth of a real search (its own subprocess) under 1/4 of the unchunked estimate."""
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     m = json.loads(out.stdout.strip().splitlines()[-1])
     assert m["chunked_chunk"] < 3000 and m["whole_chunk"] == 3000, m
     assert m["chunked"] <= m["limit"], m  # what the limit promises

@@ -52,7 +52,7 @@ def test_push_baselines_bracket_the_task(sim):
 def test_planner_gets_the_pushers_rollout_as_sub_goals(sim, tmp_path):
     wm = load_world_model(make_random_checkpoint(tmp_path / "tiny.safetensors", "vit_ac_tiny", seed=0))
     cfg = push_cfg(episodes=1, max_steps=2, seed=511, planner_overrides=TINY)
-    policy = PlannerPolicy(wm, cfg.planning(), push_subgoals=1)
+    policy = PlannerPolicy(wm, cfg.planning(), oracle_every=1)
     sim.reset(seed=511)
     policy.reset(sim)
     assert len(policy.controller.goals) == len(sim.subgoal_images(every=1)) >= 3
@@ -81,7 +81,7 @@ def test_shipped_push_model_moves_the_block_toward_its_goal():
     """A short closed loop with the shipped model, the node's controller and the push settings (seed 1002 of the
     card's evaluation set: 11.5 cm from the goal; the card's episodes reach 3 cm after 12.7 steps on average)."""
     cfg = push_cfg(episodes=1, max_steps=20, seed=1002)
-    policy = PlannerPolicy(load_world_model(SHIPPED_PUSH_MODEL), cfg.planning(), seed=1002, push_subgoals=1)
+    policy = PlannerPolicy(load_world_model(SHIPPED_PUSH_MODEL), cfg.planning(), seed=1002, oracle_every=1)
     fresh = FetchSim(SimConfig(task="push"), seed=0)
     try:
         ep = evaluate(fresh, policy, cfg, None, log=lambda _: None)["episodes"][0]

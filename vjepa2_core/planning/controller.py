@@ -69,6 +69,50 @@ class StepDecision:
 Budget = dict[str, int]
 
 
+class SubgoalSwitch:
+    """The sub-goal switching rule, written once: which of a sequence of goal images is the current one.
+
+    Before each step the current image moves on past every sub-goal it has reached: its energy to the sub-goal is at
+    or below `subgoal_threshold`, or `subgoal_steps` steps were spent on it (`advance`). After a step's decision, a
+    plateau (holding still beats every move) on a sub-goal takes the next one (`plateau`). The final goal is never
+    left. The controller and the true-simulator probe (`vjepa2_ros.sim.scene_probe`) both step through goals with it.
+    """
+
+    def __init__(self, n_goals: int, rules: ControllerConfig):
+        if n_goals < 1:
+            raise ValueError("need at least one goal image")
+        self.n_goals, self.rules, self.index, self.steps_on_goal = n_goals, rules, 0, 0
+
+    def is_final(self) -> bool:
+        return self.index == self.n_goals - 1
+
+    def next(self) -> None:
+        self.index, self.steps_on_goal = self.index + 1, 0
+
+    def advance(self, energy_to: Callable[[int], float]) -> float:
+        """Move past every reached sub-goal; `energy_to(i)` is the current energy to goal i. Returns the energy to
+        the current goal."""
+        now = energy_to(self.index)
+        while not self.is_final():
+            by_energy = self.rules.subgoal_threshold > 0 and now <= self.rules.subgoal_threshold
+            by_steps = self.rules.subgoal_steps > 0 and self.steps_on_goal >= self.rules.subgoal_steps
+            if not (by_energy or by_steps):
+                break
+            self.next()
+            now = energy_to(self.index)
+        return now
+
+    def plateau(self) -> bool:
+        """Nothing gets closer to the current goal: take the next one unless it is the final goal; True if taken."""
+        if self.is_final():
+            return False
+        self.next()
+        return True
+
+    def stepped(self) -> None:
+        self.steps_on_goal += 1
+
+
 def budget_config(cem: CEMConfig, horizon: int = 0, samples: int = 0, iterations: int = 0) -> CEMConfig:
     """`cem` with a per-request budget (0 = keep the configured value); topk follows a smaller sample count."""
     samples = samples or cem.samples
@@ -118,10 +162,16 @@ class ClosedLoopController:
 
     def reset(self, rules: ControllerConfig | None = None) -> None:
         """Forget the episode (goals, warm start, step counters); `rules` replace the configured ones for it."""
-        self.goals, self.subgoal, self.steps, self.steps_on_goal = [], 0, 0, 0
+        self.goals, self.steps = [], 0
         self.last_plan: PlanResult | None = None
         self.episode_rules = rules if rules is not None else self.rules
         self.episode_rules.validate()
+        self.switch = SubgoalSwitch(1, self.episode_rules)
+
+    @property
+    def subgoal(self) -> int:
+        """Index of the goal being planned for (0 .. len(goals) - 1)."""
+        return self.switch.index
 
     @torch.inference_mode()
     def start(self, goal_images: np.ndarray | Sequence[np.ndarray], rules: ControllerConfig | None = None) -> None:
@@ -135,6 +185,7 @@ class ClosedLoopController:
         """As `start`, from encoded goals (replay, where the goal is a recorded frame's representation)."""
         self.reset(rules)
         self.goals = list(goal_reps)
+        self.switch = SubgoalSwitch(len(self.goals), self.episode_rules)
 
     @torch.inference_mode()
     def step(
@@ -186,13 +237,13 @@ class ClosedLoopController:
             decision.still_energy = hold.still_energy
             if hold.hold:
                 decision.status, decision.action, decision.notes = HOLD, np.zeros(ACTION_DIM), ["hold"]
-                if not self._is_final():  # a plateau: nothing gets closer to this sub-goal, so take the next
-                    self._next_subgoal()
+                if self.switch.plateau():  # a plateau: nothing gets closer to this sub-goal, so take the next
+                    self.last_plan = None
                     decision.notes.append("next_subgoal")
         if decision.action is None:
             decision.action, decision.notes = safety.limit_action(state, actions[0], self.limits)
         self.steps += 1
-        self.steps_on_goal += 1
+        self.switch.stepped()
         return decision
 
     # -- sub-goals
@@ -203,20 +254,13 @@ class ClosedLoopController:
         return float(trajectory_energy(rep[:, None], target, self.cem.energy, self.cem.energy_frames)[0])
 
     def _is_final(self) -> bool:
-        return self.subgoal == len(self.goals) - 1
-
-    def _next_subgoal(self) -> None:
-        self.subgoal, self.steps_on_goal, self.last_plan = self.subgoal + 1, 0, None
+        return self.switch.is_final()
 
     def _advance_subgoals(self, rep: torch.Tensor) -> float:
-        """Move past every reached sub-goal (energy or step rule); returns the energy to the current goal."""
-        rules = self.episode_rules
-        now = self.current_energy(rep)
-        while not self._is_final():
-            by_energy = rules.subgoal_threshold > 0 and now <= rules.subgoal_threshold
-            by_steps = rules.subgoal_steps > 0 and self.steps_on_goal >= rules.subgoal_steps
-            if not (by_energy or by_steps):
-                break
-            self._next_subgoal()
-            now = self.current_energy(rep)
+        """Move past every reached sub-goal (the switch's energy or step rule); returns the energy to the current
+        goal. A new sub-goal drops the warm start (it was planned for the previous one)."""
+        before = self.switch.index
+        now = self.switch.advance(lambda goal: self.current_energy(rep, goal))
+        if self.switch.index != before:
+            self.last_plan = None
         return now

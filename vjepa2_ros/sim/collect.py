@@ -5,7 +5,8 @@ the whole action range (including "stay still", which the planner needs for hold
   waypoint: head for a random workspace point at a random speed (long, straight moves),
   jitter:   i.i.d. uniform deltas at a random scale (small and large, all directions),
   hold:     zero actions.
-Push adds a fourth kind, so that the block actually moves (random arm motion alone rarely touches it):
+Each task's mix of segment kinds is its `exploration` (vjepa2_ros.sim.tasks). Push adds a fourth kind, so that
+the block actually moves (random arm motion alone rarely touches it):
   push:     the scripted pusher toward a random target (from a random side, not only toward the goal), with
             Gaussian noise on every action.
 Pick-and-place adds a fifth instead, so that the block is actually grasped, lifted and carried:
@@ -29,15 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError, scripted_pick_action, scripted_push_action
+from vjepa2_ros.sim.tasks import SEGMENT_KINDS, task_names
 
 VIDEO_FPS = 4.0
 VIDEO_LIST = "videos.csv"
-SEGMENT_KINDS = ("waypoint", "jitter", "hold", "push", "pick")
-SEGMENT_PROBS = {
-    "reach": (0.55, 0.35, 0.10, 0.0, 0.0),
-    "push": (0.20, 0.15, 0.05, 0.60, 0.0),
-    "pick_and_place": (0.15, 0.10, 0.05, 0.0, 0.70),
-}
 PUSH_NOISE = 0.15  # push segments: action noise, as a fraction of the largest step
 PUSH_TARGET_RANGE = (0.05, 0.15)  # push segments: how far the block is to be pushed (m)
 PICK_NOISE = 0.08  # pick segments: action noise (push's 0.15 kept the picker from centring on the block)
@@ -47,9 +43,7 @@ PICK_TOGGLE_P = 0.04  # pick segments: chance per step of a random gripper comma
 def exploration_actions(sim: FetchSim, rng: np.random.Generator):
     """Endless generator of 7-D actions from the segment mixture (reads the arm position as it goes)."""
     max_step = sim.cfg.max_step
-    probs = SEGMENT_PROBS.get(sim.cfg.task)
-    if probs is None:
-        raise SimError(f"no exploration mixture for task {sim.cfg.task!r}; choose one of {sorted(SEGMENT_PROBS)}")
+    probs = sim.task.segment_probs()  # the task's exploration mix
     while True:
         kind = SEGMENT_KINDS[rng.choice(len(SEGMENT_KINDS), p=probs)]
         length = int(rng.integers(2, 9))
@@ -241,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (DROID layout, index trajectories.csv)")
     p.add_argument("--steps", type=int, default=40, help="actions per episode (frames = steps + 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task", default=SimConfig.task, choices=sorted(SEGMENT_PROBS))
+    p.add_argument("--task", default=SimConfig.task, choices=task_names())
     p.add_argument("--image-size", type=int, default=SimConfig.image_size, help="square camera image size (px)")
     p.add_argument("--lossy", action="store_true", help="keep the default mp4v videos instead of lossless FFV1")
     p.add_argument("--append", action="store_true", help="add episodes to an existing collection in --out")

@@ -4,8 +4,9 @@ Starts `vjepa2_sim` and `vjepa2_planner` as separate processes over DDS, waits f
 sends a `ReachGoal` goal (the sim's goal image), prints each step, and ends with the final distance and a saved
 image strip (start | steps | goal). `launch/demo.launch.py` starts the same two nodes on a full ROS 2 install;
 `--no-spawn` then runs only this client. `--task push` (`make demo TASK=push`): the arm pushes the block to where
-the goal image shows it, with the shipped push model and params, and the simulator oracle's sub-goal images
-(`~/subgoal_images`, one every `--subgoals` steps) sent in the same ReachGoal; success = block within 5 cm.
+the goal image shows it, with the shipped push model and params, and the demonstration protocol's images sent in
+the same ReachGoal (`--subgoals K`: K frames of the simulator's scripted demonstration, `~/subgoal_images`, then
+the goal image); the task's settings are read from `vjepa2_ros.sim.tasks`; success = the task's threshold.
 
     .venv/bin/python -m vjepa2_ros.sim.demo [--task push] [--model CKPT] [--seed 3] [--max-steps N] [--out sim_demo]
 """
@@ -24,12 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from vjepa2_core.planning.plausibility import POSE_JUMP
+from vjepa2_ros.sim.episodes import MAX_SUBGOALS, add_protocol_arguments, default_subgoals
 from vjepa2_ros.sim.filmstrip import save_film_strip
-from vjepa2_ros.sim.paths import TASK_DEFAULTS, ConfigFileError, config_file
+from vjepa2_ros.sim.paths import ConfigFileError, config_file
+from vjepa2_ros.sim.tasks import get_task, task_names
 
 SIM = "/vjepa2_sim"
 PLANNER = "/vjepa2_planner"
-SUCCESS_M = {"reach": 0.03, "push": 0.05, "pick_and_place": 0.05}  # reach: grip; others: block (Fetch threshold)
 STARTUP_RETRIES = 10  # goals refused at step 0 because the planner has no camera/pose yet
 # pose_jump: a reset moves the arm at once, and the planner blocks commands until three poses agree (plausibility)
 NOT_YET_SEEN = ("no_camera", "no_state", POSE_JUMP)
@@ -175,15 +177,18 @@ class DemoClient:
             self.spin_until(lambda: False, 1.0, "", procs, quiet=True)
         return result
 
-    def subgoal_images(self, every: int, procs: list[subprocess.Popen], timeout: float = 60.0) -> list:
-        """The simulator oracle's way to the current goal (Image messages, the last is the goal image)."""
+    def subgoal_images(
+        self, every: int, procs: list[subprocess.Popen], timeout: float = 60.0, frames: int = 0
+    ) -> list:
+        """The simulator demonstrator's way to the current goal (Image messages, the last is the goal image): K =
+        `frames` demonstration frames, or (diagnostic) a frame every `every` steps."""
         from vjepa2_interfaces.srv import SubgoalImages
 
         client = self.node.create_client(SubgoalImages, f"{SIM}/subgoal_images")
         try:
             if not client.wait_for_service(timeout_sec=timeout):
                 raise DemoError(f"service {SIM}/subgoal_images did not appear")
-            future = client.call_async(SubgoalImages.Request(every=int(every)))
+            future = client.call_async(SubgoalImages.Request(every=int(every), frames=int(frames)))
             self.spin_until(future.done, timeout, f"{SIM}/subgoal_images to answer", procs)
         finally:
             self.node.destroy_client(client)
@@ -192,12 +197,12 @@ class DemoClient:
             raise DemoError(f"the simulator gave no sub-goal images: {response.message}")
         return list(response.images)
 
-    def goal_for(self, subgoals: int, max_steps: int, procs: list[subprocess.Popen]):
-        """The episode's ReachGoal: with sub-goals > 0 the oracle's images go first (reach has none: the sim's list
-        is then the goal image alone)."""
+    def goal_for(self, subgoals: int, max_steps: int, procs: list[subprocess.Popen], oracle_every: int = 0):
+        """The episode's ReachGoal: the goal image after K = `subgoals` demonstration frames (the protocol), or
+        (diagnostic) after the demonstrator's frame every `oracle_every` steps."""
         goal = self.ReachGoal.Goal(goal_image=self.goal_msg, max_steps=max_steps)
-        if subgoals > 0:
-            *goal.subgoal_images, goal.goal_image = self.subgoal_images(subgoals, procs)
+        if subgoals > 0 or oracle_every > 0:
+            *goal.subgoal_images, goal.goal_image = self.subgoal_images(oracle_every, procs, frames=subgoals)
         return goal
 
     def fresh_image(self, procs, timeout: float = 10.0) -> np.ndarray:
@@ -215,9 +220,10 @@ def run(args: argparse.Namespace) -> dict:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model, params = TASK_DEFAULTS[args.task]
-    procs = [] if args.no_spawn else start_nodes(args.model or str(model), args.seed, args.task, out, [params])
-    success_m = SUCCESS_M[args.task]
+    task = get_task(args.task)
+    model = args.model or str(task.model)
+    procs = [] if args.no_spawn else start_nodes(model, args.seed, task.name, out, [task.params])
+    success_m = task.success_m
     rclpy.init()
     client = None
     try:
@@ -246,7 +252,8 @@ def run(args: argparse.Namespace) -> dict:
             act = " ".join(f"{a:+.3f}" for a in list(fb.action)[:3])
             print(f"[demo] step {fb.step:3d}{stage}  energy {fb.energy:.4f}  dxyz {act}  distance {d * 100:.1f} cm")
 
-        goal = client.goal_for(args.subgoals, args.max_steps, procs)
+        subgoals = default_subgoals(task.name, args.subgoals, args.oracle_every)
+        goal = client.goal_for(subgoals, args.max_steps, procs, oracle_every=args.oracle_every)
         if goal.subgoal_images:
             print(f"[demo] {len(goal.subgoal_images)} sub-goal images from the simulator oracle, then the goal")
         n_goals = len(goal.subgoal_images) + 1
@@ -271,7 +278,7 @@ def run(args: argparse.Namespace) -> dict:
         }
         print(f"[demo] planner: {result.message} after {result.steps} steps (energy {result.final_energy:.4f})")
         verdict = "reached" if final < success_m else "did not reach"
-        what = "grip" if args.task == "reach" else "block"
+        what = task.what
         print(
             f"[demo] final distance ({what}) {final * 100:.1f} cm (start {start_distance * 100:.1f} cm); "
             f"{verdict} the {success_m * 100:.0f} cm goal; image strip: {strip}"
@@ -286,18 +293,11 @@ def run(args: argparse.Namespace) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vjepa2-sim-demo", description=__doc__.split("\n")[0])
-    from vjepa2_ros.sim.evaluate import EvalConfig
-
-    p.add_argument("--task", default="reach", choices=sorted(TASK_DEFAULTS))
+    p.add_argument("--task", default="reach", choices=task_names())
     p.add_argument("--model", default=None, help="AC checkpoint for the planner (default: the task's shipped model)")
     p.add_argument("--seed", type=int, default=3, help="start and goal of the episode")
     p.add_argument("--max-steps", type=int, default=0, help="0: the task params file's max_steps")
-    p.add_argument(
-        "--subgoals",
-        type=int,
-        default=EvalConfig.push_subgoals,
-        help="oracle sub-goal every N steps (0: none; reach: none)",
-    )
+    add_protocol_arguments(p)
     p.add_argument("--energy-threshold", type=float, default=0.0, help="planner stops at this energy (0: never)")
     p.add_argument("--out", default="sim_demo", help="directory for the image strip and the node logs")
     p.add_argument("--timeout", type=float, default=480.0, help="seconds for the whole reach")
@@ -309,11 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    model = args.model or str(TASK_DEFAULTS[args.task][0])
+    model = args.model or str(get_task(args.task).model)
     if not args.no_spawn and not Path(model).is_file():
         parser.error(f"model {model} not found (train it, or pass --model PATH)")
-    if args.max_steps < 0 or args.subgoals < 0:
-        parser.error("--max-steps and --subgoals must be >= 0")
+    if args.max_steps < 0 or args.oracle_every < 0 or not 0 <= (args.subgoals or 0) <= MAX_SUBGOALS:
+        parser.error(f"--max-steps and --oracle-every must be >= 0, --subgoals in 0..{MAX_SUBGOALS}")
     # keep the demo on this machine unless the user chose otherwise; a random domain avoids crosstalk
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     if not args.no_spawn:

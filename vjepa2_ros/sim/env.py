@@ -12,13 +12,12 @@ unchanged: R_rel,t+1 · R_rel,tᵀ = R_t+1 · R_tᵀ.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before mujoco is imported
 
-TASKS = {"reach": "FetchReach-v4", "push": "FetchPush-v4", "pick_and_place": "FetchPickAndPlace-v4"}
 FETCH_STEP_M = 0.05  # Fetch's own largest move per step; ours by default
 GRIP_OPEN_M, GRIP_CLOSED_M = 0.100, 0.003  # finger-joint sum when fully open / closed
 GRASP_FINGER_GAP = -0.0012  # each finger joint minus the block's half edge, closed on the block (m, measured)
@@ -26,9 +25,6 @@ HOLD_SAG_M = 0.002  # pick_and_place: a grip this close to its commanded target 
 GRASP_OFFSET = np.array([0.002, 0.0, 0.0])  # block centre minus grip site while held (m, measured; z within 4 mm)
 STATE_DIM = ACTION_DIM = 7
 REACH_HOME_HEIGHT = 0.13  # FetchReach's initial grip height above the table top (m): the workspace reference
-# pick-and-place: an oblique view from the table's far edge, so that height shows as image height (the steep push
-# view hides a lift); measured in vjepa2_ros/models/PICK_PLACE_SCENE.md
-PICK_CAMERA = {"lookat": [1.30, 0.75, 0.50], "distance": 0.8, "azimuth": 180.0, "elevation": -45.0}
 
 
 class SimError(RuntimeError):
@@ -41,18 +37,7 @@ class SimConfig:
 
     task: str = "reach"
     image_size: int = 64
-    # The camera of each task (`camera` None = this table's entry for `task`). Reach: a steep view from the side
-    # opposite the robot's reach: a 3 cm move in any direction changes the 64 px image (the view ray is nearly
-    # vertical, and lowering the grip bends the arm visibly); the old oblique view (azimuth 160, elevation -30) hid
-    # moves along its ray (see the model card). Push: a close view from the table's far edge (MuJoCo's 45 degree
-    # lens): the probe's best; narrow lenses hid moves along their ray (vjepa2_ros/models/PUSH_SCENE.md).
-    task_cameras: dict = field(
-        default_factory=lambda: {
-            "reach": {"lookat": [1.26, 0.75, 0.52], "distance": 1.3, "azimuth": 270.0, "elevation": -75.0},
-            "push": {"lookat": [1.30, 0.75, 0.42], "distance": 0.8, "azimuth": 180.0, "elevation": -70.0},
-            "pick_and_place": PICK_CAMERA,
-        }
-    )
+    # the task's camera (vjepa2_ros.sim.tasks) unless `camera` is set: {lookat, distance, azimuth, elevation[, fovy]}
     camera: dict | None = None
     # True: every move re-settles the arm from its home posture, so a grip position always shows the same arm
     # posture (what a Cartesian controller with a nullspace posture task does). False: the redundant joints drift
@@ -99,8 +84,12 @@ class FetchSim:
 
     def __init__(self, config: SimConfig | None = None, seed: int | None = None):
         self.cfg = config or SimConfig()
-        if self.cfg.task not in TASKS:
-            raise SimError(f"unknown task {self.cfg.task!r}; choose one of {sorted(TASKS)}")
+        from vjepa2_ros.sim.tasks import TaskError, get_task
+
+        try:
+            self.task = get_task(self.cfg.task)
+        except TaskError as exc:
+            raise SimError(str(exc)) from None
         if self.cfg.image_size < 16:
             raise SimError(f"image_size must be at least 16 px, got {self.cfg.image_size}")
         try:
@@ -111,20 +100,18 @@ class FetchSim:
             raise SimError(f"the simulator needs the [sim] extra (pip install -e '.[sim]'): {exc}") from exc
         gym.register_envs(gymnasium_robotics)
         self._mj = mujoco
-        if self.cfg.camera is None and self.cfg.task not in self.cfg.task_cameras:
-            raise SimError(f"no camera for task {self.cfg.task!r}: set SimConfig.camera")
-        cam = dict(self.cfg.camera if self.cfg.camera is not None else self.cfg.task_cameras[self.cfg.task])
+        cam = dict(self.cfg.camera if self.cfg.camera is not None else self.task.camera)
         cam["lookat"] = np.asarray(cam["lookat"], dtype=np.float64)
         fovy = cam.pop("fovy", None)  # vertical field of view (deg); not a free-camera attribute, so set on the model
         size = self.cfg.image_size
         self._env = gym.make(
-            TASKS[self.cfg.task], render_mode="rgb_array", width=size, height=size, default_camera_config=cam
+            self.task.gym_id, render_mode="rgb_array", width=size, height=size, default_camera_config=cam
         ).unwrapped
         self.model, self.data = self._env.model, self._env.data
         if fovy is not None:
             self.model.vis.global_.fovy = float(fovy)
         self._hide_markers()
-        self.block_half = None if self.cfg.task == "reach" else self._set_block_size(self.cfg.block_half_size)
+        self.block_half = None if not self.task.has_block else self._set_block_size(self.cfg.block_half_size)
         if self.block_half is not None and self.cfg.block_rgba is not None:
             self._set_block_colour(self.cfg.block_rgba)
         self.table_top = self._table_top()
@@ -144,7 +131,7 @@ class FetchSim:
         if self.block_half is not None:
             xy = np.asarray(self.cfg.push_workspace_xy, dtype=np.float64)
             self.low[:2], self.high[:2] = self.home[:2] - xy, self.home[:2] + xy
-            if self.cfg.push_planar and self.cfg.task == "push":
+            if self.cfg.push_planar and self.task.kind == "push":
                 self.low[2] = self.high[2] = self.table_top + self.block_half
         self._grip_cmd = self.gripper_closedness()
         self.goal: np.ndarray | None = None  # goal position (ee for reach, object for push and pick_and_place)
@@ -247,7 +234,7 @@ class FetchSim:
         """Reach: end effector to goal; push, pick_and_place: object to goal (metres)."""
         if self.goal is None:
             raise SimError("no goal set: call reset() or set_goal() first")
-        if self.cfg.task != "reach":
+        if self.task.has_block:
             return self.block_distance_to_goal()
         return float(np.linalg.norm(self._grip_pos() - self.goal))
 
@@ -370,7 +357,7 @@ class FetchSim:
         behind it (pre-push) and the goal pose are in the workspace. Pick_and_place: the gripper starts open, and
         the goal is `pick_goal_height` above the block's resting height.
         """
-        pick = self.cfg.task == "pick_and_place"
+        pick = self.task.kind == "pick_and_place"
         self._park_block()
         if pick:
             self._grip_cmd = 0.0
@@ -417,14 +404,14 @@ class FetchSim:
         goal = np.asarray(goal_xyz, dtype=np.float64).reshape(-1)
         if goal.shape != (3,) or not np.all(np.isfinite(goal)):
             raise SimError(f"goal must be 3 finite numbers, got {goal_xyz!r}")
-        if self.cfg.task == "reach" and (np.any(goal < self.low - 1e-9) or np.any(goal > self.high + 1e-9)):
+        if not self.task.has_block and (np.any(goal < self.low - 1e-9) or np.any(goal > self.high + 1e-9)):
             raise SimError(f"goal {goal.round(3).tolist()} is outside the workspace {self.low.round(3)}..")
         self.goal = goal
         self._env.goal = goal.copy()
         if self.block_half is None:
             self.goal_ee = goal.copy()
             return
-        if self.cfg.task == "pick_and_place":  # the goal image: the block held at its goal by the closed gripper
+        if self.task.kind == "pick_and_place":  # the goal image: the block held at its goal by the closed gripper
             self.goal_ee = np.clip(goal - GRASP_OFFSET, self.low, self.high)
             return
         # push: the goal image shows the grip resting behind the block (relative to the push), clear of it
@@ -458,7 +445,8 @@ class FetchSim:
         return self._with_scene(np.asarray(ee_xyz, dtype=np.float64), block_xyz, self.render, grasp=grasp)
 
     def subgoal_images(self, every: int = 0, max_steps: int = 40, until_m: float = 0.03) -> list[np.ndarray]:
-        """Images of the way to the goal, ending with the goal image; the current state is restored.
+        """Diagnostic sub-goals (the protocol is `demonstration_images`): images of the way to the goal, ending with
+        the goal image; the current state is restored.
 
         every = 0: the grip above the pose behind the block (not for a planar pusher), lowered there (the block
         where it is now), then the goal. every > 0: frames of the scripted pusher's own rollout from here, one
@@ -472,7 +460,7 @@ class FetchSim:
             return [self.goal_image()]
         if every < 0 or max_steps < 1 or not until_m > 0:
             raise SimError(f"need every >= 0, max_steps >= 1, until_m > 0, got {every}, {max_steps}, {until_m}")
-        pick = self.cfg.task == "pick_and_place"
+        pick = self.task.kind == "pick_and_place"
         if every == 0 and pick:
             block = self.block_position()
             approach = self.scene_image(block + [0.0, 0.0, self.cfg.pick_approach_height], block, grasp=False)
@@ -484,25 +472,50 @@ class FetchSim:
             if self.high[2] - self.low[2] < 1e-9:  # a planar pusher: no lifted pose
                 poses = poses[1:]
             return [self.scene_image(p, block) for p in poses] + [self.goal_image()]
-        snap, images = self.get_snapshot(), []
+        frames, done = self._demonstrate(max_steps, until_m)
+        images = [f for t, f in enumerate(frames, 1) if t % every == 0 and not (done and t == len(frames))]
+        return images + [self.goal_image()]
+
+    def demonstration_images(self, frames: int, max_steps: int = 40, until_m: float = 0.03) -> list[np.ndarray]:
+        """The demonstration protocol: `frames` (K) frames of one scripted demonstration from here (the task's
+        demonstrator on true positions, run until done as in `subgoal_images`) at evenly spaced points of its
+        progress (after steps round(T i / (K + 1)), i = 1..K, of its T steps), then the goal image: K + 1 images,
+        the current state restored. K = 0: the goal image alone."""
+        if frames < 0:
+            raise SimError(f"need frames >= 0 demonstration frames, got {frames}")
+        if frames == 0:
+            return [self.goal_image()]
+        rollout, _ = self._demonstrate(max_steps, until_m)
+        rollout = rollout or [self.render()]  # already there: the current image
+        steps = len(rollout)
+        picks = [min(steps, max(1, round(steps * i / (frames + 1)))) for i in range(1, frames + 1)]
+        return [rollout[t - 1] for t in picks] + [self.goal_image()]
+
+    def _demonstrate(self, max_steps: int, until_m: float) -> tuple[list[np.ndarray], bool]:
+        """Frames of the task's scripted demonstrator from the current state, one per step, until the distance to
+        the goal is under 1 cm (done), or (push) under `until_m` with the pusher no longer pushing (at 1 cm it
+        sometimes went round the block for the last 1-2 cm, and the goal image then pulled the arm back through the
+        block), or `max_steps`; the state is restored. Returns the frames and whether it was done."""
+        if max_steps < 1 or not until_m > 0:
+            raise SimError(f"need max_steps >= 1, until_m > 0, got {max_steps}, {until_m}")
+        snap, images, done = self.get_snapshot(), [], False
         try:
-            for t in range(1, max_steps + 1):
-                if not pick and self.block_distance_to_goal() < until_m and not is_pushing(self):
-                    break  # close, and the pusher would go round the block again for the last centimetres
-                self.step(scripted_pick_action(self) if pick else scripted_push_action(self))
-                done = self.block_distance_to_goal() < 0.01
-                if t % every == 0 and not done:
-                    images.append(self.render())
+            for _ in range(max_steps):
+                if self.task.kind == "push" and self.block_distance_to_goal() < until_m and not is_pushing(self):
+                    break
+                self.step(self.task.demonstrator(self))
+                images.append(self.render())
+                done = self.distance_to_goal() < 0.01
                 if done:
                     break
         finally:
             self.set_snapshot(snap)
-        return images + [self.goal_image()]
+        return images, done
 
     def _with_goal_scene(self, fn):
         if self.goal is None:
             raise SimError("no goal set: call reset() or set_goal() first")
-        grasp = True if self.cfg.task == "pick_and_place" else None
+        grasp = True if self.task.kind == "pick_and_place" else None
         return self._with_scene(self.goal_ee, self.goal, fn, grasp=grasp)
 
     def _with_scene(self, ee_xyz: np.ndarray, block_xyz: np.ndarray | None, fn, grasp: bool | None = None):
@@ -534,6 +547,16 @@ class FetchSim:
 
     def close(self) -> None:
         self._env.close()
+
+
+def scripted_reach_action(sim: FetchSim) -> np.ndarray:
+    """The scripted reacher (an oracle on the true goal): straight at the goal pose, each coordinate clipped to the
+    per-step limit (what CEM's box allows). Returns a 7-D action."""
+    if sim.goal_ee is None:
+        raise SimError("the scripted reacher needs a goal: call reset() first")
+    action = np.zeros(ACTION_DIM)
+    action[:3] = np.clip(sim.goal_ee - sim.ee_position(), -sim.cfg.max_step, sim.cfg.max_step)
+    return action
 
 
 def scripted_push_action(sim: FetchSim, target_xy: np.ndarray | None = None) -> np.ndarray:
@@ -625,7 +648,7 @@ def scripted_pick_action(sim: FetchSim, target_xyz: np.ndarray | None = None) ->
     when low beside it), descend to its centre, close; holding it, carry it to the target (default: its goal),
     lifted clear of the table on the way; closed without the block, open. Returns a 7-D action (dgripper +1 closes).
     """
-    if sim.cfg.task != "pick_and_place" or sim.goal is None:
+    if sim.task.kind != "pick_and_place" or sim.goal is None:
         raise SimError("the scripted picker needs the pick_and_place task after reset()")
     h, step, action = sim.block_half, sim.cfg.max_step, np.zeros(ACTION_DIM)
     ee, block = sim.ee_position(), sim.block_position()

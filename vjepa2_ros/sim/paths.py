@@ -1,4 +1,5 @@
-"""Where the simulator tools find the shipped model and the node params files (source tree or installed share)."""
+"""Where the simulator tools find the shipped models and the node params files (source tree or installed share);
+which task uses which is `vjepa2_ros.sim.tasks`."""
 
 from __future__ import annotations
 
@@ -12,12 +13,6 @@ SIM_PLANNER_PARAMS = REPO_CONFIG / "sim_planner.yaml"
 SIM_PUSH_PLANNER_PARAMS = REPO_CONFIG / "sim_push_planner.yaml"  # push: the planar pusher's workspace, sub-goal rules
 SHIPPED_PICK_MODEL = SHIPPED_MODEL.with_name("sim_pick_and_place.safetensors")
 SIM_PICK_PLANNER_PARAMS = REPO_CONFIG / "sim_pick_planner.yaml"  # pick_and_place: 3-D workspace, gripper planned
-# per task: (shipped model, planner params file), the defaults of vjepa2-sim-eval and the demo alike
-TASK_DEFAULTS = {
-    "reach": (SHIPPED_MODEL, SIM_PLANNER_PARAMS),
-    "push": (SHIPPED_PUSH_MODEL, SIM_PUSH_PLANNER_PARAMS),
-    "pick_and_place": (SHIPPED_PICK_MODEL, SIM_PICK_PLANNER_PARAMS),
-}
 
 
 class ConfigFileError(RuntimeError):

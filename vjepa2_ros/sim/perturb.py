@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from vjepa2_ros.sim.env import FetchSim, SimConfig, SimError
+from vjepa2_ros.sim.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def perturbed_config(config: SimConfig, perturbation: tuple[str, float] | None) 
     if perturbation is None or not perturbation[0].startswith("camera"):
         return config
     name, amount = perturbation
-    camera = dict(config.camera if config.camera is not None else config.task_cameras[config.task])
+    camera = dict(config.camera if config.camera is not None else get_task(config.task).camera)
     if name == "camera_azimuth":
         camera["azimuth"] = float(camera["azimuth"]) + amount
     elif name == "camera_elevation":

@@ -120,7 +120,12 @@ class SimNode(Node):
     def on_subgoal_images(self, request: SubgoalImages.Request, response: SubgoalImages.Response):
         """The oracle's rollout is simulated from the current state and undone; the episode goes on unchanged."""
         try:
-            images = self.sim.subgoal_images(every=int(request.every))
+            if request.frames > 0 and request.every > 0:
+                raise SimError(f"pass frames (K demonstration frames) or every (diagnostic), not both: {request}")
+            if request.frames > 0:
+                images = self.sim.demonstration_images(int(request.frames))
+            else:
+                images = self.sim.subgoal_images(every=int(request.every))
         except SimError as exc:
             response.success, response.message = False, str(exc)
             return response

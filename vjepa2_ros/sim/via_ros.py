@@ -3,8 +3,10 @@
 The two nodes are separate processes talking over DDS, started as `make demo` starts them, with the same params
 file the in-process evaluation reads (plus its overrides as a second params file). Each episode selects its seed on
 the simulator (`seed` parameter + `~/reset`, so episode `seed + i` is the in-process one) and sends the goal image
-as a ReachGoal with the episode's step budget; distances come from the simulator's `~/goal_distance`. So the
-published success rate is the node's, and it can be compared with the in-process run on the same seeds.
+as a ReachGoal with the episode's step budget and the demonstration protocol's images (`--subgoals K`, served by
+the simulator's `~/subgoal_images`); distances come from the simulator's `~/goal_distance`. The loop is the node's;
+the record and the summary are the in-process ones (`vjepa2_ros.sim.episodes`), so the success rate is the node's
+and compares with the in-process run on the same seeds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from vjepa2_ros.sim.demo import DemoClient, DemoError, start_nodes, stop_nodes
@@ -26,7 +27,7 @@ def evaluate_via_ros(cfg, model: str | Path, out: Path, log=print, timeout_per_s
     """Run `cfg.episodes` planner episodes over ROS 2; returns {"summary", "episodes"} like `evaluate`."""
     import rclpy
 
-    from vjepa2_ros.sim.evaluate import summarise
+    from vjepa2_ros.sim.episodes import summarise
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
@@ -57,52 +58,33 @@ def evaluate_via_ros(cfg, model: str | Path, out: Path, log=print, timeout_per_s
             client.close()
         rclpy.try_shutdown()
         stop_nodes(procs)
-    summary = summarise("planner_ros", episodes, cfg)
+    summary = summarise("planner_ros", episodes)
     summary["wall_s"] = time.perf_counter() - t0
     return {"summary": summary, "episodes": episodes}
 
 
 def _episode(client: DemoClient, cfg, seed: int, procs, timeout_per_step: float) -> dict[str, Any]:
+    from vjepa2_ros.sim.episodes import EpisodeTrace
+
     client.new_episode(seed, procs)
-    start = client.fresh_distance(procs)
-    distances, step_times, first_success = [start], [], None
-    moved = 0
+    trace = EpisodeTrace(seed, client.fresh_distance(procs))
     last = time.perf_counter()
 
     def on_feedback(msg) -> None:
-        nonlocal last, moved, first_success
+        nonlocal last
         fb = msg.feedback
         if not fb.action:
             return
         now = time.perf_counter()
-        step_times.append(now - last)
+        trace.record(client.distance, list(fb.action), plan_s=now - last, step=int(fb.step))
         last = now
-        moved += int(np.linalg.norm(list(fb.action)[:3]) > 1e-6)
-        if client.distance is not None:
-            distances.append(client.distance)
-            if first_success is None and client.distance < cfg.success_m:
-                first_success = int(fb.step)
 
     steps = cfg.steps()
-    goal = client.goal_for(cfg.push_subgoals, steps, procs)
+    goal = client.goal_for(cfg.subgoals, steps, procs, oracle_every=cfg.oracle_every)
     last = time.perf_counter()  # the first step's time starts when the goal goes out
     result = client.reach_with_retries(goal, on_feedback, timeout_per_step * steps, procs)
     client.spin_until(lambda: False, 0.5, "", procs, quiet=True)  # the last command is executed at the next tick
-    final = client.fresh_distance(procs)
-    distances.append(final)
-    return {
-        "seed": seed,
-        "start_distance": start,
-        "final_distance": final,
-        "min_distance": min(distances),
-        "success": final < cfg.success_m,
-        "near": final < cfg.near_m,
-        "steps": int(result.steps),
-        "moving_steps": moved,
-        "first_success_step": first_success,
-        "plan_s_per_step": float(np.mean(step_times)) if step_times else 0.0,
-        "planner_message": result.message,
-    }
+    return {**trace.result(int(result.steps), client.fresh_distance(procs)), "planner_message": result.message}
 
 
 def _nested(flat: dict[str, Any]) -> dict[str, Any]:

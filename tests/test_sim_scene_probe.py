@@ -12,7 +12,7 @@ import torch
 
 from vjepa2_ros.sim.env import FetchSim, SimConfig
 from vjepa2_ros.sim.paths import SHIPPED_MODEL
-from vjepa2_ros.sim.push_probe import EnergyScorer, ProbeConfig, candidate_moves, energy_split, outcome_images, probe
+from vjepa2_ros.sim.scene_probe import EnergyScorer, ProbeConfig, candidate_moves, energy_split, outcome_images, probe
 
 
 def test_candidate_moves_hold_first_all_distinct_within_one_step():
@@ -51,11 +51,11 @@ def test_scripted_pusher_beats_random_moves_on_the_probe_seeds():
     oracle = probe(SimConfig(), ProbeConfig(seed=500, episodes=3, policy="oracle"), log=log)["summary"]
     rand = probe(SimConfig(), ProbeConfig(seed=500, episodes=3, policy="random"), log=log)["summary"]
     assert oracle["success_rate_5cm"] == 1.0 and oracle["block_moved_2cm"] == 1.0, oracle
-    assert rand["mean_final_distance"] > oracle["mean_final_distance"] + 0.03, (rand, oracle)
+    assert rand["mean_final_distance_m"] > oracle["mean_final_distance_m"] + 0.03, (rand, oracle)
 
 
 def test_cli_rejects_bad_arguments():
-    cmd = [sys.executable, "-m", "vjepa2_ros.sim.push_probe"]
+    cmd = [sys.executable, "-m", "vjepa2_ros.sim.scene_probe"]
     res = subprocess.run(cmd + ["--episodes", "0"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "error: --episodes" in res.stderr
     res = subprocess.run(cmd + ["--scene", '{"colour": 1}'], capture_output=True, text=True, timeout=120)
