@@ -124,15 +124,22 @@ def sbatch_script(cfg: Mapping[str, Any], args: argparse.Namespace | None = None
     return slurm._make_sbatch_string(command="<submitit task: train(cfg, resume=True)>", folder=folder, **params)
 
 
+def log_folder(cfg: Mapping[str, Any], cluster: str | None) -> Path:
+    """Where a job's logs go: <folder>/slurm/<job id> on SLURM; <folder>/slurm/local (files named by job id) on this
+    machine, because submitit's local controller opens its log files in the %j folder that its parent creates only
+    after starting it (on a loaded machine the controller won that race: FileNotFoundError, job lost)."""
+    return Path(cfg["folder"]) / "slurm" / ("local" if cluster == "local" else "%j")
+
+
 def make_executor(cfg: Mapping[str, Any], args: argparse.Namespace | None = None, cluster: str | None = None):
-    """A submitit AutoExecutor with `executor_parameters` set; logs go to <folder>/slurm/<job id>."""
+    """A submitit AutoExecutor with `executor_parameters` set; logs go to `log_folder`."""
     try:
         import submitit
     except ImportError as e:
         raise LaunchError("SLURM submission needs submitit: pip install 'vjepa2_ros[slurm]'") from e
     cluster = cluster or getattr(args, "cluster", None)
     try:
-        executor = submitit.AutoExecutor(folder=Path(cfg["folder"]) / "slurm" / "%j", cluster=cluster)
+        executor = submitit.AutoExecutor(folder=log_folder(cfg, cluster), cluster=cluster)
     except RuntimeError as e:  # e.g. no srun on this machine
         raise LaunchError(f"--slurm: {e}") from e
     executor.update_parameters(**executor_parameters(cfg, args))
@@ -158,7 +165,8 @@ def launch(train_fn: Callable[..., dict], cfg: dict, args: argparse.Namespace) -
         print(sbatch_script(cfg, args))
         return 0
     job = submit(train_fn, cfg, args=args, cluster=args.cluster)
-    print(f"submitted job {job.job_id}: logs in {Path(cfg['folder']) / 'slurm' / str(job.job_id)}", flush=True)
+    logs = str(log_folder(cfg, args.cluster)).replace("%j", str(job.job_id))
+    print(f"submitted job {job.job_id}: logs in {logs}", flush=True)
     if args.cluster == "local":  # this machine: wait for the tasks and print their summaries (one JSON line)
         print(json.dumps(job.results()), flush=True)
     return 0
