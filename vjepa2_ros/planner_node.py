@@ -321,6 +321,13 @@ def _nothing(*_args):
     return None
 
 
+# The node's event counters (diagnostics), all from zero.
+COUNTERS = (
+    *("malformed_images", "malformed_states", "plans", "plan_errors", "commands", "safety_stops"),
+    *("refused_budgets", "refused_parameters", "busy_answers", "callback_errors", "dropped_commands", "pose_jumps"),
+)
+
+
 class PlannerNode(LifecycleNode):
     def __init__(self, controller_factory=load_controller) -> None:
         super().__init__(NODE_NAME)
@@ -342,12 +349,7 @@ class PlannerNode(LifecycleNode):
         self._closing = threading.Event()
         self._goal_active = False
         self._plan_slots = threading.BoundedSemaphore(PLAN_SERVICE_SLOTS)
-        self._counts = dict.fromkeys(
-            ["malformed_images", "malformed_states", "plans", "plan_errors", "commands", "safety_stops"]
-            + ["refused_budgets", "refused_parameters", "busy_answers", "callback_errors"]
-            + ["dropped_commands", "pose_jumps"],
-            0,
-        )
+        self._counts = dict.fromkeys(COUNTERS, 0)
         self._seconds_per_token_frame: float | None = None  # the fastest plan measured: the compute bound's speed
         self._last = {"reasons": [], "energy": float("nan"), "plan_time": float("nan"), "notes": [], "dropped": []}
         self.context.on_shutdown(self.shutdown_waits)
@@ -381,7 +383,9 @@ class PlannerNode(LifecycleNode):
         )
         self.create_service(Trigger, "~/stop", self.on_stop, qos_profile=queue, callback_group=services)
         self.create_service(Trigger, "~/resume", self.on_resume, qos_profile=queue, callback_group=services)
-        self.create_service(CameraFrame, "~/camera_frame", self.on_camera_frame, callback_group=services)
+        self.create_service(
+            CameraFrame, "~/camera_frame", self.on_camera_frame, qos_profile=queue, callback_group=services
+        )
         self._action = ActionServer(
             self,
             ReachGoal,
