@@ -80,6 +80,19 @@ class NodeProcess:
         return self.proc.returncode, time.monotonic() - start
 
 
+def start_test_robot(npz: Path, *extra: str) -> NodeProcess:
+    """The test robot (this file's `robot_main`) replaying `npz`, once it says it is ready."""
+    ensure_interfaces()
+    return NodeProcess(
+        [sys.executable, str(REPO / "tests/ros_helpers.py"), "--npz", str(npz), *extra], ready="test_robot ready"
+    )
+
+
+def start_planner(params: Path, ready: str = "vjepa2_planner ready") -> NodeProcess:
+    """The installed planner node with a params file, once its log shows `ready`."""
+    return NodeProcess([str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready=ready)
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

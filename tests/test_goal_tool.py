@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -14,14 +13,14 @@ import pytest
 from ros_helpers import (
     BIN,
     PLANNER,
-    REPO,
     Harness,
     NodeProcess,
     RosClient,
-    ensure_interfaces,
     image_msg,
     load_traj,
     plan_request,
+    start_planner,
+    start_test_robot,
     transient,
     wait_until,
     write_params,
@@ -54,15 +53,9 @@ def images(traj, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def planner(franka_npz, checkpoint, tmp_path_factory):
-    ensure_interfaces()
-    robot = NodeProcess(
-        [sys.executable, str(REPO / "tests/ros_helpers.py"), "--npz", str(franka_npz)], ready="test_robot ready"
-    )
+    robot = start_test_robot(franka_npz)
     # subgoal_steps: a goal with sub-goal images moves on after 2 steps on each
-    params = write_params(tmp_path_factory.mktemp("params") / "planner.yaml", checkpoint, subgoal_steps=2)
-    proc = NodeProcess(
-        [str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="vjepa2_planner ready"
-    )
+    proc = start_planner(write_params(tmp_path_factory.mktemp("params") / "planner.yaml", checkpoint, subgoal_steps=2))
     yield proc
     proc.stop()
     robot.stop()

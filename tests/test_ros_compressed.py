@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 from ros_helpers import (
-    BIN,
     REPO,
     Harness,
     NodeProcess,
@@ -16,6 +15,7 @@ from ros_helpers import (
     image_msg,
     load_traj,
     plan_request,
+    start_planner,
     status_name,
     wait_until,
     write_params,
@@ -62,9 +62,7 @@ def ros(franka_npz, tmp_path_factory):
         ],
         ready="test_robot ready",
     )
-    planner = NodeProcess(
-        [str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="vjepa2_planner ready"
-    )
+    planner = start_planner(params)
     client = RosClient("compressed_test_client")
     harness = Harness(client)
     harness.planner_proc = planner

@@ -6,7 +6,6 @@ One node process serves the whole module (start-up costs seconds); the last test
 from __future__ import annotations
 
 import math
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,15 +18,15 @@ from ros_helpers import (
     MAX_TRANSLATION,
     MAXNORM,
     PLANNER,
-    REPO,
     STALE_TIMEOUT,
     Harness,
     NodeProcess,
     RosClient,
-    ensure_interfaces,
     image_msg,
     load_traj,
     plan_request,
+    start_planner,
+    start_test_robot,
     status_name,
     wait_until,
     write_params,
@@ -50,10 +49,7 @@ def traj(franka_npz) -> dict:
 
 @pytest.fixture(scope="module")
 def robot(franka_npz):
-    ensure_interfaces()
-    proc = NodeProcess(
-        [sys.executable, str(REPO / "tests/ros_helpers.py"), "--npz", str(franka_npz)], ready="test_robot ready"
-    )
+    proc = start_test_robot(franka_npz)
     yield proc
     proc.stop()
 
@@ -62,9 +58,7 @@ def robot(franka_npz):
 def planner(robot, checkpoint, tmp_path_factory):
     # subgoal_steps: a ReachGoal with sub-goal images moves on after 2 steps on each (no effect without them)
     params = write_params(tmp_path_factory.mktemp("params") / "planner.yaml", checkpoint, subgoal_steps=2)
-    proc = NodeProcess(
-        [str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="vjepa2_planner ready"
-    )
+    proc = start_planner(params)
     assert "1 torch threads" in proc.output(), proc.output()  # model.num_threads is applied
     yield proc
     proc.stop()
@@ -656,7 +650,7 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros, traj, planner, che
 
     assert not planner.alive(), "the module's planner must have ended (test order)"
     params = write_params(tmp_path / "planner.yaml", checkpoint, autostart=False)
-    node = NodeProcess([str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="unconfigured")
+    node = start_planner(params, ready="unconfigured")
     change = ros.client.node.create_client(ChangeState, f"{PLANNER}/change_state")
     get_state = ros.client.node.create_client(GetState, f"{PLANNER}/get_state")
 
@@ -709,7 +703,7 @@ def test_cleanup_during_a_plan_answers_it_and_frees_the_model(ros, traj, planner
 
     assert not planner.alive(), "the module's planner must have ended (test order)"
     params = write_params(tmp_path / "planner.yaml", checkpoint, autostart=False)
-    node = NodeProcess([str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="unconfigured")
+    node = start_planner(params, ready="unconfigured")
     goal = image_msg(traj["frames"][1])
     try:
         assert _transition(ros, Transition.TRANSITION_CONFIGURE)
@@ -744,7 +738,7 @@ def test_twist_watchdog_republishes_in_flight_step_then_zeroes(ros, traj, planne
     params = write_params(
         tmp_path / "planner.yaml", checkpoint, **{"watchdog.rate": rate, "watchdog.timeout": timeout}
     )
-    node = NodeProcess([str(BIN / "vjepa2_planner"), "--ros-args", "--params-file", str(params)], ready="ready")
+    node = start_planner(params, ready="ready")
 
     def twists_since(start: int) -> tuple[list[np.ndarray], list[float]]:
         with ros.lock:
