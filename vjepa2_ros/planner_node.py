@@ -16,34 +16,31 @@ A managed (lifecycle) node: `configure` loads and checks the model, `activate` a
 them at once (the command publishers are gated and a running goal aborts), `cleanup` frees the model. With
 `autostart` (the default) it configures and activates itself, so a plain `ros2 launch` comes up active.
 
-The node only handles messages: every decision of the closed loop (plan, hold, stop, one bounded step inside the
-workspace box) is `vjepa2_core.planning.controller.ClosedLoopController`, the one `vjepa2-sim-eval` measures;
-whether a decided command may still go out when it is sent is `vjepa2_core.planning.gate.CommandGate` (pose
-plausibility: `vjepa2_core.planning.plausibility`).
-Its cem.*, safety.* and rule parameters are generated from the core dataclasses (vjepa2_core.planning.settings).
+The node is ROS wiring; each decision is a part's. The closed loop's (plan, hold, stop, one bounded step inside the
+workspace box): `vjepa2_core.planning.controller.ClosedLoopController`, the one `vjepa2-sim-eval` measures. Whether
+a command may still go out when it is sent: `planning.gate.CommandGate` (pose plausibility: `planning.plausibility`).
+The latest inputs, their staleness and the fresh-data wait: `planning.inputs.InputStore`. The twist stream:
+`planning.watchdog`. Diagnostics: `planning.stats`. Budgets and the measured plan speed: `planning.budget`. In this
+package: parameters `planner_params` (cem.*, safety.* and rule parameters generated from `planning.settings`),
+command publishing `planner_commands`, the ReachGoal episode `planner_reach`, the service answers `planner_services`.
 Callbacks only store the latest inputs; plans run on one background worker (`PlanWorker`) so the executor keeps
 serving subscriptions, cancel and stop while a plan is computed; a missed deadline cancels the search.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
-import math
 import os
 import sys
 import threading
 import time
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 import rclpy
 import torch
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from geometry_msgs.msg import PoseStamped, TwistStamped
-from nav_msgs.msg import Path
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -54,26 +51,36 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 
-from vjepa2_core.devices import DeviceError, check_device
 from vjepa2_core.planning import safety
-from vjepa2_core.planning.budget import plan_budget_refusal, plan_cost
-from vjepa2_core.planning.controller import GOAL_REACHED, ClosedLoopController, ControllerConfig
-from vjepa2_core.planning.gate import GOAL_ENDED, INACTIVE, SHUTTING_DOWN, CommandGate, GateDecision
-from vjepa2_core.planning.plausibility import POSE_JUMP, PoseTracker
-from vjepa2_core.planning.safety import SafetyLimits
-from vjepa2_core.planning.settings import PlanningSettings, parameter_table, planning_values, settings_from_values
-from vjepa2_core.planning.world_model import DEFAULT_PRECISION, PRECISIONS
+from vjepa2_core.planning.budget import PlanSpeed, plan_budget_refusal
+from vjepa2_core.planning.controller import ClosedLoopController
+from vjepa2_core.planning.gate import SHUTTING_DOWN, CommandGate
+from vjepa2_core.planning.inputs import InputStore, Observation
+from vjepa2_core.planning.stats import COUNTERS, NodeStats, summary
 from vjepa2_ros import conversions as conv
+from vjepa2_ros import planner_services as services
+from vjepa2_ros.planner_commands import CommandSender, PlanViews
+from vjepa2_ros.planner_params import (
+    BUDGET,
+    LIVE,
+    MAX_BUDGET,
+    NODE_PARAMETERS,
+    PARAMETERS,
+    PlannerSettings,
+    changed_settings,
+    load_controller,
+    loosened_limits,
+)
+from vjepa2_ros.planner_reach import MAX_SUBGOALS, SUCCEED, ReachEpisode
 from vjepa2_ros.ros_utils import (
-    Param,
     ParameterError,
     PlanWorker,
     SteadyExecutor,
-    check_range,
-    coerce,
-    debug_view,
+    _failed_response,
+    _nothing,
     declare_parameters,
     diagnostics,
+    guarded,
     ignore_sigint,
     quiet_sigint,
 )
@@ -87,228 +94,18 @@ except ImportError as _exc:  # pragma: no cover - environment problem
 else:
     _INTERFACES_ERROR = ""
 
+# the parts' names, importable from here as before the node was split
+__all__ = ["BUDGET", "COUNTERS", "LIVE", "MAX_BUDGET", "MAX_SUBGOALS", "NODE_PARAMETERS", "PARAMETERS"]
+__all__ += ["Observation", "PlannerNode", "PlannerSettings", "guarded", "load_controller", "loosened_limits", "main"]
+
 NODE_NAME = "vjepa2_planner"
-MAX_SUBGOALS = 64  # sub-goal images per ReachGoal (each is decoded, encoded and kept for the episode); the sim
-# push oracle gives one a step, up to 40
-# Per-request CEM budgets beyond these are refused (memory and time), not attempted; the AC model takes 32 frames.
-MAX_BUDGET = {"horizon": 31, "samples": 100_000, "iterations": 1_000}
 # Executor threads: camera, pose/gripper + timer, stop/resume/cancel, the action loop and PLAN_SERVICE_SLOTS
 # waiting plan requests; further plan requests are answered "busy" at once so they can never starve the others.
 PLAN_SERVICE_SLOTS = 2
 EXECUTOR_THREADS = 4 + PLAN_SERVICE_SLOTS + 1
-HALT_MESSAGES = 4  # zero twists sent when the twist watchdog stops a stream (then silence until the next command)
 # Request and response queues of the services: a burst of concurrent calls is queued and answered (a plan or
 # "busy"), never dropped by a full 10-deep default queue.
 SERVICE_QUEUE = 256
-
-CLEANED_UP = "cleaned up during the plan: configure again"  # the answer of a plan whose model cleanup freed
-BUDGET = ("cem.horizon", "cem.samples", "cem.iterations")  # a live change of these is checked like a request's
-NODE_PARAMETERS: dict[str, Param] = {  # the node's own settings; planner settings come from vjepa2_core below
-    "autostart": Param(True, "configure and activate at start-up; false: wait for lifecycle transitions"),
-    "model.checkpoint": Param("", "project checkpoint (.pt/.safetensors) for load_ac_model, or weights for hub_name"),
-    "model.hub_name": Param("", "registry name (e.g. vit_ac_giant); empty = the checkpoint carries its config"),
-    "model.device": Param("cpu", "torch device: cpu, cuda, cuda:0, ..."),
-    "model.precision": Param(
-        DEFAULT_PRECISION,
-        f"matmul precision of the world model, one of {list(PRECISIONS)} (auto: bf16 on a CUDA GPU with bf16 "
-        "matmuls, else fp32 (TF32 matmuls on CUDA); bf16 also pays on CPUs with AMX)",
-    ),
-    "model.num_threads": Param(
-        0, "torch CPU threads for planning; 0 = torch's default, at most 4 (small CPUs shared with other nodes: 1)"
-    ),
-    "model.image_size": Param(0, "crop size the encoder sees (pixels, multiple of 16); 0 = the model's img_size"),
-    "control_rate": Param(2.0, "closed-loop steps per second at most (Hz); also the period of ~/ee_twist"),
-    "watchdog.rate": Param(0.0, "Hz at which ~/ee_twist is republished while a step is in flight; 0 = once per step"),
-    "watchdog.timeout": Param(
-        0.0, "seconds after the last command when ~/ee_twist drops to zero (watchdog on); 0 = one control period"
-    ),
-    "frame_id": Param("", "frame of published poses; empty = the end-effector pose's frame"),
-    "camera_transport": Param("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)"),
-    "topics.camera": Param("camera/image_raw", "camera topic"),
-    "topics.ee_pose": Param("ee_pose", "end-effector pose topic (PoseStamped)"),
-    "topics.gripper": Param("gripper", "gripper closedness topic (Float64 0..1); empty = no gripper (0)"),
-    "topics.goal_image": Param("~/goal_image", "goal image topic (Image), used when a request has none"),
-    "topics.ee_target": Param("~/ee_target", "commanded end-effector pose (PoseStamped)"),
-    "topics.ee_twist": Param("~/ee_twist", "commanded end-effector velocity (TwistStamped)"),
-    "topics.gripper_command": Param("~/gripper_command", "commanded gripper closedness (Float64)"),
-}
-# Settable at run time (`ros2 param set`), with the range `ros2 param describe` shows; every change is validated
-# by the set-parameters callback like a start-up value, and while a goal is active safety.* may only tighten.
-LIVE: dict[str, tuple[float, float] | None] = {
-    "cem.horizon": (1, MAX_BUDGET["horizon"]),
-    "cem.samples": (2, MAX_BUDGET["samples"]),
-    "cem.iterations": (1, MAX_BUDGET["iterations"]),
-    "cem.topk": (2, MAX_BUDGET["samples"]),
-    "control_rate": (0.1, 100.0),
-    "energy_threshold": (0.0, 1.0e6),
-    "max_steps": (1, 1_000_000),
-    "safety.max_translation": (1e-4, 1.0),
-    "safety.max_rotation": (1e-4, math.pi),
-    "safety.max_gripper_step": (1e-3, 1.0),
-    "safety.stale_timeout": (0.01, 60.0),
-    "safety.plan_deadline": (0.01, 3600.0),
-    "safety.workspace_min": None,
-    "safety.workspace_max": None,
-}
-# cem.* (CEMConfig), safety.* (SafetyLimits) and the loop rules (ControllerConfig): generated, defaults written once.
-PARAMETERS: dict[str, Param] = {
-    name: Param(p.default, p.description, name in LIVE, LIVE.get(name))
-    for name, p in {
-        **NODE_PARAMETERS,
-        **{name: Param(default, doc) for name, (default, doc) in parameter_table().items()},
-    }.items()
-}
-# A limit that is larger is looser (all but the workspace box, which is looser when it grows).
-_LOOSER_WHEN_LARGER = ("max_translation", "max_rotation", "max_gripper_step", "stale_timeout", "plan_deadline")
-
-
-def loosened_limits(old: SafetyLimits, new: SafetyLimits) -> list[str]:
-    """The safety limits that `new` relaxes compared with `old` (refused while a goal is active)."""
-    looser = [f"safety.{name}" for name in _LOOSER_WHEN_LARGER if getattr(new, name) > getattr(old, name)]
-    if any(n < o for n, o in zip(new.workspace_min, old.workspace_min)):
-        looser.append("safety.workspace_min")
-    if any(n > o for n, o in zip(new.workspace_max, old.workspace_max)):
-        looser.append("safety.workspace_max")
-    return looser
-
-
-@dataclass(frozen=True)
-class PlannerSettings:
-    """Validated node parameters: the node's own plus the planner settings shared with vjepa2-sim-eval."""
-
-    autostart: bool
-    checkpoint: str
-    hub_name: str
-    device: str
-    precision: str
-    num_threads: int
-    image_size: int
-    control_rate: float
-    watchdog_rate: float
-    watchdog_timeout: float
-    frame_id: str
-    camera_transport: str
-    topics: dict[str, str]
-    planning: PlanningSettings
-
-    @property
-    def limits(self) -> SafetyLimits:
-        return self.planning.limits
-
-    @property
-    def rules(self) -> ControllerConfig:
-        return self.planning.rules
-
-    @classmethod
-    def from_values(cls, v: dict[str, Any]) -> PlannerSettings:
-        if not v["control_rate"] > 0:
-            raise ParameterError(f"parameter 'control_rate' must be > 0, got {v['control_rate']!r}")
-        for name in ("watchdog.rate", "watchdog.timeout"):
-            if not (math.isfinite(v[name]) and v[name] >= 0):
-                raise ParameterError(f"parameter '{name}' must be a finite number >= 0, got {v[name]!r}")
-        if v["model.image_size"] < 0 or v["model.image_size"] % 16:
-            raise ParameterError(
-                f"parameter 'model.image_size' must be 0 or a multiple of 16, got {v['model.image_size']}"
-            )
-        if v["camera_transport"] not in ("raw", "compressed"):
-            raise ParameterError(
-                f"parameter 'camera_transport' must be raw or compressed, got {v['camera_transport']!r}"
-            )
-        if v["model.precision"] not in PRECISIONS:
-            raise ParameterError(f"parameter 'model.precision' must be one of {list(PRECISIONS)}")
-        if v["model.num_threads"] < 0:
-            raise ParameterError(f"parameter 'model.num_threads' must be >= 0, got {v['model.num_threads']}")
-        if not v["model.checkpoint"] and not v["model.hub_name"]:
-            raise ParameterError("set 'model.checkpoint' (a project checkpoint) and/or 'model.hub_name'")
-        device = v["model.device"]
-        try:
-            check_device(device)
-        except DeviceError as exc:
-            raise ParameterError(f"parameter 'model.device': {exc}") from None
-        topics = {k.split(".", 1)[1]: val for k, val in v.items() if k.startswith("topics.")}
-        for key, name in topics.items():
-            if not name and key != "gripper":
-                raise ParameterError(f"parameter 'topics.{key}' must not be empty")
-        try:
-            planning = settings_from_values(planning_values(v))
-        except ValueError as exc:
-            raise ParameterError(f"invalid planner parameters: {exc}") from None
-        return cls(
-            autostart=v["autostart"],
-            checkpoint=v["model.checkpoint"],
-            hub_name=v["model.hub_name"],
-            device=device,
-            precision=v["model.precision"],
-            num_threads=v["model.num_threads"],
-            image_size=v["model.image_size"],
-            control_rate=v["control_rate"],
-            watchdog_rate=v["watchdog.rate"],
-            watchdog_timeout=v["watchdog.timeout"] or 1.0 / v["control_rate"],
-            frame_id=v["frame_id"],
-            camera_transport=v["camera_transport"],
-            topics=topics,
-            planning=planning,
-        )
-
-
-def load_controller(settings: PlannerSettings) -> ClosedLoopController:
-    """Load the world model the settings name and wrap it in the closed-loop controller (the one model owner)."""
-    from vjepa2_core.planning.world_model import WorldModel
-
-    source, weights = (
-        (settings.hub_name, settings.checkpoint or None) if settings.hub_name else (settings.checkpoint, None)
-    )
-    world_model = WorldModel.from_checkpoint(
-        source,
-        checkpoint=weights,
-        device=settings.device,
-        crop_size=settings.image_size or None,
-        precision=settings.precision,
-    )
-    p = settings.planning
-    return ClosedLoopController(world_model, p.cem, p.limits, p.rules)
-
-
-@dataclass
-class Observation:
-    """The latest inputs, with monotonic receive times (None = never received)."""
-
-    image: np.ndarray | None = None
-    image_time: float | None = None
-    pose: np.ndarray | None = None  # [6] x y z roll pitch yaw
-    pose_time: float | None = None
-    frame_id: str = ""
-    gripper: float = 0.0
-    gripper_time: float | None = None
-    goal: np.ndarray | None = None
-
-    def state(self) -> np.ndarray | None:
-        return None if self.pose is None else np.append(self.pose, self.gripper)
-
-
-def guarded(fallback):
-    """Decorate a callback so that no exception ends the node: it is logged and counted, and `fallback(self,
-    *args)` gives the callback's answer (a failed service response, an aborted goal result, or None)."""
-
-    def wrap(method):
-        @functools.wraps(method)
-        def run(self, *args):
-            try:
-                return method(self, *args)
-            except Exception as exc:  # noqa: BLE001 - any escaping exception would end the executor's spin
-                with self._lock:
-                    self._counts["callback_errors"] += 1
-                self.get_logger().error(f"{method.__name__} failed: {type(exc).__name__}: {exc}")
-                return fallback(self, exc, *args)
-
-        return run
-
-    return wrap
-
-
-def _failed_response(_node, exc, _req, resp):
-    resp.success, resp.message = False, f"internal error: {type(exc).__name__}: {exc}"
-    return resp
 
 
 def _aborted_goal(_node, exc, goal_handle):
@@ -317,75 +114,64 @@ def _aborted_goal(_node, exc, goal_handle):
     return ReachGoal.Result(success=False, message=f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _nothing(*_args):
-    return None
-
-
-# The node's event counters (diagnostics), all from zero.
-COUNTERS = (
-    *("malformed_images", "malformed_states", "plans", "plan_errors", "commands", "safety_stops"),
-    *("refused_budgets", "refused_parameters", "busy_answers", "callback_errors", "dropped_commands", "pose_jumps"),
-)
-
-
 class PlannerNode(LifecycleNode):
+    """ROS wiring: callbacks store inputs and answer requests; the decisions are the parts' (module docstring)."""
+
     def __init__(self, controller_factory=load_controller) -> None:
         super().__init__(NODE_NAME)
         if _INTERFACES_ERROR:
             raise ParameterError(_INTERFACES_ERROR)
         self.settings = PlannerSettings.from_values(declare_parameters(self, PARAMETERS))
-        s = self.settings
-        if s.num_threads:
-            torch.set_num_threads(s.num_threads)  # before the model loads: plans then use this many threads
+        if self.settings.num_threads:
+            torch.set_num_threads(self.settings.num_threads)  # before the model loads: plans use this many threads
         self._controller_factory = controller_factory
         self.controller: ClosedLoopController | None = None  # loaded by configure, freed by cleanup
         self.configure_error = ""
-        self._gate = CommandGate()  # active, stopped, the current goal: checked when each command is sent
+        self.gate = CommandGate()  # active, stopped, the current goal: checked when each command is sent
+        self.inputs = InputStore(gripper=bool(self.settings.topics["gripper"]))  # and pose plausibility
+        self.stats = NodeStats()
+        self._lock, self._counts = self.stats.lock, self.stats.counts  # where `guarded` counts callback errors
+        self.speed = PlanSpeed()  # the fastest plan measured: the time bound of budget checks
         self.worker = PlanWorker()
-        self._obs = Observation()
-        self._poses = PoseTracker()  # pose plausibility (a jump blocks commands)
-        self._lock = threading.Lock()
-        self._new_obs = threading.Condition(self._lock)
-        self._closing = threading.Event()
-        self._goal_active = False
+        self._goal_slot = threading.Lock()  # held from a ReachGoal's acceptance to its end: one goal at a time
         self._plan_slots = threading.BoundedSemaphore(PLAN_SERVICE_SLOTS)
-        self._counts = dict.fromkeys(COUNTERS, 0)
-        self._seconds_per_token_frame: float | None = None  # the fastest plan measured: the compute bound's speed
-        self._last = {"reasons": [], "energy": float("nan"), "plan_time": float("nan"), "notes": [], "dropped": []}
         self.context.on_shutdown(self.shutdown_waits)
-
-        sensors, services = MutuallyExclusiveCallbackGroup(), ReentrantCallbackGroup()
-        camera_group = MutuallyExclusiveCallbackGroup()  # decoding a frame never delays pose and gripper
-        t = s.topics
-        camera_type = Image if s.camera_transport == "raw" else CompressedImage
-        self.create_subscription(
-            camera_type, t["camera"], self.on_camera, qos_profile_sensor_data, callback_group=camera_group
-        )
-        self.create_subscription(
-            PoseStamped, t["ee_pose"], self.on_pose, qos_profile_sensor_data, callback_group=sensors
-        )
-        if t["gripper"]:
-            self.create_subscription(
-                Float64, t["gripper"], self.on_gripper, qos_profile_sensor_data, callback_group=sensors
+        sensors = MutuallyExclusiveCallbackGroup()
+        self._create_subscriptions(sensors)
+        self.commands = CommandSender(self, self.settings.topics)  # the command publishers and the twist watchdog
+        self.views = PlanViews(self)  # ~/planned_path and ~/debug_image
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
+        self._create_services(ReentrantCallbackGroup())
+        self.create_timer(1.0, self.publish_diagnostics, callback_group=sensors)
+        if self.settings.watchdog_rate > 0:
+            self.create_timer(
+                1.0 / self.settings.watchdog_rate, self.on_twist_watchdog, MutuallyExclusiveCallbackGroup()
             )
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+        if not self.settings.autostart:
+            self.get_logger().info(f"{NODE_NAME} unconfigured: waiting for the configure transition")
+
+    def _create_subscriptions(self, sensors: MutuallyExclusiveCallbackGroup) -> None:
+        t = self.settings.topics
+        camera_type = Image if self.settings.camera_transport == "raw" else CompressedImage
+        camera_group = MutuallyExclusiveCallbackGroup()  # decoding a frame never delays pose and gripper
+        qos = qos_profile_sensor_data
+        self.create_subscription(camera_type, t["camera"], self.on_camera, qos, callback_group=camera_group)
+        self.create_subscription(PoseStamped, t["ee_pose"], self.on_pose, qos, callback_group=sensors)
+        if t["gripper"]:
+            self.create_subscription(Float64, t["gripper"], self.on_gripper, qos, callback_group=sensors)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)  # a goal outlives its publish
         self.create_subscription(Image, t["goal_image"], self.on_goal_image, latched, callback_group=sensors)
-        # commands: lifecycle publishers, silent unless the node is active
-        self.pub_target = self.create_lifecycle_publisher(PoseStamped, t["ee_target"], 10)
-        self.pub_twist = self.create_lifecycle_publisher(TwistStamped, t["ee_twist"], 10)
-        self.pub_gripper = self.create_lifecycle_publisher(Float64, t["gripper_command"], 10)
-        self.pub_path = self.create_publisher(Path, "~/planned_path", 1)
-        self.pub_debug = self.create_publisher(Image, "~/debug_image", 1)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
+
+    def _create_services(self, group: ReentrantCallbackGroup) -> None:
         queue = QoSProfile(depth=SERVICE_QUEUE)
-        self.create_service(
-            PlanToGoal, "~/plan_to_goal", self.on_plan_to_goal, qos_profile=queue, callback_group=services
-        )
-        self.create_service(Trigger, "~/stop", self.on_stop, qos_profile=queue, callback_group=services)
-        self.create_service(Trigger, "~/resume", self.on_resume, qos_profile=queue, callback_group=services)
-        self.create_service(
-            CameraFrame, "~/camera_frame", self.on_camera_frame, qos_profile=queue, callback_group=services
-        )
+        for srv_type, name, callback in (
+            (PlanToGoal, "~/plan_to_goal", self.on_plan_to_goal),
+            (Trigger, "~/stop", self.on_stop),
+            (Trigger, "~/resume", self.on_resume),
+            (CameraFrame, "~/camera_frame", self.on_camera_frame),
+        ):
+            self.create_service(srv_type, name, callback, qos_profile=queue, callback_group=group)
         self._action = ActionServer(
             self,
             ReachGoal,
@@ -393,20 +179,11 @@ class PlannerNode(LifecycleNode):
             execute_callback=self.execute_reach,
             goal_callback=self.on_goal_request,
             cancel_callback=lambda _goal: CancelResponse.ACCEPT,
-            callback_group=services,
+            callback_group=group,
             goal_service_qos_profile=queue,  # a storm of goals or cancels is queued and answered, as for services
             cancel_service_qos_profile=queue,
             result_service_qos_profile=queue,
         )
-        self.create_timer(1.0, self.publish_diagnostics, callback_group=sensors)
-        self._twist = {"msg": None, "time": -math.inf, "halts": 0, "command": None}  # the watchdog's latest step
-        if s.watchdog_rate > 0:
-            self.create_timer(
-                1.0 / s.watchdog_rate, self.on_twist_watchdog, callback_group=MutuallyExclusiveCallbackGroup()
-            )
-        self.add_on_set_parameters_callback(self.on_set_parameters)
-        if not s.autostart:
-            self.get_logger().info(f"{NODE_NAME} unconfigured: waiting for the configure transition")
 
     # -- live parameters
 
@@ -416,46 +193,28 @@ class PlannerNode(LifecycleNode):
         try:
             new, changes = self._validated_change(params)
         except (ParameterError, ValueError) as exc:
-            with self._lock:
-                self._counts["refused_parameters"] += 1
+            self.stats.count("refused_parameters")
             self.get_logger().warning(f"parameter change refused: {exc}")
             return SetParametersResult(successful=False, reason=str(exc))
-        if not changes:
-            return SetParametersResult(successful=True)
-        with self._gate.lock:  # every command checked from here on is checked against the new limits
-            self.settings = new
-            controller = self.controller
-            if controller is not None:
-                p = new.planning
-                controller.limits, controller.rules = p.limits, p.rules
-                if p.cem != controller.cem:
-                    controller.cem, controller.planner = p.cem, controller._make_planner(controller.world_model, p.cem)
-        self.get_logger().info(f"parameters set: {changes}")
+        if changes:
+            with self.gate.lock:  # every command checked from here on is checked against the new limits
+                self.settings = new
+                if self.controller is not None:
+                    self.controller.reconfigure(new.planning.cem, new.limits, new.rules)
+            self.get_logger().info(f"parameters set: {changes}")
         return SetParametersResult(successful=True)
 
-    def _validated_change(self, params) -> tuple[PlannerSettings, dict[str, Any]]:
-        """The settings after a live change, checked like start-up values and requests; raises ParameterError."""
-        changes = {p.name: coerce(p.name, p.value, PARAMETERS[p.name].default) for p in params if p.name in LIVE}
-        if not changes:
-            return self.settings, {}
-        for name, value in changes.items():
-            check_range(name, value, LIVE[name])
-        values = {name: coerce(name, self.get_parameter(name).value, PARAMETERS[name].default) for name in PARAMETERS}
-        new = PlannerSettings.from_values({**values, **changes})
-        with self._lock:
-            goal_active = self._goal_active
-        looser = loosened_limits(self.settings.limits, new.limits) if goal_active else []
-        if looser:
-            raise ParameterError(f"a goal is active: safety limits may only be tightened ({', '.join(looser)})")
+    def _validated_change(self, params) -> tuple[PlannerSettings, dict]:
+        """The settings after a live change (`changed_settings`), a cem.* budget checked like a request's."""
+        value_of = lambda name: self.get_parameter(name).value  # noqa: E731
+        new, changes = changed_settings(self.settings, params, value_of, self._goal_slot.locked())
         controller = self.controller
         if controller is not None and any(name in changes for name in BUDGET):
             cem = new.planning.cem
-            refusal = self._budget_refusal(
+            refusal = self.budget_refusal(
                 controller.world_model, cem.horizon, cem.samples, cem.iterations, deadline=new.limits.plan_deadline
             )
             if refusal:
-                with self._lock:
-                    self._counts["refused_budgets"] += 1
                 raise ParameterError(f"refused cem budget: {refusal}")
         return new, changes
 
@@ -478,7 +237,7 @@ class PlannerNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ret = super().on_activate(state)  # the command publishers
-        self._gate.activate()
+        self.gate.activate()
         t, s = self.settings.topics, self.settings
         self.get_logger().info(
             f"{NODE_NAME} ready (camera {self.resolve_topic_name(t['camera'])}, "
@@ -488,22 +247,26 @@ class PlannerNode(LifecycleNode):
         return ret
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._gate.deactivate()  # first: no command leaves from here on, and the running goal is over
-        self._halt_twist(now=True)
+        self.gate.deactivate()  # first: no command leaves from here on, and the running goal is over
+        self.commands.halt(now=True)
         self.get_logger().info(f"{NODE_NAME} inactive: no commands until activate")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.controller = None  # a plan still running on it is abandoned and answered CLEANED_UP (_on_worker)
+        self.controller = None  # a plan still running on it is abandoned and answered CLEANED_UP (run_plan)
         gc.collect()
         if torch.cuda.is_initialized():  # hand the freed model and plan memory back to the GPU, not just the cache
             torch.cuda.empty_cache()
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._gate.deactivate()
+        self.gate.deactivate()
         self.shutdown_waits()
         return super().on_shutdown(state)
+
+    def shutdown_waits(self) -> None:
+        self.inputs.close()
+        self.gate.end(SHUTTING_DOWN)
 
     # -- inputs: store the latest, count what is malformed, never raise
 
@@ -514,9 +277,7 @@ class PlannerNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - a bad frame must never kill the node
             self._count("malformed_images", f"dropped camera frame: {exc}")
             return
-        with self._lock:
-            self._obs.image, self._obs.image_time = rgb, time.monotonic()
-            self._new_obs.notify_all()
+        self.inputs.put_image(rgb)
 
     @guarded(_nothing)
     def on_pose(self, msg: PoseStamped) -> None:
@@ -525,17 +286,13 @@ class PlannerNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001
             self._count("malformed_states", f"dropped end-effector pose: {exc}")
             return
-        s, now = self.settings, time.monotonic()
-        with self._lock:
-            self._obs.pose, self._obs.pose_time, self._obs.frame_id = state[:6], now, msg.header.frame_id
-            if self._poses.update(state[:3], now, s.limits, s.control_rate):
-                self._counts["pose_jumps"] += 1
-            self._new_obs.notify_all()
+        s = self.settings
+        if self.inputs.put_pose(state[:6], msg.header.frame_id, s.limits, s.control_rate):
+            self.stats.count("pose_jumps")
 
     @guarded(_nothing)
     def on_gripper(self, msg: Float64) -> None:
-        with self._lock:
-            self._obs.gripper, self._obs.gripper_time = float(msg.data), time.monotonic()
+        self.inputs.put_gripper(msg.data)
 
     @guarded(_nothing)
     def on_goal_image(self, msg: Image) -> None:
@@ -544,68 +301,28 @@ class PlannerNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001
             self._count("malformed_images", f"dropped goal image: {exc}")
             return
-        with self._lock:
-            self._obs.goal = rgb
+        self.inputs.put_goal(rgb)
 
     def _count(self, key: str, warning: str) -> None:
-        with self._lock:
-            self._counts[key] += 1
-        self.get_logger().warning(f"{warning} ({key}: {self._counts[key]})", throttle_duration_sec=5.0)
+        count = self.stats.count(key)
+        self.get_logger().warning(f"{warning} ({key}: {count})", throttle_duration_sec=5.0)
 
-    # -- safety
-
-    def _snapshot(self) -> tuple[Observation, list[str]]:
+    def assess(self) -> tuple[Observation, list[str]]:
         """A consistent copy of the latest inputs and every reason a command may not be sent now."""
-        gate = self._gate.blocking()
-        with self._lock:
-            obs = replace(self._obs)
-            jumping = self._poses.jumping
-        state_time = obs.pose_time
-        if self.settings.topics["gripper"] and obs.pose_time is not None:
-            state_time = None if obs.gripper_time is None else min(obs.pose_time, obs.gripper_time)
-        reasons = safety.blocking_reasons(
-            stopped=safety.STOPPED in gate,
-            now=time.monotonic(),
-            image_stamp=obs.image_time,
-            state_stamp=state_time,
-            state=obs.state(),
-            limits=self.settings.limits,
-        )
-        if jumping:
-            reasons.append(POSE_JUMP)
-        if INACTIVE in gate:
-            reasons.insert(0, INACTIVE)
-        return obs, reasons
+        return self.inputs.assess(self.gate.blocking(), self.settings.limits)
 
-    def _wait_for_new_observation(self, since: float, timeout: float, episode: int) -> list[str]:
-        """Block until camera and state both arrived after `since`; returns what is still missing on timeout, or
-        why the episode is over once it is (stop, deactivate)."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while not self._closing.is_set():
-                ended = self._gate.ended(episode)  # lock-free: the gate's lock is never taken after this one
-                if ended:
-                    return [ended]
-                missing = []
-                if self._obs.image_time is None or self._obs.image_time <= since:
-                    missing.append(safety.STALE_CAMERA)
-                if self._obs.pose_time is None or self._obs.pose_time <= since:
-                    missing.append(safety.STALE_STATE)
-                left = deadline - time.monotonic()
-                if not missing or left <= 0:
-                    return missing
-                self._new_obs.wait(min(left, 0.1))
-        return [SHUTTING_DOWN]
-
-    def shutdown_waits(self) -> None:
-        self._closing.set()
-        self._gate.end(SHUTTING_DOWN)
-        with self._lock:
-            self._new_obs.notify_all()
+    def resolve_goal(self, msg: Image) -> np.ndarray:
+        """The request's goal image, else the latest on the goal image topic; raises ValueError."""
+        if not conv.is_empty_image(msg):
+            return conv.image_to_rgb(msg)
+        goal = self.inputs.snapshot().goal
+        if goal is None:
+            raise ValueError("no goal image: give one in the request or publish it on the goal image topic")
+        return goal
 
     # -- planning
 
-    def _on_worker(self, job, stop_reason=lambda: ""):
+    def run_plan(self, job, stop_reason=lambda: ""):
         """Run `job(should_stop=...)` on the plan worker and wait; returns (result | None, reasons, seconds).
 
         A missed deadline, shutdown or a `stop_reason()` (a cancel, the goal's end, a cleanup) abandons the wait and
@@ -616,7 +333,7 @@ class PlannerNode(LifecycleNode):
         future = self.worker.submit(job, stop=abandoned)
         deadline = self.settings.limits.plan_deadline
         while not future.done():
-            reason = SHUTTING_DOWN if self._closing.is_set() else stop_reason()
+            reason = SHUTTING_DOWN if self.inputs.closed else stop_reason()
             if not reason and time.monotonic() - start > deadline:
                 reason = safety.DEADLINE_MISSED
             if reason:
@@ -627,398 +344,105 @@ class PlannerNode(LifecycleNode):
         elapsed = time.monotonic() - start
         exc = future.exception()
         if exc is not None:
-            with self._lock:
-                self._counts["plan_errors"] += 1
+            self.stats.count("plan_errors")
             self.get_logger().error(f"planning failed: {type(exc).__name__}: {exc}")
             return None, [f"plan_error: {exc}"], elapsed
         return future.result(), [], elapsed
 
-    def _record_plan(self, plan, elapsed: float, world_model, budget: dict[str, int] | None = None) -> None:
+    def record_plan(self, plan, elapsed: float, world_model, budget: dict[str, int] | None = None) -> None:
         cem = self.settings.planning.cem
         b = budget or {"horizon": cem.horizon, "samples": cem.samples, "iterations": cem.iterations}
-        cost = plan_cost(world_model, **b)
-        speed = plan.timings.get("optimize_s", elapsed) / max(1, cost.token_frames)  # the search, not encoding
-        with self._lock:
-            self._counts["plans"] += 1
-            self._last.update(energy=float(plan.energy), plan_time=elapsed)
-            if self._seconds_per_token_frame is None or speed < self._seconds_per_token_frame:
-                self._seconds_per_token_frame = speed
+        self.speed.record(world_model, **b, search_seconds=plan.timings.get("optimize_s", elapsed))  # no encoding
+        self.stats.planned(plan.energy, elapsed)
 
-    def _budget_refusal(
+    def budget_refusal(
         self, world_model, horizon: int, samples: int, iterations: int, measured: bool = True, deadline=None
     ) -> str | None:
-        """Why this budget must not be planned: more memory than this machine has free, or (once a plan was
-        timed) more time than the plan deadline at the fastest speed measured; None when it fits. The one check
-        of a request's budget and of a live cem.* change."""
-        speed = self._seconds_per_token_frame if measured else None
+        """Why this budget must not be planned (counted as `refused_budgets`): more memory than this machine has
+        free, or (once a plan was timed) more time than the plan deadline at the fastest speed measured; None
+        when it fits. The one check of a request's budget and of a live cem.* change."""
         deadline = deadline or self.settings.limits.plan_deadline
-        return plan_budget_refusal(world_model, horizon, samples, iterations, speed, deadline)
+        refusal = self.speed.refusal(world_model, horizon, samples, iterations, deadline, measured)
+        if refusal:
+            self.stats.count("refused_budgets")
+        return refusal
 
-    def _resolve_goal(self, msg: Image) -> np.ndarray:
-        if not conv.is_empty_image(msg):
-            return conv.image_to_rgb(msg)
-        with self._lock:
-            goal = self._obs.goal
-        if goal is None:
-            raise ValueError("no goal image: give one in the request or publish it on the goal image topic")
-        return goal
-
-    def _publish_plan_views(self, obs_image, goal, state, actions, energy: float, frame_id: str) -> None:
-        stamp = self.get_clock().now().to_msg()
-        frame = self.settings.frame_id or frame_id
-        if self.pub_path.get_subscription_count():
-            self.pub_path.publish(conv.plan_to_path(state, actions, frame, stamp))
-        if self.pub_debug.get_subscription_count():
-            view = debug_view(obs_image, goal, f"energy {energy:.4f}")
-            self.pub_debug.publish(conv.rgb_to_image(view, "rgb8", stamp, frame))
-
-    def _gate_check(self, command: tuple) -> GateDecision:
-        """The gate's decision on `command` (episode, cancelled(), state, action, frame) now; call with the gate's
-        lock held through the publish. A drop is counted and its reasons reported in diagnostics."""
-        episode, cancelled, state, action, _frame = command
-        _, reasons = self._snapshot()
-        decision = self._gate.decide(
-            episode=episode,
-            cancelled=bool(cancelled()),
-            state=state,
-            action=action,
-            input_reasons=reasons,
-            limits=self.settings.limits,
-        )
-        if not decision.allowed:
-            with self._lock:
-                self._counts["dropped_commands"] += 1
-                self._last["dropped"] = list(decision.reasons)
-            self.get_logger().warning(
-                "command dropped at send time: " + ", ".join(decision.reasons), throttle_duration_sec=1.0
-            )
-        return decision
-
-    def _send_command(self, episode: int, cancelled, state: np.ndarray, action, frame_id: str) -> GateDecision:
-        """ee_target, ee_twist and gripper_command of one step, if the gate allows them at this moment (the
-        decision's action is the step limited again by the current limits); nothing is published otherwise."""
-        command = (episode, cancelled, state, action, frame_id)
-        with self._gate.lock:
-            decision = self._gate_check(command)
-            if not decision.allowed:
-                return decision
-            s, stamp = self.settings, self.get_clock().now().to_msg()
-            target = conv.compose(state, decision.action)
-            frame = s.frame_id or frame_id
-            self.pub_target.publish(conv.state_to_pose_stamped(target, frame, stamp))
-            twist = conv.action_to_twist(decision.action, 1.0 / s.control_rate, frame, stamp)
-            self.pub_twist.publish(twist)
-            self.pub_gripper.publish(Float64(data=float(target[6])))
-            with self._lock:
-                self._counts["commands"] += 1
-                self._twist.update(msg=twist, time=time.monotonic(), halts=HALT_MESSAGES, command=command)
-        return decision
-
-    # -- twist watchdog (MoveIt Servo style; see the module docstring)
-
-    @guarded(_nothing)
-    def on_twist_watchdog(self) -> None:
-        """Republish the in-flight step's twist; once it is older than the timeout, a few zero twists, then none."""
-        with self._gate.lock:  # a republished step passes the gate like a new one
-            with self._lock:
-                msg, sent, halts, command = (self._twist[k] for k in ("msg", "time", "halts", "command"))
-                if msg is None:
-                    return
-                fresh = time.monotonic() - sent <= self.settings.watchdog_timeout
-                if not fresh:
-                    if halts <= 0:
-                        return
-                    self._twist["halts"] = halts - 1
-            out = TwistStamped()  # zero: the stream is ending
-            if fresh:
-                decision = self._gate_check(command)
-                if not decision.allowed:
-                    self._halt_twist(now=True)
-                    return
-                out = conv.action_to_twist(decision.action, 1.0 / self.settings.control_rate, "", out.header.stamp)
-            out.header.frame_id = msg.header.frame_id
-            out.header.stamp = self.get_clock().now().to_msg()
-            self.pub_twist.publish(out)
-
-    def _halt_twist(self, now: bool = False) -> None:
-        """End the twist stream: zero twists from the next watchdog tick (`now`: one right away as well)."""
-        with self._lock:
-            if self._twist["msg"] is None:
-                return
-            self._twist.update(time=-math.inf, halts=HALT_MESSAGES)
-            frame = self._twist["msg"].header.frame_id
-        if now and self.settings.watchdog_rate > 0:
-            zero = TwistStamped()
-            zero.header.frame_id, zero.header.stamp = frame, self.get_clock().now().to_msg()
-            self.pub_twist.publish(zero)
-
-    def _safety_stop(self, reasons: list[str]) -> str:
-        with self._lock:
-            self._counts["safety_stops"] += 1
-            self._last["reasons"] = list(reasons)
+    def safety_stop(self, reasons: list[str]) -> str:
+        """Count and log a safety stop; returns the message a goal aborts with."""
+        self.stats.safety_stop(reasons)
         msg = "safety stop: " + ", ".join(reasons)
         self.get_logger().warning(msg, throttle_duration_sec=1.0)
         return msg
+
+    @guarded(_nothing)
+    def on_twist_watchdog(self) -> None:
+        self.commands.on_watchdog()
 
     # -- services
 
     @guarded(_failed_response)
     def on_plan_to_goal(self, req, resp):
         if not self._plan_slots.acquire(blocking=False):
-            with self._lock:
-                self._counts["busy_answers"] += 1
-            resp.success = False
-            resp.message = f"busy: {PLAN_SERVICE_SLOTS} plan requests are being served, retry later"
-            return resp
+            self.stats.count("busy_answers")
+            busy = f"busy: {PLAN_SERVICE_SLOTS} plan requests are being served, retry later"
+            return services.answer(resp, False, busy)
         try:
-            return self._plan_to_goal(req, resp)
+            return services.plan_to_goal(self, req, resp)
         finally:
             self._plan_slots.release()
 
-    def _plan_to_goal(self, req, resp):
-        controller = self.controller
-        if controller is None:
-            resp.success, resp.message = False, "not configured: trigger the configure transition (or autostart)"
-            return resp
-        try:
-            goal = self._resolve_goal(req.goal_image)
-            obs, _ = self._snapshot()
-            image = obs.image if conv.is_empty_image(req.current_image) else conv.image_to_rgb(req.current_image)
-            state = obs.state() if len(req.current_state) == 0 else np.asarray(req.current_state, np.float64)
-            if image is None:
-                raise ValueError("no current image: none in the request and no camera frame received")
-            if state is None:
-                raise ValueError("no current state: none in the request and no end-effector pose received")
-            if state.shape != (7,) or not safety.all_finite(state):
-                raise ValueError(f"current_state must be 7 finite values, got {state.tolist()}")
-            budget = {"horizon": req.horizon, "samples": req.samples, "iterations": req.iterations}
-            for name, value in budget.items():
-                if not 0 <= value <= MAX_BUDGET[name]:
-                    raise ValueError(f"{name} must be in [0, {MAX_BUDGET[name]}] (0 = node default), got {value}")
-            cem = self.settings.planning.cem
-            effective = {name: value or getattr(cem, name) for name, value in budget.items()}
-            # memory always; time only for a budget other than the configured one (its deadline is the bound)
-            custom = any(effective[name] != getattr(cem, name) for name in effective)
-            refusal = self._budget_refusal(controller.world_model, **effective, measured=custom)
-            if refusal:
-                with self._lock:
-                    self._counts["refused_budgets"] += 1
-                raise ValueError(f"refused: {refusal}")
-        except ValueError as exc:  # ImageDecodeError is a ValueError
-            resp.success, resp.message = False, str(exc)
-            return resp
-        seed = int(req.seed) if req.seed else None
-        result, reasons, elapsed = self._on_worker(
-            lambda should_stop: controller.plan(image, state, goal, budget, seed=seed, should_stop=should_stop),
-            lambda: CLEANED_UP if self.controller is not controller else "",
-        )
-        resp.planning_time = float(elapsed)
-        if self.controller is not controller:  # cleanup freed the model while it planned: nothing of it is used
-            resp.success, resp.message = False, f"refused: {CLEANED_UP}"
-            return resp
-        if result is not None:
-            self._record_plan(result, elapsed, controller.world_model, effective)
-            actions = result.actions.detach().cpu().double().numpy()
-            reasons = safety.check_plan(actions, result.energy, elapsed, self.settings.limits)
-        if result is None or reasons:
-            resp.success, resp.message = False, "planning failed: " + ", ".join(reasons)
-            return resp
-        actions = result.actions.detach().cpu().double().numpy()
-        resp.success, resp.message = True, f"planned {actions.shape[0]} steps in {elapsed:.3f} s"
-        resp.actions = actions.reshape(-1).tolist()
-        resp.horizon = int(actions.shape[0])
-        resp.energy = float(result.energy)
-        self._publish_plan_views(image, goal, state, actions, result.energy, obs.frame_id)
-        return resp
-
     @guarded(_failed_response)
     def on_stop(self, _req, resp):
-        self._gate.stop()  # once this returns, no command goes out (the gate's lock orders it before any send)
-        with self._lock:
-            self._last["reasons"] = [safety.STOPPED]
-        self._halt_twist(now=True)
+        self.gate.stop()  # once this returns, no command goes out (the gate's lock orders it before any send)
+        self.stats.stopped([safety.STOPPED])
+        self.commands.halt(now=True)
         self.get_logger().warning("stopped: no commands until ~/resume")
-        resp.success, resp.message = True, "stopped"
-        return resp
+        return services.answer(resp, True, "stopped")
 
     @guarded(_failed_response)
     def on_resume(self, _req, resp):
-        was = self._gate.resume()
-        resp.success, resp.message = True, "resumed" if was else "was not stopped"
-        return resp
+        was = self.gate.resume()
+        return services.answer(resp, True, "resumed" if was else "was not stopped")
 
     @guarded(_failed_response)
     def on_camera_frame(self, _req, resp):
-        """The latest decoded camera frame, the one plans start from (what a captured goal image must match)."""
-        with self._lock:
-            image, received = self._obs.image, self._obs.image_time
-        if image is None:
-            resp.success, resp.message = False, "no camera frame received yet"
-            return resp
-        controller = self.controller
-        resp.image = conv.rgb_to_image(image, "rgb8", self.get_clock().now().to_msg())
-        resp.age = time.monotonic() - received
-        resp.crop_size = 0 if controller is None else int(controller.world_model.crop_size)
-        resp.success, resp.message = True, f"{image.shape[1]}x{image.shape[0]} frame, {resp.age:.3f} s old"
-        return resp
+        return services.camera_frame(self, resp)
 
     # -- action: closed loop
 
     def on_goal_request(self, _goal) -> GoalResponse:
-        active = self._gate.active
-        with self._lock:
-            if self._goal_active or self._closing.is_set() or not active:
-                return GoalResponse.REJECT
-            self._goal_active = True
+        if self.inputs.closed or not self.gate.active or not self._goal_slot.acquire(blocking=False):
+            return GoalResponse.REJECT
         return GoalResponse.ACCEPT
 
     @guarded(_aborted_goal)
     def execute_reach(self, goal_handle):
         try:
-            return self._reach(goal_handle)
+            episode = ReachEpisode(self, goal_handle, ReachGoal.Feedback)
+            status, message = episode.run()
+            return self._end_goal(goal_handle, episode, status, message)
         finally:
-            with self._lock:
-                self._goal_active = False
+            self._goal_slot.release()
 
-    def _episode_request(self, req) -> tuple[list[np.ndarray], int, ControllerConfig]:
-        """A ReachGoal's images (sub-goals, then the goal), step limit and rules; raises ValueError on bad input."""
-        goal = self._resolve_goal(req.goal_image)
-        if len(req.subgoal_images) > MAX_SUBGOALS:
-            raise ValueError(f"at most {MAX_SUBGOALS} sub-goal images, got {len(req.subgoal_images)}")
-        goals = [conv.image_to_rgb(msg) for msg in req.subgoal_images] + [goal]
-        rules = self.settings.rules
-        max_steps = req.max_steps if req.max_steps > 0 else rules.max_steps
-        threshold = req.energy_threshold if req.energy_threshold > 0 else rules.energy_threshold
-        return goals, max_steps, replace(rules, energy_threshold=threshold)
-
-    def _finish(self, goal_handle, result, status: str, message: str, success: bool = False):
-        """End a goal with `status` (succeed, abort, canceled) and its result."""
-        result.success, result.message = success, message
-        if status != "succeed":  # a succeeded goal's last step runs out its timeout; anything else stops now
-            self._halt_twist(now=True)
+    def _end_goal(self, goal_handle, episode: ReachEpisode, status: str, message: str):
+        """The one place a goal ends: `status` (succeed, abort, canceled) on its handle, and its result."""
+        if status != SUCCEED:  # a succeeded goal's last step runs out its timeout; anything else stops now
+            self.commands.halt(now=True)
         getattr(goal_handle, status)()
-        return result
-
-    def _reach(self, goal_handle):
-        """One ReachGoal: an episode of the gate (stop, deactivate or a newer goal ends it) on the controller that is
-        configured now (cleanup cannot take it away mid-goal)."""
-        req, controller, episode = goal_handle.request, self.controller, self._gate.begin()
-        result = ReachGoal.Result(success=False, steps=0, final_energy=float("nan"))
-        finish = functools.partial(self._finish, goal_handle, result)
-
-        def feedback(energy: float, notes: list[str], action=()) -> None:
-            fb = ReachGoal.Feedback(step=result.steps, energy=float(energy), status=",".join(notes))
-            fb.action, fb.subgoal = [float(a) for a in action], controller.subgoal
-            goal_handle.publish_feedback(fb)
-
-        if controller is None:
-            return finish("abort", f"{INACTIVE}: not configured")
-        try:
-            goals, max_steps, episode_rules = self._episode_request(req)
-        except ValueError as exc:  # ImageDecodeError is a ValueError
-            return finish("abort", str(exc))
-        goal, threshold = goals[-1], episode_rules.energy_threshold
-
-        def over() -> str:
-            return "canceled" if goal_handle.is_cancel_requested else self._gate.ended(episode)
-
-        _, reasons, _ = self._on_worker(lambda should_stop: controller.start(goals, rules=episode_rules), over)
-        if reasons:
-            return finish("abort", "could not encode the goal image: " + ", ".join(reasons))
-        last_command = -math.inf
-        while True:
-            ended = over()
-            if ended == "canceled":
-                return finish("canceled", "canceled")
-            if result.steps >= max_steps:
-                reached = threshold <= 0
-                return finish("succeed" if reached else "abort", f"max_steps {max_steps} reached", reached)
-            missing = [ended] if ended else []
-            if result.steps and not missing:
-                missing = self._wait_for_new_observation(last_command, self.settings.limits.stale_timeout, episode)
-            obs, reasons = self._snapshot()
-            if missing or reasons:
-                feedback(result.final_energy, missing or reasons)
-                return finish("abort", self._safety_stop(missing or reasons))
-            state = obs.state()
-            decision, reasons, elapsed = self._on_worker(
-                lambda should_stop, image=obs.image, state=state: controller.step(
-                    image, state, should_stop=should_stop
-                ),
-                over,
-            )
-            if reasons == ["canceled"]:
-                return finish("canceled", "canceled")
-            if decision is None or decision.action is None:
-                done = decision is not None and decision.status == GOAL_REACHED
-                energy = result.final_energy if decision is None else decision.energy
-                reasons = reasons or decision.notes
-                feedback(energy, reasons)
-                if done:
-                    result.final_energy = energy
-                    return finish("succeed", f"energy {energy:.4f} <= {threshold}", True)
-                return finish("abort", self._safety_stop(reasons))
-            self._record_plan(decision.plan, elapsed, controller.world_model)
-            result.final_energy = decision.energy
-            actions = decision.plan.actions.detach().cpu().double().numpy()
-            self._publish_plan_views(obs.image, goal, state, actions, decision.energy, obs.frame_id)
-            wait = last_command + 1.0 / self.settings.control_rate - time.monotonic()
-            self._gate.wait_ended(episode, wait)  # the control period, or until stop/deactivate ends the goal
-            sent = self._send_command(episode, over, state, decision.action, obs.frame_id)
-            if not sent.allowed:  # stopped, deactivated, cancelled, inputs stale, ... while planning or waiting
-                if sent.reasons == [GOAL_ENDED] and goal_handle.is_cancel_requested:
-                    return finish("canceled", "canceled")
-                feedback(decision.energy, sent.reasons)
-                return finish("abort", self._safety_stop(sent.reasons))
-            last_command = time.monotonic()
-            result.steps += 1
-            notes = decision.notes + [n for n in sent.notes if n not in decision.notes]
-            with self._lock:
-                self._last["reasons"], self._last["notes"] = [], notes
-            feedback(decision.energy, notes, sent.action)
+        return ReachGoal.Result(
+            success=status == SUCCEED, message=message, steps=episode.steps, final_energy=float(episode.final_energy)
+        )
 
     # -- diagnostics
 
     @guarded(_nothing)
     def publish_diagnostics(self) -> None:
-        obs, reasons = self._snapshot()
-        now = time.monotonic()
-        with self._lock:
-            counts, last = dict(self._counts), dict(self._last)
-        level, message = _diag_level(reasons)
-        values = {
-            **counts,
-            "blocking": ",".join(reasons) or "none",
-            "last_stop_reasons": ",".join(last["reasons"]) or "none",
-            "last_clamps": ",".join(last["notes"]) or "none",
-            "camera_age_s": "never" if obs.image_time is None else f"{now - obs.image_time:.3f}",
-            "state_age_s": "never" if obs.pose_time is None else f"{now - obs.pose_time:.3f}",
-            "last_energy": f"{last['energy']:.5f}",
-            "last_plan_time_s": f"{last['plan_time']:.3f}",
-            "goal_active": self._goal_active,
-            "planning": self.worker.busy,
-            "last_dropped": ",".join(last["dropped"]) or "none",
-        }
-        self.pub_diag.publish(
-            diagnostics(
-                f"{self.get_name()}: planner",
-                self.get_fully_qualified_name(),
-                level,
-                message,
-                values,
-                self.get_clock().now().to_msg(),
-            )
-        )
-
-
-def _diag_level(reasons: list[str]) -> tuple[bytes, str]:
-    if not reasons:
-        return DiagnosticStatus.OK, "ready"
-    if reasons == [safety.STOPPED]:
-        return DiagnosticStatus.WARN, "stopped (call ~/resume)"
-    if reasons[0] == INACTIVE:
-        return DiagnosticStatus.WARN, "inactive (lifecycle): " + ", ".join(reasons)
-    return DiagnosticStatus.ERROR, "commands blocked: " + ", ".join(reasons)
+        obs, reasons = self.assess()
+        level, message = summary(reasons)
+        values = self.stats.values(obs, reasons, time.monotonic(), self._goal_slot.locked(), self.worker.busy)
+        name, stamp = f"{self.get_name()}: planner", self.get_clock().now().to_msg()
+        status = diagnostics(name, self.get_fully_qualified_name(), bytes([level]), message, values, stamp)
+        self.pub_diag.publish(status)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,9 +1,10 @@
 """Small rclpy helpers for the planner node: typed parameters, a steady executor, a background plan worker,
-diagnostics, debug view."""
+callbacks guarded against exceptions, diagnostics, debug view."""
 
 from __future__ import annotations
 
 import array
+import functools
 import math
 import queue
 import signal
@@ -197,6 +198,36 @@ class PlanWorker:
                 future.set_exception(exc)
             finally:
                 self.busy = False
+
+
+def guarded(fallback):
+    """Decorate a callback so that no exception ends the node: it is logged and counted (`callback_errors` in the
+    node's `_counts`, under its `_lock`), and `fallback(self, exc, *args)` gives the callback's answer (a failed
+    service response, an aborted goal result, or None)."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def run(self, *args):
+            try:
+                return method(self, *args)
+            except Exception as exc:  # noqa: BLE001 - any escaping exception would end the executor's spin
+                with self._lock:
+                    self._counts["callback_errors"] += 1
+                self.get_logger().error(f"{method.__name__} failed: {type(exc).__name__}: {exc}")
+                return fallback(self, exc, *args)
+
+        return run
+
+    return wrap
+
+
+def _failed_response(_node, exc, _req, resp):
+    resp.success, resp.message = False, f"internal error: {type(exc).__name__}: {exc}"
+    return resp
+
+
+def _nothing(*_args):
+    return None
 
 
 def diagnostics(

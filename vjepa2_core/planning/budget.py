@@ -6,13 +6,15 @@ therefore score an iteration's samples in chunks (`chunk_samples`) sized so that
 may use; `plan_cost` estimates a plan's peak with that chunking (so memory bounds the chunk, not the samples) and
 its time (token-frames, which chunking does not change). `plan_budget_refusal` is the one check of "may this budget
 run on this world model here" (the node's configure, requests and live `cem.*` changes); `budget_refusal` turns a
-cost into a one-line reason against the memory this process can have and the plan deadline.
+cost into a one-line reason against the memory this process can have and the plan deadline; `PlanSpeed` remembers
+the fastest search speed measured, the time bound of that check once a plan has run.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,3 +147,37 @@ def budget_refusal(
                 f"({deadline:g} s): lower samples, iterations or horizon"
             )
     return None
+
+
+class PlanSpeed:
+    """The fastest search speed measured on one world model, in seconds per predictor token-frame (`plan_cost`).
+
+    The fastest, not the latest: a plan slowed by a busy machine must not make the node refuse budgets it can run.
+    Before any plan was timed there is no speed, and only memory bounds a budget. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds_per_token_frame: float | None = None
+
+    def record(self, world_model: Any, horizon: int, samples: int, iterations: int, search_seconds: float) -> float:
+        """A search of this budget took `search_seconds` (encoding excluded); returns its speed."""
+        cost = plan_cost(world_model, horizon, samples, iterations)
+        speed = search_seconds / max(1, cost.token_frames)
+        with self._lock:
+            if self.seconds_per_token_frame is None or speed < self.seconds_per_token_frame:
+                self.seconds_per_token_frame = speed
+        return speed
+
+    def refusal(
+        self,
+        world_model: Any,
+        horizon: int,
+        samples: int,
+        iterations: int,
+        deadline: float | None,
+        measured: bool = True,
+    ) -> str | None:
+        """`plan_budget_refusal` at the fastest speed measured (`measured=False`: memory only)."""
+        speed = self.seconds_per_token_frame if measured else None
+        return plan_budget_refusal(world_model, horizon, samples, iterations, speed, deadline)

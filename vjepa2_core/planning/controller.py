@@ -140,6 +140,19 @@ class ClosedLoopController:
         self.goals: list[torch.Tensor] = []
         self.reset()
 
+    def reconfigure(
+        self, cem: CEMConfig | None = None, limits: SafetyLimits | None = None, rules: ControllerConfig | None = None
+    ) -> None:
+        """New settings from the next plan or step on (a node's live parameters; None keeps one). A running episode
+        keeps its own rules (`reset`); a changed `cem` builds a new planner."""
+        if rules is not None:
+            rules.validate()
+            self.rules = rules
+        if limits is not None:
+            self.limits = limits
+        if cem is not None and cem != self.cem:
+            self.cem, self.planner = cem, self._make_planner(self.world_model, cem)
+
     # -- one-shot planning (the node's ~/plan_to_goal, benches)
 
     @torch.inference_mode()
