@@ -144,14 +144,15 @@ class ClosedLoopController:
         self, cem: CEMConfig | None = None, limits: SafetyLimits | None = None, rules: ControllerConfig | None = None
     ) -> None:
         """New settings from the next plan or step on (a node's live parameters; None keeps one). A running episode
-        keeps its own rules (`reset`); a changed `cem` builds a new planner."""
+        keeps its own rules (`reset`); a changed `cem` builds a new planner. Invalid settings raise ValueError and
+        change nothing."""
         if rules is not None:
             rules.validate()
-            self.rules = rules
-        if limits is not None:
-            self.limits = limits
-        if cem is not None and cem != self.cem:
-            self.cem, self.planner = cem, self._make_planner(self.world_model, cem)
+        changed = cem is not None and cem != self.cem
+        planner = self._make_planner(self.world_model, cem) if changed else self.planner
+        self.rules = rules if rules is not None else self.rules
+        self.limits = limits if limits is not None else self.limits
+        self.cem, self.planner = (cem, planner) if changed else (self.cem, self.planner)
 
     # -- one-shot planning (the node's ~/plan_to_goal, benches)
 
