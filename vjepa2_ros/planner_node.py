@@ -144,9 +144,8 @@ class PlannerNode(LifecycleNode):
         self._create_services(ReentrantCallbackGroup())
         self.create_timer(1.0, self.publish_diagnostics, callback_group=sensors)
         if self.settings.watchdog_rate > 0:
-            self.create_timer(
-                1.0 / self.settings.watchdog_rate, self.on_twist_watchdog, MutuallyExclusiveCallbackGroup()
-            )
+            period, group = 1.0 / self.settings.watchdog_rate, MutuallyExclusiveCallbackGroup()
+            self.create_timer(period, self.on_twist_watchdog, callback_group=group)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         if not self.settings.autostart:
             self.get_logger().info(f"{NODE_NAME} unconfigured: waiting for the configure transition")
