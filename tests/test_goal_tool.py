@@ -17,7 +17,6 @@ from ros_helpers import (
     NodeProcess,
     RosClient,
     image_msg,
-    load_traj,
     plan_request,
     start_planner,
     start_test_robot,
@@ -31,18 +30,6 @@ from vjepa2_core.data.images import decode_compressed, encode_compressed, read_i
 pytestmark = pytest.mark.ros
 TOOL = str(BIN / "vjepa2-goal")
 ATTEMPTS = 3  # a goal can end early on a transient hiccup of the busy 2-core machine (stale inputs, late plan)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    from vjepa2_core.hub import make_random_checkpoint
-
-    return make_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vit_ac_tiny.pt", "vit_ac_tiny")
-
-
-@pytest.fixture(scope="module")
-def traj(franka_npz) -> dict:
-    return load_traj(franka_npz)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +22,6 @@ from ros_helpers import (
     NodeProcess,
     RosClient,
     image_msg,
-    load_traj,
     plan_request,
     start_planner,
     start_test_robot,
@@ -33,18 +31,6 @@ from ros_helpers import (
 )
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    from vjepa2_core.hub import make_random_checkpoint
-
-    return make_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vit_ac_tiny.pt", "vit_ac_tiny")
-
-
-@pytest.fixture(scope="module")
-def traj(franka_npz) -> dict:
-    return load_traj(franka_npz)
 
 
 @pytest.fixture(scope="module")
