@@ -13,15 +13,13 @@ import pytest
 from ros_helpers import (
     BIN,
     PLANNER,
-    Harness,
     NodeProcess,
-    RosClient,
     image_msg,
     plan_request,
+    ready_harness,
     start_planner,
     start_test_robot,
     transient,
-    wait_until,
     write_params,
 )
 
@@ -50,12 +48,7 @@ def planner(franka_npz, checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ros(planner):
-    client = RosClient("goal_tool_test_client")
-    harness = Harness(client)
-    assert wait_until(lambda: harness.robot_pose is not None, 20.0), "no robot pose received"
-    harness.wait_diag(lambda d: d.get("blocking") == "none", timeout=30.0)
-    yield harness
-    client.close()
+    yield from ready_harness("goal_tool_test_client")
 
 
 def run_tool(*args, timeout: float = 300.0) -> subprocess.CompletedProcess:
