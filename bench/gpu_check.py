@@ -39,15 +39,13 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # plan_bench's FLOP counts and matmul rate
-from plan_bench import matmul_rate, search_flops  # noqa: E402
-
-from vjepa2_core.hub import get_spec  # noqa: E402
-from vjepa2_core.hub.loading import build_encoder_and_predictor  # noqa: E402
-from vjepa2_core.planning.budget import available_bytes, plan_budget_refusal, plan_cost  # noqa: E402
-from vjepa2_core.planning.cem import CEMConfig, CEMPlanner  # noqa: E402
-from vjepa2_core.planning.world_model import WorldModel  # noqa: E402
-from vjepa2_core.selfcheck import scene  # noqa: E402
+from vjepa2_core.hub import get_spec
+from vjepa2_core.hub.loading import build_encoder_and_predictor
+from vjepa2_core.planning.benchmark import matmul_rate, search_flops
+from vjepa2_core.planning.budget import available_bytes, plan_budget_refusal, plan_cost
+from vjepa2_core.planning.cem import CEMConfig, CEMPlanner
+from vjepa2_core.planning.world_model import WorldModel
+from vjepa2_core.selfcheck import scene
 
 BUDGETS = {  # (horizon, samples, iterations, topk)
     "paper": dict(horizon=1, samples=800, iterations=10, topk=10),

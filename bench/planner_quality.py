@@ -22,7 +22,6 @@ search per step (`cem.time_budget_s`), and reports each planner's success rate.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vjepa2_core.planning.benchmark import build_world_model
 from vjepa2_core.planning.cem import CEMConfig
 from vjepa2_core.planning.energies import trajectory_energy
 from vjepa2_core.planning.planners import PLANNERS, make_planner
@@ -50,23 +50,13 @@ SIM_SEARCH = dict(horizon=1, samples=100, topk=10, momentum_mean=0.25, maxnorm=0
 FRANKA_MODEL = dict(img_size=128, embed_dim=384, enc_depth=2, enc_heads=6, pred_dim=192, pred_depth=4, pred_heads=6)
 
 
-def _plan_bench():
-    spec = importlib.util.spec_from_file_location("plan_bench", Path(__file__).with_name("plan_bench.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def franka_scene(seed: int, precision: str = DEFAULT_PRECISION) -> dict[str, Any]:
     """The real two-frame Franka pair and a random-weight world model of the issue's 192-wide size."""
     if not FRANKA_NPZ.exists():
         raise FileNotFoundError(f"{FRANKA_NPZ} not found (set VJEPA2_SHARED)")
     data = np.load(FRANKA_NPZ)
     torch.manual_seed(seed)
-    bench = _plan_bench()
-    args = bench.build_parser().parse_args([])  # plan_bench's own defaults, then the issue's model size
-    vars(args).update(FRANKA_MODEL, precision=precision)
-    wm, _ = bench.build_world_model(args)
+    wm, _ = build_world_model(precision=precision, **FRANKA_MODEL)  # plan_bench's model at the issue's size
     obs, states = data["observations"][0], torch.as_tensor(data["states"][0])
     pair = dict(current=obs[0], goal=obs[1], state=states[0], goal_xyz=None, name="franka")
     return dict(name="franka", world_model=wm, search=FRANKA_SEARCH, pairs=[pair])

@@ -26,21 +26,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from vjepa2_ros.latency import NoSamples, summary
+
 REPO = Path(__file__).resolve().parents[1]
 NPZ = Path(os.environ.get("VJEPA2_SHARED", REPO.parent / "shared")) / "data" / "franka_example_traj.npz"
 PLANNER_LOG = "planner.log"  # the planner's output, in the run's temporary directory; shown when it does not come up
 KEEPALIVE = 0.1  # s without an observation after which the bench robot publishes one anyway
-
-
-class NoSamples(RuntimeError):
-    """A benchmark ended without a single measurement (reported as an error, not as a statistic of nothing)."""
-
-
-def summary(seconds: list[float], name: str = "samples", why: str = "") -> dict[str, float]:
-    if len(seconds) == 0:
-        raise NoSamples(f"no {name} measured{': ' + why if why else ''}")
-    ms = np.asarray(seconds) * 1000.0
-    return {"n": int(ms.size), "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95))}
 
 
 def wait_until(predicate, timeout: float) -> bool:
@@ -108,24 +99,124 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class BenchRobot:
+    """The bench's robot in this process: publishes the Franka frame and state as one observation and timestamps
+    every command; once `reactive` is set it answers each command with a fresh observation, and while no command
+    comes it publishes one every `KEEPALIVE` s, so the node's inputs never go stale."""
+
+    def __init__(self, node, camera_msg, state: np.ndarray) -> None:
+        from geometry_msgs.msg import PoseStamped
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float64
+
+        self.node, self.camera_msg, self.state, self._float = node, camera_msg, state, Float64
+        self.pub_cam = node.create_publisher(Image, "/bench/camera", qos_profile_sensor_data)
+        self.pub_pose = node.create_publisher(PoseStamped, "/bench/ee_pose", qos_profile_sensor_data)
+        self.pub_grip = node.create_publisher(Float64, "/bench/gripper", qos_profile_sensor_data)
+        self.sent: list[float] = []  # every observation published
+        self.reacted: list[float] = []  # the observation published on each command (reactive phase)
+        self.commands: list[float] = []
+        self.reactive = threading.Event()
+        self._lock = threading.Lock()
+        node.create_subscription(PoseStamped, "/vjepa2_planner/ee_target", self._on_command, 10)
+        node.create_timer(KEEPALIVE / 2, self._keepalive)
+
+    def observe(self) -> float:
+        from vjepa2_ros import conversions as conv
+
+        with self._lock:
+            stamp = self.node.get_clock().now().to_msg()
+            self.pub_pose.publish(conv.state_to_pose_stamped(self.state, "base", stamp))
+            self.pub_grip.publish(self._float(data=float(self.state[6])))
+            self.camera_msg.header.stamp = stamp
+            self.pub_cam.publish(self.camera_msg)
+            self.sent.append(time.perf_counter())
+            return self.sent[-1]
+
+    def _on_command(self, _msg) -> None:
+        self.commands.append(time.perf_counter())
+        if self.reactive.is_set():
+            self.reacted.append(self.observe())
+
+    def _keepalive(self) -> None:
+        if not self.sent or time.perf_counter() - self.sent[-1] >= KEEPALIVE:
+            self.observe()
+
+
+def measure_service(node, goal_msg, n: int, tmp: Path) -> dict[str, dict[str, float]]:
+    """`n` `~/plan_to_goal` round trips after a warm-up: round trip, the node's planning time, and their gap."""
+    from vjepa2_interfaces.srv import PlanToGoal
+
+    client = node.create_client(PlanToGoal, "/vjepa2_planner/plan_to_goal")
+    if not client.wait_for_service(timeout_sec=60.0):
+        log = (tmp / PLANNER_LOG).read_text()[-2000:]
+        raise RuntimeError(f"planner did not start (no plan_to_goal service within 60 s):\n{log}")
+    req = PlanToGoal.Request(goal_image=goal_msg, seed=1)
+
+    def call() -> tuple[float, object]:
+        t0 = time.perf_counter()
+        future = client.call_async(req)
+        if not wait_until(future.done, 60.0):
+            raise RuntimeError("plan_to_goal timed out")
+        return time.perf_counter() - t0, future.result()
+
+    # warm-up: until the node has camera and state (discovery) and has encoded the goal once
+    if not wait_until(lambda: call()[1].success, 30.0):
+        raise RuntimeError(f"plan_to_goal keeps failing: {call()[1].message}")
+    rtt, plan_s = [], []
+    for _ in range(n):
+        seconds, resp = call()
+        if not resp.success:
+            raise RuntimeError(f"plan_to_goal failed: {resp.message}")
+        rtt.append(seconds)
+        plan_s.append(resp.planning_time)
+    return {
+        "service_round_trip": summary(rtt, "service round trips"),
+        "service_planning_time": summary(plan_s, "planning times"),
+        "service_overhead": summary(np.subtract(rtt, plan_s).tolist(), "service overheads"),
+    }
+
+
+def measure_reach(node, robot: BenchRobot, goal_msg, n: int) -> dict:
+    """One ReachGoal of `n + 3` steps with the robot reactive: camera-to-command latency of each step after two."""
+    from rclpy.action import ActionClient
+
+    from vjepa2_interfaces.action import ReachGoal
+
+    action = ActionClient(node, ReachGoal, "/vjepa2_planner/reach_goal")
+    if not action.wait_for_server(timeout_sec=30.0):
+        raise RuntimeError("reach_goal action server not available")
+    robot.reactive.set()
+    handle_future = action.send_goal_async(ReachGoal.Goal(goal_image=goal_msg, max_steps=n + 3))
+    wait_until(handle_future.done, 30.0)
+    result_future = handle_future.result().get_result_async()
+    if not wait_until(result_future.done, 600.0):
+        raise RuntimeError("reach_goal did not finish")
+    outcome = result_future.result().result
+    commands, reacted = robot.commands, robot.reacted
+    # latency k: from the observation published on command k to command k+1; skip two warm-up steps
+    pairs = [commands[k + 1] - reacted[k] for k in range(min(len(commands) - 1, len(reacted)))][2:]
+    why = f"reach_goal sent {len(commands)} commands in {outcome.steps} steps ({outcome.message})"
+    return {
+        "reach_goal": {"steps": outcome.steps, "message": outcome.message},
+        "camera_to_command": summary(pairs, "camera-to-command pairs", why),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
     import rclpy
-    from geometry_msgs.msg import PoseStamped
-    from rclpy.action import ActionClient
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import Float64
 
     from vjepa2_ros import conversions as conv
     from vjepa2_ros.ros_utils import SteadyExecutor
 
     try:
-        from vjepa2_interfaces.action import ReachGoal
-        from vjepa2_interfaces.srv import PlanToGoal
+        import vjepa2_interfaces.action  # noqa: F401  (ReachGoal, PlanToGoal: built by `make interfaces`)
+        import vjepa2_interfaces.srv  # noqa: F401
     except ImportError:
         print("vjepa2_interfaces is not built: run `make interfaces` first", file=sys.stderr)
         return 1
@@ -138,85 +229,15 @@ def main(argv: list[str] | None = None) -> int:
         proc = start_planner(Path(tmp), args)
         rclpy.init()
         node = rclpy.create_node("ros_bench")
-        pub_cam = node.create_publisher(Image, "/bench/camera", qos_profile_sensor_data)
-        pub_pose = node.create_publisher(PoseStamped, "/bench/ee_pose", qos_profile_sensor_data)
-        pub_grip = node.create_publisher(Float64, "/bench/gripper", qos_profile_sensor_data)
-        sent: list[float] = []  # every observation published
-        reacted: list[float] = []  # the observation published on each command (reactive phase)
-        commands: list[float] = []
-        reactive = threading.Event()
-        lock = threading.Lock()
-
-        def observe() -> float:
-            with lock:
-                stamp = node.get_clock().now().to_msg()
-                pub_pose.publish(conv.state_to_pose_stamped(state, "base", stamp))
-                pub_grip.publish(Float64(data=float(state[6])))
-                camera_msg.header.stamp = stamp
-                pub_cam.publish(camera_msg)
-                sent.append(time.perf_counter())
-                return sent[-1]
-
-        def on_command(_msg) -> None:
-            commands.append(time.perf_counter())
-            if reactive.is_set():
-                reacted.append(observe())
-
-        def keepalive() -> None:
-            if not sent or time.perf_counter() - sent[-1] >= KEEPALIVE:
-                observe()
-
-        node.create_subscription(PoseStamped, "/vjepa2_planner/ee_target", on_command, 10)
-        node.create_timer(KEEPALIVE / 2, keepalive)
+        robot = BenchRobot(node, camera_msg, state)
         executor = SteadyExecutor(num_threads=2)
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         results: dict = {"config": vars(args) | {"json": str(args.json)}}
         try:
-            client = node.create_client(PlanToGoal, "/vjepa2_planner/plan_to_goal")
-            if not client.wait_for_service(timeout_sec=60.0):
-                log = (Path(tmp) / PLANNER_LOG).read_text()[-2000:]
-                raise RuntimeError(f"planner did not start (no plan_to_goal service within 60 s):\n{log}")
-            req = PlanToGoal.Request(goal_image=goal_msg, seed=1)
-
-            def call() -> tuple[float, object]:
-                t0 = time.perf_counter()
-                future = client.call_async(req)
-                if not wait_until(future.done, 60.0):
-                    raise RuntimeError("plan_to_goal timed out")
-                return time.perf_counter() - t0, future.result()
-
-            # warm-up: until the node has camera and state (discovery) and has encoded the goal once
-            if not wait_until(lambda: call()[1].success, 30.0):
-                raise RuntimeError(f"plan_to_goal keeps failing: {call()[1].message}")
-            rtt, plan_s = [], []
-            for _ in range(args.n):
-                seconds, resp = call()
-                if not resp.success:
-                    raise RuntimeError(f"plan_to_goal failed: {resp.message}")
-                rtt.append(seconds)
-                plan_s.append(resp.planning_time)
-            results["service_round_trip"] = summary(rtt, "service round trips")
-            results["service_planning_time"] = summary(plan_s, "planning times")
-            results["service_overhead"] = summary(np.subtract(rtt, plan_s).tolist(), "service overheads")
-
-            action = ActionClient(node, ReachGoal, "/vjepa2_planner/reach_goal")
-            if not action.wait_for_server(timeout_sec=30.0):
-                raise RuntimeError("reach_goal action server not available")
-            reactive.set()
-            goal = ReachGoal.Goal(goal_image=goal_msg, max_steps=args.n + 3)
-            handle_future = action.send_goal_async(goal)
-            wait_until(handle_future.done, 30.0)
-            result_future = handle_future.result().get_result_async()
-            if not wait_until(result_future.done, 600.0):
-                raise RuntimeError("reach_goal did not finish")
-            outcome = result_future.result().result
-            results["reach_goal"] = {"steps": outcome.steps, "message": outcome.message}
-            # latency k: from the observation published on command k to command k+1; skip two warm-up steps
-            pairs = [commands[k + 1] - reacted[k] for k in range(min(len(commands) - 1, len(reacted)))][2:]
-            why = f"reach_goal sent {len(commands)} commands in {outcome.steps} steps ({outcome.message})"
-            results["camera_to_command"] = summary(pairs, "camera-to-command pairs", why)
+            results.update(measure_service(node, goal_msg, args.n, Path(tmp)))
+            results.update(measure_reach(node, robot, goal_msg, args.n))
         except NoSamples as exc:
             print(f"ros_bench.py: error: {exc}", file=sys.stderr)
             return 1

@@ -57,3 +57,19 @@ def fixtures_dir() -> Path:
 def franka_npz() -> Path:
     assert FRANKA_NPZ.is_file(), f"{FRANKA_NPZ} not found (set VJEPA2_SHARED)"
     return FRANKA_NPZ
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A random-weight `vit_ac_tiny` checkpoint on disk: the model of the ROS node tests."""
+    from vjepa2_core.hub import make_random_checkpoint
+
+    return make_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vit_ac_tiny.pt", "vit_ac_tiny")
+
+
+@pytest.fixture(scope="module")
+def traj(franka_npz) -> dict:
+    """The Franka example pair as the ROS tests send it (`ros_helpers.load_traj`: frames and float64 states)."""
+    from ros_helpers import load_traj
+
+    return load_traj(franka_npz)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -332,6 +332,19 @@ class Harness:
         raise AssertionError(
             f"no commands from {attempts} goals; last feedback {[f.feedback.status for f in feedback]}"
         )
+
+
+def ready_harness(name: str, timeout: float = 30.0) -> Iterator[Harness]:
+    """The ROS tests' `ros` fixture: a Harness on client node `name` once the test robot's pose arrives and the
+    planner reports fresh camera and state (diagnostics `blocking: none` within `timeout` s); closed after."""
+    client = RosClient(name)
+    harness = Harness(client)
+    try:
+        assert wait_until(lambda: harness.robot_pose is not None, 20.0), "no robot pose received"
+        harness.wait_diag(lambda d: d.get("blocking") == "none", timeout=timeout)
+        yield harness
+    finally:
+        client.close()
 
 
 def stamp_seconds(msg) -> float:

@@ -13,16 +13,13 @@ import pytest
 from ros_helpers import (
     BIN,
     PLANNER,
-    Harness,
     NodeProcess,
-    RosClient,
     image_msg,
-    load_traj,
     plan_request,
+    ready_harness,
     start_planner,
     start_test_robot,
     transient,
-    wait_until,
     write_params,
 )
 
@@ -31,18 +28,6 @@ from vjepa2_core.data.images import decode_compressed, encode_compressed, read_i
 pytestmark = pytest.mark.ros
 TOOL = str(BIN / "vjepa2-goal")
 ATTEMPTS = 3  # a goal can end early on a transient hiccup of the busy 2-core machine (stale inputs, late plan)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    from vjepa2_core.hub import make_random_checkpoint
-
-    return make_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vit_ac_tiny.pt", "vit_ac_tiny")
-
-
-@pytest.fixture(scope="module")
-def traj(franka_npz) -> dict:
-    return load_traj(franka_npz)
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +48,7 @@ def planner(franka_npz, checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ros(planner):
-    client = RosClient("goal_tool_test_client")
-    harness = Harness(client)
-    assert wait_until(lambda: harness.robot_pose is not None, 20.0), "no robot pose received"
-    harness.wait_diag(lambda d: d.get("blocking") == "none", timeout=30.0)
-    yield harness
-    client.close()
+    yield from ready_harness("goal_tool_test_client")
 
 
 def run_tool(*args, timeout: float = 300.0) -> subprocess.CompletedProcess:

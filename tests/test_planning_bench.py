@@ -1,26 +1,28 @@
-"""bench/plan_bench.py on the reference AC fixture: the fixed JSON keys are present and consistent."""
+"""bench/plan_bench.py on the reference AC fixture: the fixed JSON keys are present and consistent.
+
+The script runs as a user runs it; its measurements (`vjepa2_core.planning.benchmark`) are imported."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_script
 
-REPO = Path(__file__).resolve().parents[1]
+from vjepa2_core.planning import benchmark
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("plan_bench", REPO / "bench" / "plan_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = "bench/plan_bench.py"
 
 
-def test_bench_json_on_fixture_checkpoint(fixtures_dir, capsys):
-    bench = _bench()
+def _report(args: list[str]) -> dict:
+    """bench/plan_bench.py ARGS --json: it must succeed; its JSON report."""
+    proc = run_script(SCRIPT, args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_bench_json_on_fixture_checkpoint(fixtures_dir):
     args = ["--ac-checkpoint", str(fixtures_dir / "ac_predictor.pt"), "--json", "--repeats", "2"]
     args += [
         "--samples",
@@ -36,8 +38,7 @@ def test_bench_json_on_fixture_checkpoint(fixtures_dir, capsys):
         "--max-horizon",
         "2",
     ]
-    assert bench.main(args) == 0
-    report = json.loads(capsys.readouterr().out)
+    report = _report(args)
     for key in (
         "median_s",
         "uncached_median_s",
@@ -75,26 +76,22 @@ def test_bench_json_on_fixture_checkpoint(fixtures_dir, capsys):
     assert all(len(row["all_s"]) == 2 and row["median_s"] > 0 for row in scaling["rows"])
 
 
-def test_bench_runs_in_bf16_against_the_bf16_peak(capsys):
+def test_bench_runs_in_bf16_against_the_bf16_peak():
     """Where the CPU has bf16 matmuls; elsewhere (AVX2-only: emulated, ~9x slower) it refuses, saying why."""
     from vjepa2_core.models.cpu_kernels import onednn_bf16_available
 
-    bench = _bench()
     args = ["--json", "--precision", "bf16", "--repeats", "1", "--threads", "1", "--max-horizon", "0"]
     args += ["--samples", "8", "--topk", "2", "--iterations", "1", "--horizon", "2"]
     if not onednn_bf16_available():
-        with pytest.raises(SystemExit) as stop:
-            bench.main(args)
-        assert stop.value.code == 2 and "no bf16 matmuls" in capsys.readouterr().err
+        stop = run_script(SCRIPT, args)
+        assert stop.returncode == 2 and "no bf16 matmuls" in stop.stderr
         return
-    assert bench.main(args) == 0
-    report = json.loads(capsys.readouterr().out)
+    report = _report(args)
     assert report["precision"] == "bf16" and report["same_seed_same_plan"]
     assert report["median_s"] > 0 and 0 < report["fraction_of_shape_peak"]
 
 
 def test_bench_flop_count_matches_hand_count():
-    bench = _bench()
     from vjepa2_core.models import build_reference_model
 
     pred = build_reference_model(
@@ -111,43 +108,37 @@ def test_bench_flop_count_matches_hand_count():
     n, dp, ctx = 6, 16, 12
     layer = 2 * n * dp * (3 * dp + dp + 2 * 64) + 4 * n * ctx * dp
     io = 2 * 4 * dp * 2 * 32 + 2 * 2 * 7 * dp
-    assert bench.predictor_flops(pred, batch=3, past_frames=1) == 3 * (layer + io)
+    assert benchmark.predictor_flops(pred, batch=3, past_frames=1) == 3 * (layer + io)
 
 
-def test_bench_rejects_a_negative_horizon_sweep(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        _bench().main(["--max-horizon", "-1"])
-    assert exit_info.value.code == 2 and "error" in capsys.readouterr().err
+def test_bench_rejects_a_negative_horizon_sweep():
+    exit_info = run_script(SCRIPT, ["--max-horizon", "-1"])
+    assert exit_info.returncode == 2 and "error" in exit_info.stderr
 
 
-def test_bench_reports_a_missing_checkpoint(tmp_path, capsys):
-    assert _bench().main(["--ac-checkpoint", str(tmp_path / "none.pt"), "--repeats", "1"]) == 2
-    assert "error" in capsys.readouterr().err
+def test_bench_reports_a_missing_checkpoint(tmp_path):
+    proc = run_script(SCRIPT, ["--ac-checkpoint", str(tmp_path / "none.pt"), "--repeats", "1"])
+    assert proc.returncode == 2
+    assert "error" in proc.stderr
 
 
-def test_bench_takes_a_registry_models_shapes_without_a_file(capsys):
-    bench = _bench()
+def test_bench_takes_a_registry_models_shapes_without_a_file():
     args = ["--model", "vit_ac_tiny", "--json", "--repeats", "1", "--threads", "1", "--max-horizon", "0"]
     args += ["--samples", "8", "--topk", "2", "--iterations", "1", "--horizon", "2"]
-    assert bench.main(args) == 0
-    report = json.loads(capsys.readouterr().out)
+    report = _report(args)
     assert report["model"]["source"] == "vit_ac_tiny (random weights)" and report["model"]["tokens_per_frame"] == 16
     assert report["rollout_chunk"] == 8  # all samples in one rollout: they fit
     assert report["gpu_peak_bytes"] is None and report["gpu_reserved_peak_bytes"] is None  # CUDA only
-    with pytest.raises(SystemExit) as stop:
-        bench.main(["--model", "vit_ac_nonesuch"])
-    assert stop.value.code == 2 and "unknown 'vit_ac_nonesuch'" in capsys.readouterr().err
+    stop = run_script(SCRIPT, ["--model", "vit_ac_nonesuch"])
+    assert stop.returncode == 2 and "unknown 'vit_ac_nonesuch'" in stop.stderr
 
 
 def test_a_horizon_out_of_memory_is_reported_and_the_sweep_goes_on(monkeypatch):
     """A CUDA out-of-memory error (raised here by a planner told it ran out: no GPU to exhaust) at horizon 2."""
-    import argparse
-
     import torch
 
     from vjepa2_core.planning import CEMPlanner, WorldModel
 
-    bench = _bench()
     wm = WorldModel.random("vit_ac_tiny", seed=0)
     real = CEMPlanner.plan_images
 
@@ -158,10 +149,9 @@ def test_a_horizon_out_of_memory_is_reported_and_the_sweep_goes_on(monkeypatch):
 
     monkeypatch.setattr(CEMPlanner, "plan_images", plan_images)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)  # nothing to empty without CUDA
-    args = argparse.Namespace(max_horizon=3, repeats=1, seed=0)
     image = np.zeros((64, 64, 3), np.uint8)
     search = dict(samples=8, topk=2, iterations=1)
-    scaling = bench.horizon_scaling(wm, search, args, image, image, torch.zeros(7))
+    scaling = benchmark.horizon_scaling(wm, search, image, image, torch.zeros(7), max_horizon=3, repeats=1, seed=0)
     rows = {row["horizon"]: row for row in scaling["rows"]}
     assert rows[2] == {"horizon": 2, "error": "out of memory: CUDA out of memory. Tried to allocate 20.00 GiB"}
     assert rows[1]["median_s"] > 0 and rows[3]["median_s"] > 0  # the other horizons are still measured

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import run_script
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.ros
 
 
@@ -20,8 +17,7 @@ def test_ros_bench_measures_every_call_and_step(tmp_path):
 
     ensure_interfaces()
     n, out = 4, tmp_path / "ros_bench.json"
-    cmd = [sys.executable, str(REPO / "bench/ros_bench.py"), "--n", str(n), "--samples", "8", "--json", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    proc = run_script("bench/ros_bench.py", ["--n", str(n), "--samples", "8", "--json", str(out)], timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["reach_goal"]["steps"] == n + 3, report["reach_goal"]
@@ -33,11 +29,8 @@ def test_ros_bench_measures_every_call_and_step(tmp_path):
 
 def test_ros_bench_reports_no_samples_as_an_error_not_a_statistic():
     """An episode that ends before its measured steps is a clear error (it was an IndexError in np.percentile)."""
-    import importlib.util
+    from vjepa2_ros.latency import NoSamples, summary
 
-    spec = importlib.util.spec_from_file_location("ros_bench", REPO / "bench/ros_bench.py")
-    ros_bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ros_bench)
-    with pytest.raises(ros_bench.NoSamples, match="no camera-to-command pairs measured: reach_goal sent 1 commands"):
-        ros_bench.summary([], "camera-to-command pairs", "reach_goal sent 1 commands in 1 steps (stale_camera)")
-    assert ros_bench.summary([0.001, 0.003], "pairs")["n"] == 2
+    with pytest.raises(NoSamples, match="no camera-to-command pairs measured: reach_goal sent 1 commands"):
+        summary([], "camera-to-command pairs", "reach_goal sent 1 commands in 1 steps (stale_camera)")
+    assert summary([0.001, 0.003], "pairs")["n"] == 2

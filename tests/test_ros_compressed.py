@@ -13,7 +13,6 @@ from ros_helpers import (
     RosClient,
     ensure_interfaces,
     image_msg,
-    load_traj,
     plan_request,
     start_planner,
     status_name,
@@ -25,11 +24,6 @@ pytestmark = pytest.mark.ros
 
 CAMERA = "/robot/camera/compressed"
 DEADLINE = 1.5  # seconds: a 10-sample plan takes ~20 ms (plus warm-up), the 400 x 20 x 5 default many seconds
-
-
-@pytest.fixture(scope="module")
-def traj(franka_npz) -> dict:
-    return load_traj(franka_npz)
 
 
 @pytest.fixture(scope="module")

@@ -1,64 +1,51 @@
-"""launch/planner.launch.py without launch/launch_ros installed: it parses, names real entry points and files.
+"""launch/planner.launch.py through the launch system: it parses, names real entry points and files, and every
+argument it declares reaches the node.
 
-Stand-in `launch` / `launch_ros` modules record what the file constructs, so the test checks the real
-`generate_launch_description()` call rather than a text search.
+The file is loaded as `ros2 launch` loads it (`get_launch_description_from_python_launch_file`); the node's
+arguments are evaluated in a launch context whose configurations are marker values, without starting anything.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.util
-import sys
-import types
 from pathlib import Path
 
 import pytest
 import yaml
+from launch import LaunchContext
+from launch.launch_description_sources import get_launch_description_from_python_launch_file
+from launch.substitutions import PathJoinSubstitution
+from launch.utilities import perform_substitutions
+from launch_ros.actions import Node
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "planner.launch.py"
 
 
-class Recorded:
-    """Any launch object: keeps its positional and keyword arguments."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        self.args, self.kwargs = args, kwargs
-
-
-def _stub_modules() -> dict[str, types.ModuleType]:
-    names = {
-        "launch": ["LaunchDescription"],
-        "launch.actions": ["DeclareLaunchArgument"],
-        "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution"],
-        "launch_ros": [],
-        "launch_ros.actions": ["Node"],
-        "launch_ros.substitutions": ["FindPackageShare"],
-    }
-    modules = {}
-    for module_name, classes in names.items():
-        module = types.ModuleType(module_name)
-        for cls in classes:
-            setattr(module, cls, type(cls, (Recorded,), {}))
-        modules[module_name] = module
-    return modules
-
-
 @pytest.fixture(scope="module")
 def description():
-    saved = {k: sys.modules.get(k) for k in _stub_modules()}
-    sys.modules.update(_stub_modules())
-    try:
-        spec = importlib.util.spec_from_file_location("planner_launch", LAUNCH_FILE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module.generate_launch_description()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
+    return get_launch_description_from_python_launch_file(str(LAUNCH_FILE))
+
+
+def text(substitutions) -> str:
+    """The literal text of a list of text substitutions (a package name, a path part)."""
+    return "".join(sub.text for sub in substitutions)
+
+
+def node_arguments(node: Node, values: dict[str, str]) -> str:
+    """Everything `node` passes to its process (namespace, remappings, parameters and the contents of its parameter
+    files) with the launch configurations set to `values`."""
+    context = LaunchContext()
+    context.launch_configurations.update(values)
+    node._perform_substitutions(context)  # what Node.execute does before it starts the process
+    parts = [node.expanded_node_namespace]
+    for part in node.cmd[1:]:  # [0] is the executable, found through the ament index
+        try:
+            parts.append(perform_substitutions(context, part))
+        except Exception:  # noqa: BLE001  ros-specific arguments only filled in at execute (name, namespace)
+            continue
+    files = [Path(after) for flag, after in zip(parts, parts[1:]) if flag == "--params-file"]
+    return "\n".join(parts + [f.read_text() for f in files if f.is_file()])
 
 
 def console_scripts() -> set[str]:
@@ -72,11 +59,11 @@ def console_scripts() -> set[str]:
     raise AssertionError("no console_scripts in setup.py")
 
 
-def share_path(sub: Recorded) -> Path:
+def share_path(sub: PathJoinSubstitution) -> Path:
     """PathJoinSubstitution([FindPackageShare('vjepa2_ros'), 'config', 'x.yaml']) -> the file in this repo."""
-    parts = sub.args[0]
-    assert type(parts[0]).__name__ == "FindPackageShare" and parts[0].args == ("vjepa2_ros",)
-    return REPO.joinpath(*parts[1:])
+    parts = list(sub.substitutions)
+    assert type(parts[0]).__name__ == "FindPackageShare" and text(parts[0].package) == "vjepa2_ros"
+    return REPO.joinpath(*(text([part]) for part in parts[1:]))
 
 
 def test_launch_file_parses_as_python():
@@ -84,21 +71,17 @@ def test_launch_file_parses_as_python():
 
 
 def test_every_executable_is_a_console_entry_point(description):
-    nodes = [e for e in description.args[0] if type(e).__name__ == "Node"]
+    nodes = [e for e in description.entities if isinstance(e, Node)]
     assert nodes, "the launch file starts no node"
     scripts = console_scripts()
     for node in nodes:
-        assert node.kwargs["package"] == "vjepa2_ros"
-        assert node.kwargs["executable"] in scripts, f"{node.kwargs['executable']} is not in setup.py"
+        assert node.node_package == "vjepa2_ros"
+        assert node.node_executable in scripts, f"{node.node_executable} is not in setup.py"
 
 
 def test_every_named_file_exists_and_is_installed(description):
-    args = {a.args[0]: a.kwargs for a in description.args[0] if type(a).__name__ == "DeclareLaunchArgument"}
-    files = [
-        share_path(v["default_value"])
-        for v in args.values()
-        if type(v["default_value"]).__name__ == "PathJoinSubstitution"
-    ]
+    defaults = [a.default_value for a in description.get_launch_arguments()]
+    files = [share_path(v[0]) for v in defaults if len(v) == 1 and isinstance(v[0], PathJoinSubstitution)]
     assert files, "expected the default params file to come from the package share directory"
     setup = (REPO / "setup.py").read_text()
     for path in files:
@@ -106,14 +89,15 @@ def test_every_named_file_exists_and_is_installed(description):
         assert f'glob("{path.parent.relative_to(REPO)}/*{path.suffix}")' in setup, f"{path} is not installed"
 
 
-def test_arguments_cover_params_topics_device_and_namespace(description):
-    args = {a.args[0] for a in description.args[0] if type(a).__name__ == "DeclareLaunchArgument"}
+def test_arguments_cover_params_topics_device_and_namespace(description, tmp_path):
+    args = {a.name for a in description.get_launch_arguments()}
     assert {"params_file", "camera_topic", "ee_pose_topic", "device", "namespace"} <= args
-    node = next(e for e in description.args[0] if type(e).__name__ == "Node")
-    used = {sub.args[0] for _, sub in node.kwargs["remappings"]}
-    used |= {node.kwargs["namespace"].args[0]}
-    used |= {p.args[0] for p in node.kwargs["parameters"] if type(p).__name__ == "LaunchConfiguration"}
-    used |= {v.args[0] for p in node.kwargs["parameters"] if isinstance(p, dict) for v in p.values()}
+    node = next(e for e in description.entities if isinstance(e, Node))
+    values = {name: f"marker_{name}" for name in args}
+    values["params_file"] = str(tmp_path / "marker_params_file.yaml")  # a parameter file must exist to be passed
+    Path(values["params_file"]).write_text("{}\n")
+    passed = node_arguments(node, values)
+    used = {name for name in args if values[name] in passed}
     assert args <= used, f"declared but unused launch arguments: {args - used}"
 
 

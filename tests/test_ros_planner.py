@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,12 +18,10 @@ from ros_helpers import (
     MAXNORM,
     PLANNER,
     STALE_TIMEOUT,
-    Harness,
     NodeProcess,
-    RosClient,
     image_msg,
-    load_traj,
     plan_request,
+    ready_harness,
     start_planner,
     start_test_robot,
     status_name,
@@ -33,18 +30,6 @@ from ros_helpers import (
 )
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    from vjepa2_core.hub import make_random_checkpoint
-
-    return make_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vit_ac_tiny.pt", "vit_ac_tiny")
-
-
-@pytest.fixture(scope="module")
-def traj(franka_npz) -> dict:
-    return load_traj(franka_npz)
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +51,7 @@ def planner(robot, checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ros(planner):
-    client = RosClient("planner_test_client")
-    harness = Harness(client)
-    assert wait_until(lambda: harness.robot_pose is not None, 20.0), "no robot pose received"
-    # the planner is ready once it reports fresh camera and state
-    harness.wait_diag(lambda d: d.get("blocking") == "none", timeout=20.0)
-    yield harness
-    client.close()
+    yield from ready_harness("planner_test_client", timeout=20.0)
 
 
 def test_plan_to_goal_returns_bounded_deterministic_actions(ros, traj):

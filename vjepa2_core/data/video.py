@@ -54,15 +54,16 @@ def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
     return np.stack(out)
 
 
-def write_mp4(path: str | Path, frames: np.ndarray, fps: float) -> None:
-    """Write RGB uint8 frames [T,H,W,3] as an MPEG-4 (mp4v) file that OpenCV and ffmpeg can read back."""
+def write_mp4(path: str | Path, frames: np.ndarray, fps: float, fourcc: str = "mp4v") -> None:
+    """Write RGB uint8 frames [T,H,W,3] as an MPEG-4 (mp4v) file that OpenCV and ffmpeg can read back; `fourcc`
+    picks another codec in the same container (FFV1: lossless, the simulator's collections)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"frames must be uint8 [T,H,W,3] with T >= 1, got {frames.dtype} {frames.shape}")
     h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
     if not writer.isOpened():
-        raise VideoError(f"cannot open an mp4v writer for {path} ({w}x{h} @ {fps} fps)")
+        raise VideoError(f"cannot open an {fourcc} writer for {path} ({w}x{h} @ {fps} fps)")
     try:
         for frame in frames:
             writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))

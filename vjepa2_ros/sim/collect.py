@@ -125,18 +125,13 @@ def collect_episode(sim: FetchSim, steps: int, rng: np.random.Generator) -> dict
 
 def rewrite_lossless(ep_dir: Path, frames: np.ndarray, fps: float = VIDEO_FPS) -> None:
     """Replace the episode's MP4(s) with a lossless FFV1 encoding of the same frames (same path and count)."""
-    import cv2
+    from vjepa2_core.data.video import VideoError, write_mp4
 
-    h, w = frames.shape[1:3]
     for path in (ep_dir / "recordings" / "MP4").glob("*.mp4"):
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (w, h))
-        if not writer.isOpened():
-            raise SimError(f"this OpenCV cannot write FFV1 video ({path}); rerun with --lossy")
         try:
-            for frame in frames:
-                writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
-        finally:
-            writer.release()
+            write_mp4(path, frames, fps, fourcc="FFV1")
+        except VideoError as exc:
+            raise SimError(f"this OpenCV cannot write FFV1 video ({exc}); rerun with --lossy") from None
 
 
 def write_droid_episode(out: Path, ep: dict, meta: dict, lossless: bool) -> Path:
