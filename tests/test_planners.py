@@ -24,6 +24,7 @@ BUDGET = {
     "mppi": dict(iterations=15),
     "gradient": dict(iterations=60, grad_lr=0.2),
     "cem_grad": dict(iterations=8, grad_steps=20),
+    "predictive": dict(iterations=15),
 }
 
 

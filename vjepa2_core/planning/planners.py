@@ -26,6 +26,7 @@ PLANNERS: dict[str, type[Planner]] = {
     "mppi": _load("mppi", "MPPIPlanner"),  # softmax-weighted mean of the samples (temperature `mppi_temperature`)
     "gradient": _load("gradient", "GradientPlanner"),  # Adam through the predictor, `grad_restarts` starts
     "cem_grad": _load("gradient", "CEMGradPlanner"),  # CEM, then `grad_steps` Adam steps on its plan and best sample
+    "predictive": _load("predictive", "PredictiveSamplingPlanner"),  # perturb the best plan so far, keep the best
 }
 
 
