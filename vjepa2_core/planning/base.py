@@ -24,7 +24,7 @@ import torch
 from vjepa2_core.devices import synchronize
 from vjepa2_core.planning.action_space import ACTION_DIM, ActionSpace, Bounds
 from vjepa2_core.planning.budget import available_bytes, chunk_samples
-from vjepa2_core.planning.config import CEMConfig
+from vjepa2_core.planning.config import CEMConfig, SearchOptions
 from vjepa2_core.planning.energies import trajectory_energy
 
 
@@ -87,13 +87,15 @@ def shift_plan(actions: torch.Tensor, horizon: int, steps: int = 1) -> torch.Ten
 
 @dataclass
 class Problem:
-    """One search's inputs on the device: rep [1,N,D], state [1,7], goal [1,N,D], the space and its bounds."""
+    """One search's inputs on the device: rep [1,N,D], state [1,7], goal [1,N,D], the space and its bounds, the
+    search options (iterations, energy, ...), the caller's stop check and the deadline."""
 
     rep: torch.Tensor
     state: torch.Tensor
     goal: torch.Tensor
     space: ActionSpace
     bounds: Bounds
+    options: SearchOptions
     should_stop: Callable[[], bool] | None = None
     deadline: float | None = None  # time.perf_counter() by which the search should end; None: no budget
 
@@ -256,7 +258,8 @@ class Planner:
 
     def problem(self, rep, state, goal, should_stop=None, deadline: float | None = None) -> Problem:
         space = self.space
-        return Problem(rep, state, goal, space, space.bounds(rep.device), should_stop, deadline)
+        options = self.config.search_options()
+        return Problem(rep, state, goal, space, space.bounds(rep.device), options, should_stop, deadline)
 
     def search(
         self,

@@ -62,7 +62,7 @@ def cem_search(
     planner.chunk = planner.rollout_chunk(options.population(0))
     mean, std, warm = space.start(state, bounds, warm, device)
     alpha, beta = options.momenta.tensors(device)
-    iterations = Iterations(problem, planner.config.iterations, mean.clone())
+    iterations = Iterations(problem, problem.options.iterations, mean.clone())
     elites = elite_energy = None
     for it in iterations:
         n = options.population(it)

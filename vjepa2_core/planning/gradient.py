@@ -35,7 +35,7 @@ def adam_descent(planner: Planner, problem: Problem, init: torch.Tensor, steps: 
 
 
 def _adam_descent(planner: Planner, problem: Problem, init: torch.Tensor, steps: int) -> SearchOutcome:
-    opts, lr, wm = planner.config.search_options(), planner.config.gradient_options().lr, planner.world_model
+    opts, lr, wm = problem.options, planner.config.gradient_options().lr, planner.world_model
     space, state, bounds = problem.space, problem.state, problem.bounds
     scale = torch.where(bounds.high > 0, bounds.high, torch.ones_like(bounds.high))  # Adam works on actions / bound
     rollout = getattr(wm, "rollout_differentiable", wm.rollout)  # the toy's rollout is differentiable as it is
@@ -86,7 +86,7 @@ class GradientPlanner(Planner):
             mean = warm.to(device)
         starts = mean + std * white_noise(self.config.gradient_options().restarts, space.horizon, gen, device)
         starts[0] = mean
-        out = adam_descent(self, problem, starts, self.config.iterations)
+        out = adam_descent(self, problem, starts, problem.options.iterations)
         space.round_gripper(out.actions)
         return out
 

@@ -21,7 +21,7 @@ class MPPIPlanner(Planner):
         self.chunk = self.rollout_chunk(opts.samples)
         mean, std, _ = space.start(state, bounds, warm, device)
         alpha, beta = opts.momenta.tensors(device)
-        iterations = Iterations(problem, self.config.iterations, mean)
+        iterations = Iterations(problem, problem.options.iterations, mean)
         for _ in iterations:
             cand = mean + std * white_noise(opts.samples, space.horizon, gen, device)
             cand[0] = mean  # the current mean is always scored

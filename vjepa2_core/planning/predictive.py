@@ -25,7 +25,7 @@ class PredictiveSamplingPlanner(Planner):
         self.chunk = self.rollout_chunk(samples)
         mean, std, _ = space.start(state, bounds, warm, device)
         nominal = space.constrain(mean[None], state, bounds)[0]
-        iterations = Iterations(problem, self.config.iterations, nominal)
+        iterations = Iterations(problem, problem.options.iterations, nominal)
         for _ in iterations:
             cand = nominal + std * white_noise(samples, space.horizon, gen, device)
             cand[0] = nominal
