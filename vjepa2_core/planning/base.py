@@ -106,8 +106,8 @@ class Problem:
 
 @dataclass
 class SearchOutcome:
-    """What a search returns: the plan [H,7], the best energy per iteration run, the samples scored, and the best
-    sample seen (actions [H,7], energy []), all on the device."""
+    """What a search returns, on the device: the plan [H,7], the best energy per iteration run, the number of samples
+    scored, and the best sample seen [H,7] (for searches that refine it, like cem_grad)."""
 
     actions: torch.Tensor
     history: torch.Tensor
