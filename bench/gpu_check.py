@@ -41,6 +41,7 @@ import torch
 
 from vjepa2_core.hub import get_spec
 from vjepa2_core.hub.loading import build_encoder_and_predictor
+from vjepa2_core.planning.base import white_noise
 from vjepa2_core.planning.benchmark import matmul_rate, search_flops
 from vjepa2_core.planning.budget import available_bytes, plan_budget_refusal, plan_cost
 from vjepa2_core.planning.cem import CEMConfig, CEMPlanner
@@ -148,10 +149,11 @@ def bf16_ranking(device: torch.device, seed: int) -> dict:
     image, goal = images(fp32.crop_size)
     planners = [CEMPlanner(wm, config) for wm in (fp32, bf16)]
     state = fp32.conditioning.state_mean.float()[None].to(device)  # a state the model was trained around
-    base = planners[0]
-    mean, std = base._initial_distribution(device)
+    space = planners[0].space
+    mean, std = space.initial_distribution(device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    cand = base._constrain(mean + std * base.sample_noise(config.samples, gen, device), state, base._bounds(device))
+    noise = white_noise(config.samples, config.horizon, gen, device)
+    cand = space.constrain(mean + std * noise, state, space.bounds(device))
     energies = []
     for planner in planners:
         wm = planner.world_model

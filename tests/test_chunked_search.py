@@ -15,7 +15,7 @@ from vjepa2_core.planning import CEMConfig, WorldModel
 from vjepa2_core.planning.budget import rollout_bytes_per_sample
 from vjepa2_core.planning.planners import PLANNERS
 
-SAMPLERS = ["cem", "icem", "mppi"]  # the planners that score a population through `CEMPlanner._energy`
+SAMPLERS = ["cem", "icem", "mppi"]  # the planners that score a population through `Planner._energy`
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,18 @@
 """iCEM (Pinneri et al. 2020) on the CEM loop: coloured noise, elites kept, population decay, best sample returned.
 
 Smooth (low-frequency) action sequences are what a reaching arm executes, so sampling noise with a 1/f^beta power
-spectrum over the horizon puts more samples where good plans are. Every option is a plain `CEMConfig` field
-(`icem_noise_beta`, `icem_elite_fraction`, `icem_population_decay`), so the node exposes them as parameters.
+spectrum over the horizon puts more samples where good plans are. Its options are the flat `CEMConfig` fields
+`icem_noise_beta`, `icem_elite_fraction`, `icem_population_decay` (`CEMConfig.icem_options`), so the node exposes
+them as parameters.
 """
 
 from __future__ import annotations
 
 import torch
 
-from vjepa2_core.planning.cem import ACTION_DIM, CEMPlanner
+from vjepa2_core.planning.action_space import ACTION_DIM
+from vjepa2_core.planning.base import Planner, Problem, SearchOutcome, white_noise
+from vjepa2_core.planning.cem import cem_search
 
 
 def coloured_noise_basis(horizon: int, beta: float, device: torch.device) -> torch.Tensor:
@@ -26,24 +29,25 @@ def coloured_noise_basis(horizon: int, beta: float, device: torch.device) -> tor
     return basis / basis.square().sum(0).sqrt()
 
 
-class ICEMPlanner(CEMPlanner):
-    """CEM with the iCEM sampling and selection rules; same config, seeds and `PlanResult` as `CEMPlanner`."""
+def coloured_noise(n: int, horizon: int, beta: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Unit-variance noise [n, horizon, 7] with a 1/f^beta spectrum over the horizon (white for beta 0 or H 1)."""
+    if beta == 0 or horizon == 1:
+        return white_noise(n, horizon, gen, device)
+    basis = coloured_noise_basis(horizon, beta, device)
+    white = torch.randn((n, ACTION_DIM, basis.shape[0]), generator=gen, device=device)
+    return (white @ basis).transpose(1, 2)
 
-    mean_in_last_iteration = True
-    returns_best_sample = True
 
-    def population(self, iteration: int) -> int:
-        cfg = self.config
-        fresh = round(cfg.samples * cfg.icem_population_decay**iteration)
-        return max(fresh, min(cfg.samples, 2 * cfg.topk))
+class ICEMPlanner(Planner):
+    """CEM under the iCEM sampling and selection rules; same config, seeds and `PlanResult` as every planner."""
 
-    def elite_fraction(self) -> float:
-        return self.config.icem_elite_fraction
-
-    def sample_noise(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-        cfg = self.config
-        if cfg.icem_noise_beta == 0 or cfg.horizon == 1:
-            return super().sample_noise(n, gen, device)
-        basis = coloured_noise_basis(cfg.horizon, cfg.icem_noise_beta, device)
-        white = torch.randn((n, ACTION_DIM, basis.shape[0]), generator=gen, device=device)
-        return (white @ basis).transpose(1, 2)  # [n, horizon, 7]
+    def run(self, problem: Problem, gen: torch.Generator, warm: torch.Tensor | None) -> SearchOutcome:
+        opts, horizon = self.config.icem_options(), problem.space.horizon
+        return cem_search(
+            self,
+            problem,
+            gen,
+            warm,
+            opts.cem,
+            lambda n: coloured_noise(n, horizon, opts.noise_beta, gen, problem.device),
+        )

@@ -7,53 +7,33 @@ spread of the distribution is refitted from the same weights, with the CEM momen
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import torch
 
-from vjepa2_core.planning.cem import CEMPlanner, PlanCancelled
+from vjepa2_core.planning.base import Iterations, Planner, Problem, SearchOutcome, white_noise
 
 
-class MPPIPlanner(CEMPlanner):
+class MPPIPlanner(Planner):
     """Model-predictive path integral search under the shared planning protocol (same bounds, seeds, result)."""
 
-    def search(
-        self,
-        rep: torch.Tensor,
-        state: torch.Tensor,
-        goal: torch.Tensor,
-        gen: torch.Generator,
-        warm: torch.Tensor | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        cfg, device = self.config, rep.device
-        self.chunk = self.rollout_chunk(cfg.samples)
-        bounds = self._bounds(device)
-        mean, std, _ = self._start_distribution(state, bounds, warm, device)
-        alpha, beta = self._momenta(device)
-        history = torch.empty(cfg.iterations, device=device)
-        evaluated = done = 0
-        since = time.perf_counter()
-        for it in range(cfg.iterations):
-            if should_stop is not None and should_stop():
-                raise PlanCancelled(f"search cancelled after {it} of {cfg.iterations} iterations")
-            if it > 0 and self.out_of_time(device, it, since):
-                break
-            cand = mean + std * self.sample_noise(cfg.samples, gen, device)
+    def run(self, problem: Problem, gen: torch.Generator, warm: torch.Tensor | None) -> SearchOutcome:
+        opts, device, space = self.config.mppi_options(), problem.device, problem.space
+        state, bounds = problem.state, problem.bounds
+        self.chunk = self.rollout_chunk(opts.samples)
+        mean, std, _ = space.start(state, bounds, warm, device)
+        alpha, beta = opts.momenta.tensors(device)
+        iterations = Iterations(problem, problem.options.iterations, mean)
+        for _ in iterations:
+            cand = mean + std * white_noise(opts.samples, space.horizon, gen, device)
             cand[0] = mean  # the current mean is always scored
-            cand = self._constrain(cand, state, bounds)
-            energy = self._energy(rep, state, goal, cand)
-            evaluated += cfg.samples
-            history[it].copy_(energy.min())
-            weights = mppi_weights(energy, cfg.mppi_temperature)[:, None, None]
+            cand = space.constrain(cand, state, bounds)
+            energy = self._energy(problem.rep, state, problem.goal, cand)
+            iterations.record(energy.min(), None, opts.samples)
+            weights = mppi_weights(energy, opts.temperature)[:, None, None]
             new_mean = (weights * cand).sum(0)
             new_std = (weights * (cand - new_mean).square()).sum(0).sqrt()
             mean = (1 - alpha) * new_mean + alpha * mean
             std = (1 - beta) * new_std + beta * std
-            done = it + 1
-        actions = self._constrain(mean[None], state, bounds)[0]
-        return self.round_gripper(actions), history[:done], evaluated
+        return iterations.outcome(space.finish(mean, state, bounds))
 
 
 def mppi_weights(energy: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -1,54 +1,44 @@
-"""The planning protocol: every search (`CEMConfig.planner`) is built here from the one shared config.
+"""The planner registry: every search (`CEMConfig.planner`) by name, each built from the one shared config.
 
-A planner takes a world model and a `CEMConfig` and offers `plan(current_rep, current_state, goal_rep, seed=None,
-warm_start=None, should_stop=None) -> PlanResult` and `plan_images(...)`, so the closed-loop controller, the node,
-`vjepa2-sim-eval`, replay and the benches select a search by name and never by class.
-
-    cem       reference CEM (Gaussian, top-k refit with momenta; the default)
-    icem      iCEM: coloured noise over the horizon, elites kept, shrinking population, best sample returned
-    mppi      MPPI: softmax-weighted mean of the samples (temperature `mppi_temperature`)
-    gradient  Adam on the actions through the differentiable predictor, `grad_restarts` starts, projected
-    cem_grad  CEM, then `grad_steps` Adam steps on its plan and best sample
+A planner is a `base.Planner` subclass in a file of its own that implements `run` (its search); the base gives it
+`plan(current_rep, current_state, goal_rep, seed=None, warm_start=None, should_stop=None) -> PlanResult` and
+`plan_images(...)`, so the closed-loop controller, the node, `vjepa2-sim-eval`, replay and the benches select a
+search by name and never by class. A new planner is its file plus one line in `PLANNERS` (which imports it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from importlib import import_module
 from typing import Any
 
-from vjepa2_core.planning.cem import CEMConfig, CEMPlanner
-from vjepa2_core.planning.gradient import CEMGradPlanner, GradientPlanner
-from vjepa2_core.planning.icem import ICEMPlanner
-from vjepa2_core.planning.mppi import MPPIPlanner
+from vjepa2_core.planning.base import Planner
+from vjepa2_core.planning.config import CEMConfig
 
-PLANNERS: dict[str, Callable[[Any, CEMConfig], Any]] = {
-    "cem": CEMPlanner,
-    "icem": ICEMPlanner,
-    "mppi": MPPIPlanner,
-    "gradient": GradientPlanner,
-    "cem_grad": CEMGradPlanner,
+
+def _load(module: str, name: str) -> type[Planner]:
+    """The planner class `name` of `vjepa2_core.planning.<module>` (so that one registry line also imports it)."""
+    return getattr(import_module(f"vjepa2_core.planning.{module}"), name)
+
+
+PLANNERS: dict[str, type[Planner]] = {
+    "cem": _load("cem", "CEMPlanner"),  # reference CEM (Gaussian, top-k refit with momenta; the default)
+    "icem": _load("icem", "ICEMPlanner"),  # coloured noise over the horizon, elites kept, shrinking population
+    "mppi": _load("mppi", "MPPIPlanner"),  # softmax-weighted mean of the samples (temperature `mppi_temperature`)
+    "gradient": _load("gradient", "GradientPlanner"),  # Adam through the predictor, `grad_restarts` starts
+    "cem_grad": _load("gradient", "CEMGradPlanner"),  # CEM, then `grad_steps` Adam steps on its plan and best sample
+    "predictive": _load("predictive", "PredictiveSamplingPlanner"),  # perturb the best plan so far, keep the best
 }
 
 
-def make_planner(world_model: Any, config: CEMConfig | None = None) -> Any:
+def make_planner(world_model: Any, config: CEMConfig | None = None) -> Planner:
     """The planner `config.planner` names, on `world_model` (a `WorldModel` or the toy)."""
     config = config if config is not None else CEMConfig()
-    config.validate()
+    check_planner_options(config)
     return PLANNERS[config.planner](world_model, config)
 
 
 def check_planner_options(config: CEMConfig) -> None:
-    """Range checks of the planner-specific `CEMConfig` fields (called by `CEMConfig.validate`)."""
-    checks = [
-        (config.time_budget_s >= 0, "time_budget_s must be >= 0 (0: no budget)"),
-        (config.icem_noise_beta >= 0, "icem_noise_beta must be >= 0 (0: white noise)"),
-        (0.0 <= config.icem_elite_fraction <= 1.0, "icem_elite_fraction must be in [0, 1]"),
-        (0.0 < config.icem_population_decay <= 1.0, "icem_population_decay must be in (0, 1]"),
-        (config.mppi_temperature > 0, "mppi_temperature must be > 0"),
-        (config.grad_lr > 0, "grad_lr must be > 0"),
-        (config.grad_restarts >= 1, "grad_restarts must be >= 1"),
-        (config.grad_steps >= 0, "grad_steps must be >= 0"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise ValueError(f"invalid CEMConfig: {msg}")
+    """`config.validate()` and that `config.planner` is registered: the whole check of a config (ValueError)."""
+    if config.planner not in PLANNERS:
+        raise ValueError(f"invalid CEMConfig: planner must be one of {sorted(PLANNERS)}, got {config.planner!r}")
+    config.validate()

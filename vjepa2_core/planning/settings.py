@@ -21,8 +21,9 @@ from typing import Any
 
 import yaml
 
-from vjepa2_core.planning.cem import CEMConfig
+from vjepa2_core.planning.config import CEMConfig
 from vjepa2_core.planning.controller import ControllerConfig
+from vjepa2_core.planning.planners import check_planner_options
 from vjepa2_core.planning.safety import SafetyLimits
 
 SECTIONS: dict[str, type] = {"cem": CEMConfig, "safety": SafetyLimits, "": ControllerConfig}
@@ -163,7 +164,7 @@ def settings_from_values(values: Mapping[str, Any]) -> PlanningSettings:
 def planning_settings(cem: CEMConfig, limits: SafetyLimits, rules: ControllerConfig) -> PlanningSettings:
     """Validated settings with the CEM search box set to the safety workspace (plans stay where commands may go)."""
     cem = dataclasses.replace(cem, workspace=(tuple(limits.workspace_min), tuple(limits.workspace_max)))
-    cem.validate()
+    check_planner_options(cem)
     rules.validate()
     return PlanningSettings(cem=cem, limits=limits, rules=rules)
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vjepa2_core import devices
 from vjepa2_core.data.transforms import ac_preprocess
 from vjepa2_core.devices import keep_freed_cpu_memory
 from vjepa2_core.models import native
@@ -300,10 +301,10 @@ class WorldModel:
         if not self.profile:
             yield
             return
-        _sync(self.device)
+        devices.synchronize(self.device)
         start = time.perf_counter()
         yield
-        _sync(self.device)
+        devices.synchronize(self.device)
         self.stats[key] += time.perf_counter() - start
         if key == "predictor_s":
             self.stats["predictor_calls"] += 1
@@ -329,8 +330,3 @@ def _as_image_list(images: ImageBatch) -> list[np.ndarray | torch.Tensor]:
         if img.dtype not in (np.uint8, torch.uint8):
             raise ValueError(f"image {i} must be uint8 (0..255), got {img.dtype}")
     return images
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
