@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from vjepa2_core.models import native
 from vjepa2_core.models.ac_cache import ACCache
+from vjepa2_core.models.cpu_inference import token_major_rope
 from vjepa2_core.models.cpu_kernels import (
     frame_attention,
     onednn_bf16_available,
@@ -21,7 +22,7 @@ from vjepa2_core.models.cpu_kernels import (
     without_amx,
     without_native_kernels,
 )
-from vjepa2_core.models.modules import apply_rope, rope_tables, token_major_rope
+from vjepa2_core.models.modules import apply_rope, rope_tables
 from vjepa2_core.planning.world_model import WorldModel
 
 
@@ -52,7 +53,7 @@ def step_inputs(B: int, N: int, H: int, D: int, past: int, seed: int = 0):
 
 
 def eager_step(qkv, rope, cache: ACCache):
-    """The PyTorch path of Attention.forward with a K/V hook: RoPE, append, SDPA, token-major output."""
+    """The reference path of Attention.forward with a K/V hook: RoPE, append, SDPA, token-major output."""
     B, N, _, H, D = qkv.shape
     qk = apply_rope(qkv[:, :, :2], token_major_rope(rope))
     q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
