@@ -29,9 +29,6 @@ from . import native
 _MIN_ROWS = 32  # measured: 1 row 0.4x, 16 rows 0.9x, 66 rows 1.1x, 256+ rows 1.1-1.8x of F.linear
 _FAST = ContextVar("vjepa2_fast_cpu_kernels", default=True)  # off: F.linear and SDPA (reference_kernels())
 _NATIVE = ContextVar("vjepa2_native_kernels", default=True)  # off: the PyTorch fast paths (without_native_kernels())
-_AMX = ContextVar(
-    "vjepa2_native_amx", default=True
-)  # off: the bf16 C kernel on vectors, not AMX tiles (without_amx())
 
 
 @cache
@@ -180,11 +177,6 @@ def without_native_kernels():
     return _switched_off(_NATIVE)
 
 
-def without_amx():
-    """Inside this block (this thread or task only) the native bf16 kernel runs on AVX-512 vectors, not AMX tiles."""
-    return _switched_off(_AMX)
-
-
 def fast_kernels_enabled() -> bool:
     """Whether the fast CPU kernels may run here (False inside ``reference_kernels()`` of this thread or task)."""
     return _FAST.get()
@@ -259,7 +251,7 @@ def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Te
         qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), keys.data_ptr(), values.data_ptr(), out.data_ptr(),
         B, N, H, D, keys.shape[2], past, D**-0.5, torch.get_num_threads(),
     ]  # fmt: skip
-    rc = lib.frame_attention(*args) if qkv.dtype == torch.float32 else lib.frame_attention_bf16(*args, int(_AMX.get()))
+    rc = (lib.frame_attention if qkv.dtype == torch.float32 else lib.frame_attention_bf16)(*args)
     if rc:
         raise RuntimeError(f"native frame_attention failed ({rc}) for B={B} N={N} heads={H} head_dim={D}")
     return out

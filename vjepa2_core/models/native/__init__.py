@@ -37,14 +37,12 @@ class NativeLibrary:
         self.scratch_bytes = self._lib.frame_attention_scratch_bytes
         self.scratch_bytes.restype = ctypes.c_size_t
         self.scratch_bytes.argtypes = [ctypes.c_int] * 4
-        self._lib.frame_attention_amx.restype = ctypes.c_int
-        self.amx = bool(self._lib.frame_attention_amx())  # bf16 calls can run on the AMX tile unit
         args = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_int]
         self.frame_attention = self._lib.frame_attention
-        self.frame_attention_bf16 = self._lib.frame_attention_bf16  # + a last argument: 1 = AMX where available
-        for fn, extra in ((self.frame_attention, []), (self.frame_attention_bf16, [ctypes.c_int])):
+        self.frame_attention_bf16 = self._lib.frame_attention_bf16
+        for fn in (self.frame_attention, self.frame_attention_bf16):
             fn.restype = ctypes.c_int
-            fn.argtypes = args + extra
+            fn.argtypes = args
 
 
 def cache_dir() -> Path:
