@@ -217,7 +217,9 @@ def small_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
 _MAX_SCRATCH_BYTES = 16 << 20  # per thread: q^T of a task's heads and the scores of one head (native kernel)
 
 
-def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Tensor | None:
+def frame_attention(
+    qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer, lib: native.NativeLibrary | None = None
+) -> Tensor | None:
     """One cached rollout step's attention in the native kernel: RoPE on q/k, the new keys/values appended to
     ``cache_layer``'s buffers, attention over all cached tokens. Returns [B, N, heads * head_dim] (token-major,
     ready for the output projection), or None where the caller must run the PyTorch path (the cache is untouched).
@@ -238,7 +240,7 @@ def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Te
         return None
     if not hasattr(cache_layer, "reserve"):
         return None  # a plain K/V hook: the caller appends
-    lib = native.library()
+    lib = lib or native.library()  # (tests hand in a build for another ISA level)
     if lib is None or D % lib.vector_width:
         return None
     past = cache_layer.length
