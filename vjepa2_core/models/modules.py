@@ -2,7 +2,7 @@
 
 Parameter names and numerics follow the reference implementation so that released checkpoints load with
 ``strict=True`` and produce the same outputs (see shared/spec/vjepa2_facts.md sections 1.4-1.7). They are written
-in the reference form; the CPU inference fast path is swapped in later (``cpu_inference.prepare_cpu_inference``)
+in the reference form; the CPU inference fast path is swapped in later (``cpu_inference.prepare_cpu_inference``).
 """
 
 from __future__ import annotations
