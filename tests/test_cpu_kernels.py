@@ -13,6 +13,7 @@ from torch import nn
 
 from vjepa2_core.devices import keep_freed_cpu_memory
 from vjepa2_core.models import cpu_kernels
+from vjepa2_core.models.cpu_inference import prepare_cpu_inference
 from vjepa2_core.models.cpu_kernels import (
     PackedLinear,
     linear_add,
@@ -155,7 +156,7 @@ def test_mlp_fused_gelu_equals_unfused(epilogue, monkeypatch):
     x = torch.randn(4, 9, 32)
     with torch.inference_mode():
         expected = mlp(x)
-        pack_linears(mlp)
+        prepare_cpu_inference(mlp)
         hidden = linear_gelu(mlp.fc1, x)
         assert hidden is not None
         torch.testing.assert_close(hidden, F.gelu(F.linear(x, mlp.fc1.weight, mlp.fc1.bias)), rtol=1e-5, atol=1e-5)
@@ -184,7 +185,7 @@ def test_block_with_fused_residuals_equals_the_reference_block(drop_path, use_si
     with torch.inference_mode():
         with reference_kernels():
             expected = block(x)
-        pack_linears(block)
+        prepare_cpu_inference(block)
         assert linear_add(block.attn.proj, x, x) is not None
         last = block.mlp.fc3 if use_silu else block.mlp.fc2
         assert linear_add(last, torch.randn(3, 40, last.in_features), x) is not None

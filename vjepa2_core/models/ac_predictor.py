@@ -17,6 +17,7 @@ from .ac_cache import ACCache
 from .modules import (
     BackboneNorm,
     Rope,
+    TableCache,
     attention_dtype,
     init_weights,
     make_blocks,
@@ -25,8 +26,6 @@ from .modules import (
     run_blocks,
 )
 from .vision_transformer import to_2tuple
-
-_MAX_TABLES = 64  # bound on the per-module cache of RoPE tables / masks
 
 
 class ACPredictor(nn.Module):
@@ -96,9 +95,9 @@ class ACPredictor(nn.Module):
         )
         self.predictor_norm = norm_layer(predictor_embed_dim)
         self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim, bias=True)
-        # plain dicts, not buffers: strict loading must see exactly the reference keys
-        self._rope_cache: dict[tuple, Rope] = {}
-        self._mask_cache: dict[tuple, Tensor] = {}
+        # not buffers: strict loading must see exactly the reference keys
+        self._rope_cache = TableCache()
+        self._mask_cache = TableCache()
         self.reset_parameters()
 
     @torch.no_grad()
@@ -111,13 +110,9 @@ class ACPredictor(nn.Module):
         """RoPE tables [frames*(c+g*g), hd] for frames start..start+frames-1 in the per-frame token layout."""
         if not self.use_rope:
             return None
-        key = (frames, start, dtype, device)
-        if key not in self._rope_cache:
-            if len(self._rope_cache) >= _MAX_TABLES:
-                self._rope_cache.clear()
-            with torch.inference_mode(False):  # tables made during inference must stay usable for training
-                self._rope_cache[key] = self._build_rope(frames, start, dtype, device)
-        return self._rope_cache[key]
+        return self._rope_cache.get(
+            (frames, start, dtype, device), lambda: self._build_rope(frames, start, dtype, device)
+        )
 
     def _build_rope(self, frames: int, start: int, dtype: torch.dtype, device: torch.device) -> Rope:
         """Patch tokens rotate (t, h, w); conditioning tokens only their temporal part (h, w, rest unrotated)."""
@@ -136,16 +131,14 @@ class ACPredictor(nn.Module):
         """Boolean block-causal mask [frames*tok, (past_frames+frames)*tok]: True where attention is allowed."""
         if not self.is_frame_causal or frames == 1:
             return None  # a single new frame may see every cached token and all of its own
-        key = (frames, past_frames, device)
-        if key not in self._mask_cache:
-            if len(self._mask_cache) >= _MAX_TABLES:
-                self._mask_cache.clear()
-            per_frame = self.cond_tokens + self.tokens_per_frame
-            with torch.inference_mode(False):
-                f_q = torch.arange(past_frames, past_frames + frames, device=device).repeat_interleave(per_frame)
-                f_k = torch.arange(past_frames + frames, device=device).repeat_interleave(per_frame)
-                self._mask_cache[key] = f_q[:, None] >= f_k[None, :]
-        return self._mask_cache[key]
+        per_frame = self.cond_tokens + self.tokens_per_frame
+
+        def build() -> Tensor:
+            f_q = torch.arange(past_frames, past_frames + frames, device=device).repeat_interleave(per_frame)
+            f_k = torch.arange(past_frames + frames, device=device).repeat_interleave(per_frame)
+            return f_q[:, None] >= f_k[None, :]
+
+        return self._mask_cache.get((frames, past_frames, device), build)
 
     # -- forward -----------------------------------------------------------------------------------------------
     def _check(self, x: Tensor, actions: Tensor, states: Tensor, extrinsics: Tensor | None, frames: int | None):

@@ -7,13 +7,17 @@ bias and exact (erf) GELU in the GEMM's epilogue, at 160-195 GFLOP/s, equal to f
 under bf16 autocast, on the CPU with oneDNN and no autograd (gradient planners differentiate through F.linear); the
 packed copy is rebuilt when the weight changes (load_state_dict, an optimiser step). ``small_attention`` replaces
 SDPA for short unmasked inference attention. ``reference_kernels()`` switches both off (F.linear and SDPA, the
-reference's kernels) so that benchmarks compare the two in one process (bench/plan_bench.py).
+reference's kernels) so that benchmarks and tests compare the two in one process (bench/plan_bench.py). The
+switches are context variables: a block switches them for its own thread (or task) only, so a planning worker
+thread and the main thread never see each other's choice. ``cpu_inference.prepare_cpu_inference`` puts these
+kernels into a model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 
 import torch
@@ -23,9 +27,8 @@ from torch import Tensor, nn
 from . import native
 
 _MIN_ROWS = 32  # measured: 1 row 0.4x, 16 rows 0.9x, 66 rows 1.1x, 256+ rows 1.1-1.8x of F.linear
-_ENABLED = [True]  # reference_kernels() switches the fast paths off (benchmarks compare the two in one process)
-_NATIVE = [True]  # without_native_kernels() switches only the C kernels off
-_AMX = [True]  # without_amx() keeps the C kernels but off the AMX tile unit
+_FAST = ContextVar("vjepa2_fast_cpu_kernels", default=True)  # off: F.linear and SDPA (reference_kernels())
+_NATIVE = ContextVar("vjepa2_native_kernels", default=True)  # off: the PyTorch fast paths (without_native_kernels())
 
 
 @cache
@@ -72,7 +75,7 @@ class PackedLinear(nn.Linear):
 
     def _fast_dtype(self, x: Tensor) -> torch.dtype | None:
         """The dtype F.linear would compute in where the oneDNN path gives the same result; None elsewhere."""
-        if not _ENABLED[0] or x.device.type != "cpu" or not onednn_linear_available():
+        if not _FAST.get() or x.device.type != "cpu" or not onednn_linear_available():
             return None
         if x.numel() < _MIN_ROWS * x.shape[-1]:  # a few rows: oneDNN's call overhead exceeds the GEMM
             return None
@@ -155,27 +158,28 @@ def linear_add(layer: nn.Module, x: Tensor, residual: Tensor) -> Tensor | None:
 
 
 @contextmanager
-def _switched_off(flag: list[bool]) -> Iterator[None]:
-    before, flag[0] = flag[0], False
+def _switched_off(switch: ContextVar[bool]) -> Iterator[None]:
+    token = switch.set(False)
     try:
         yield
     finally:
-        flag[0] = before
+        switch.reset(token)
 
 
 def reference_kernels():
-    """Inside this block PackedLinear runs F.linear and attention runs SDPA (the reference's kernels); process-wide."""
-    return _switched_off(_ENABLED)
+    """Inside this block (this thread or task only) PackedLinear runs F.linear and attention runs SDPA, the
+    reference's kernels."""
+    return _switched_off(_FAST)
 
 
 def without_native_kernels():
-    """Inside this block the native C kernels are not used (the PyTorch fast paths are); process-wide."""
+    """Inside this block (this thread or task only) the native C kernels are not used (the PyTorch fast paths are)."""
     return _switched_off(_NATIVE)
 
 
-def without_amx():
-    """Inside this block the native bf16 kernel runs on AVX-512 vectors, not the AMX tile unit; process-wide."""
-    return _switched_off(_AMX)
+def fast_kernels_enabled() -> bool:
+    """Whether the fast CPU kernels may run here (False inside ``reference_kernels()`` of this thread or task)."""
+    return _FAST.get()
 
 
 _CHUNK_SCORES = 1 << 18  # floats of attention scores per chunk of small_attention (1 MiB: stays in a 2 MiB L2)
@@ -190,7 +194,7 @@ def small_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
     ``transpose(1, 2).reshape`` is free), or None where SDPA should run (GPU, autograd, masks, long sequences,
     fewer than 16 heads in all: 0.4-0.7x there).
     """
-    if not _ENABLED[0] or q.device.type != "cpu" or q.dtype != torch.float32 or q.ndim != 4:
+    if not _FAST.get() or q.device.type != "cpu" or q.dtype != torch.float32 or q.ndim != 4:
         return None
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         return None
@@ -213,7 +217,9 @@ def small_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
 _MAX_SCRATCH_BYTES = 16 << 20  # per thread: q^T of a task's heads and the scores of one head (native kernel)
 
 
-def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Tensor | None:
+def frame_attention(
+    qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer, lib: native.NativeLibrary | None = None
+) -> Tensor | None:
     """One cached rollout step's attention in the native kernel: RoPE on q/k, the new keys/values appended to
     ``cache_layer``'s buffers, attention over all cached tokens. Returns [B, N, heads * head_dim] (token-major,
     ready for the output projection), or None where the caller must run the PyTorch path (the cache is untouched).
@@ -222,7 +228,7 @@ def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Te
     the kernel runs for CPU inference with head_dim a multiple of the machine's vector width, on fp32 or bf16 qkv
     (bf16 autocast: the cache and the output are bf16 too, the arithmetic fp32).
     """
-    if not (_ENABLED[0] and _NATIVE[0]) or qkv.device.type != "cpu" or qkv.ndim != 5:
+    if not (_FAST.get() and _NATIVE.get()) or qkv.device.type != "cpu" or qkv.ndim != 5:
         return None
     if qkv.dtype not in (torch.float32, torch.bfloat16):
         return None
@@ -234,7 +240,7 @@ def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Te
         return None
     if not hasattr(cache_layer, "reserve"):
         return None  # a plain K/V hook: the caller appends
-    lib = native.library()
+    lib = lib or native.library()  # (tests hand in a build for another ISA level)
     if lib is None or D % lib.vector_width:
         return None
     past = cache_layer.length
@@ -247,7 +253,7 @@ def frame_attention(qkv: Tensor, rope: tuple[Tensor, Tensor], cache_layer) -> Te
         qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), keys.data_ptr(), values.data_ptr(), out.data_ptr(),
         B, N, H, D, keys.shape[2], past, D**-0.5, torch.get_num_threads(),
     ]  # fmt: skip
-    rc = lib.frame_attention(*args) if qkv.dtype == torch.float32 else lib.frame_attention_bf16(*args, int(_AMX[0]))
+    rc = (lib.frame_attention if qkv.dtype == torch.float32 else lib.frame_attention_bf16)(*args)
     if rc:
         raise RuntimeError(f"native frame_attention failed ({rc}) for B={B} N={N} heads={H} head_dim={D}")
     return out

@@ -1,7 +1,8 @@
 """Building blocks shared by every V-JEPA 2 model: RoPE, sin-cos tables, MLPs, attention, blocks, patch embeds.
 
 Parameter names and numerics follow the reference implementation so that released checkpoints load with
-``strict=True`` and produce the same outputs (see shared/spec/vjepa2_facts.md sections 1.4-1.7).
+``strict=True`` and produce the same outputs (see shared/spec/vjepa2_facts.md sections 1.4-1.7). They are written
+in the reference form; the CPU inference fast path is swapped in later (``cpu_inference.prepare_cpu_inference``).
 """
 
 from __future__ import annotations
@@ -9,12 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from .cpu_kernels import frame_attention, linear_add, linear_gelu, small_attention
 
 Rope = tuple[Tensor, Tensor]
 # LayerNorm of the backbones (every reference size function passes eps=1e-6); the probe uses plain nn.LayerNorm.
@@ -74,25 +74,34 @@ def rope_tables(pos: Tensor, head_dim: int, dtype: torch.dtype, rotate: Tensor |
     return cos, sin
 
 
+def rotate_pairs(x: Tensor) -> Tensor:
+    """The reference's rotate-half partner, pair-interleaved: (x[2i], x[2i+1]) -> (-x[2i+1], x[2i])."""
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack((-x2, x1), dim=-1).flatten(-2)
+
+
 def apply_rope(x: Tensor, rope: Rope) -> Tensor:
-    """x * cos + rotate_half(x) * sin with the pair-interleaved partner (-x[2i+1], x[2i]) of the reference.
-
-    Computed as x * cos, then one fused multiply-add per half of each pair (even += -odd * sin, odd += even * sin):
-    two passes over x instead of the five of the textbook form and no swapped copy of x, which matters in the
-    planner's rollouts (and is faster under autograd too).
-    """
+    """x * cos + rotate_pairs(x) * sin (at least fp32, like the reference's tables), returned in x's dtype."""
     cos, sin = rope
-    wide = x.to(torch.promote_types(x.dtype, cos.dtype))  # bf16 q/k meet fp32 tables: cast once, not per op
-    out = wide * cos
-    x_pairs, out_pairs, sin_pairs = (t.unflatten(-1, (-1, 2)) for t in (wide, out, sin))
-    out_pairs[..., 0].addcmul_(x_pairs[..., 1], sin_pairs[..., 0], value=-1.0)
-    out_pairs[..., 1].addcmul_(x_pairs[..., 0], sin_pairs[..., 1])
-    return out.to(x.dtype)
+    return (x * cos + rotate_pairs(x) * sin).to(x.dtype)
 
 
-def token_major_rope(rope: Rope) -> Rope:
-    """Head-major tables ([N, hd] or [B, 1, N, hd]) as tables that broadcast against [B, N, 2, heads, hd]."""
-    return tuple(t.transpose(-3, -2).unsqueeze(-2) if t.ndim >= 3 else t[:, None, None] for t in rope)
+class TableCache:
+    """Position tables (RoPE cos/sin, attention masks) by key, built on first use; a bounded plain dict, so never
+    part of a state dict. Tables are built outside inference mode: ones made while planning stay usable for
+    training."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self.max_entries = max_entries
+        self._tables: dict[tuple, Any] = {}
+
+    def get(self, key: tuple, build: Callable[[], Any]) -> Any:
+        if key not in self._tables:
+            if len(self._tables) >= self.max_entries:
+                self._tables.clear()
+            with torch.inference_mode(False):
+                self._tables[key] = build()
+        return self._tables[key]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -153,13 +162,9 @@ class MLP(nn.Module):
         self.fc2 = nn.Linear(hidden_features, in_features)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
-        """fc2(act(fc1(x))), plus ``residual`` when given (added in fc2's epilogue where it can be)."""
-        exact_gelu = isinstance(self.act, nn.GELU) and self.act.approximate == "none"
-        hidden = linear_gelu(self.fc1, x) if exact_gelu else None  # fused where fc1 is a packed inference layer
-        if hidden is None:
-            hidden = self.act(self.fc1(x))
-        return add_projection(self.fc2, self.drop(hidden), self.drop, residual)
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.drop(self.act(self.fc1(x)))
+        return self.drop(self.fc2(x))
 
 
 def swiglu_hidden(hidden_features: int, wide_silu: bool = True) -> int:
@@ -167,15 +172,6 @@ def swiglu_hidden(hidden_features: int, wide_silu: bool = True) -> int:
     if not wide_silu:
         return hidden_features
     return (int(2 * hidden_features / 3) + 7) // 8 * 8
-
-
-def add_projection(layer: nn.Module, x: Tensor, drop: nn.Module, residual: Tensor | None) -> Tensor:
-    """``residual + drop(layer(x))`` (just ``drop(layer(x))`` without a residual), with the addition fused into the
-    GEMM where that gives the same result (inference: dropout off)."""
-    if residual is None:
-        return drop(layer(x))
-    fused = linear_add(layer, x, residual) if not (drop.training and drop.p > 0) else None
-    return fused if fused is not None else residual + drop(layer(x))
 
 
 class SwiGLUFFN(nn.Module):
@@ -189,8 +185,8 @@ class SwiGLUFFN(nn.Module):
         self.fc3 = nn.Linear(hidden, in_features)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
-        return add_projection(self.fc3, F.silu(self.fc1(x)) * self.fc2(x), self.drop, residual)
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc3(F.silu(self.fc1(x)) * self.fc2(x)))
 
 
 class Attention(nn.Module):
@@ -214,29 +210,18 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(
-        self,
-        x: Tensor,
-        rope: Rope | None = None,
-        attn_mask: Tensor | None = None,
-        kv_hook: KVHook | None = None,
-        residual: Tensor | None = None,
+        self, x: Tensor, rope: Rope | None = None, attn_mask: Tensor | None = None, kv_hook: KVHook | None = None
     ) -> Tensor:
-        """Attention of ``x`` [B, N, C], plus ``residual`` when given (added in the output projection's epilogue)."""
         B, N, C = x.shape
-        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim))  # [B, N, 3, heads, hd]
-        drop = self.attn_drop if self.training else 0.0
-        if kv_hook is not None and rope is not None and attn_mask is None and drop == 0.0:
-            fused = frame_attention(qkv, rope, kv_hook)  # a rollout step on the CPU: one native kernel
-            if fused is not None:
-                return add_projection(self.proj, fused, self.proj_drop, residual)
-        qk = qkv[:, :, :2] if rope is None else apply_rope(qkv[:, :, :2], token_major_rope(rope))  # one pass for q, k
-        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
         if kv_hook is not None:
             k, v = kv_hook(k, v)
-        x = small_attention(q, k, v) if attn_mask is None and drop == 0.0 else None
-        if x is None:
-            x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
-        return add_projection(self.proj, x.transpose(1, 2).reshape(B, N, C), self.proj_drop, residual)
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0
+        )
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, C)))
 
 
 class Block(nn.Module):
@@ -266,11 +251,8 @@ class Block(nn.Module):
     def forward(
         self, x: Tensor, rope: Rope | None = None, attn_mask: Tensor | None = None, kv_hook: KVHook | None = None
     ) -> Tensor:
-        if self.drop_path.training and self.drop_path.drop_prob > 0:  # stochastic depth drops whole branches
-            x = x + self.drop_path(self.attn(self.norm1(x), rope, attn_mask, kv_hook))
-            return x + self.drop_path(self.mlp(self.norm2(x)))
-        x = self.attn(self.norm1(x), rope, attn_mask, kv_hook, residual=x)  # residuals added inside the projections
-        return self.mlp(self.norm2(x), residual=x)
+        x = x + self.drop_path(self.attn(self.norm1(x), rope, attn_mask, kv_hook))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 def make_blocks(depth: int, dim: int, num_heads: int, drop_path_rate: float = 0.0, **block_kwargs) -> nn.ModuleList:

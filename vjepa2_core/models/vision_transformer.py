@@ -14,6 +14,7 @@ from .modules import (
     PatchEmbed,
     PatchEmbed3D,
     Rope,
+    TableCache,
     attention_dtype,
     gather_tokens,
     grid_positions,
@@ -111,7 +112,7 @@ class VisionTransformer(nn.Module):
             wide_silu=wide_silu,
         )
         self.norm = norm_layer(embed_dim)
-        self._rope_cache: dict[tuple, Rope] = {}  # plain attribute: never part of the state dict
+        self._rope_cache = TableCache(max_entries=16)
         self.reset_parameters()
 
     # -- init ----------------------------------------------------------------------------------------------------
@@ -157,14 +158,11 @@ class VisionTransformer(nn.Module):
         if index is not None:
             cos, sin = rope_tables(grid_positions(index, gh, gw), head_dim, dtype)
             return cos.unsqueeze(1), sin.unsqueeze(1)
-        key = (num_tokens, grid_hw, dtype, device)
-        if key not in self._rope_cache:
-            if len(self._rope_cache) >= 16:
-                self._rope_cache.clear()
-            with torch.inference_mode(False):  # tables made during inference must stay usable for training
-                pos = grid_positions(torch.arange(num_tokens, device=device), gh, gw)
-                self._rope_cache[key] = rope_tables(pos, head_dim, dtype)
-        return self._rope_cache[key]
+
+        def build() -> Rope:
+            return rope_tables(grid_positions(torch.arange(num_tokens, device=device), gh, gw), head_dim, dtype)
+
+        return self._rope_cache.get((num_tokens, grid_hw, dtype, device), build)
 
     # -- forward -------------------------------------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:

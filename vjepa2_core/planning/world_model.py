@@ -25,10 +25,9 @@ from torch import nn
 
 from vjepa2_core import devices
 from vjepa2_core.data.transforms import ac_preprocess
-from vjepa2_core.devices import keep_freed_cpu_memory
-from vjepa2_core.models import native
 from vjepa2_core.models.conditioning import Conditioning
-from vjepa2_core.models.cpu_kernels import onednn_bf16_available, onednn_linear_available, pack_linears
+from vjepa2_core.models.cpu_inference import CPUInference, prepare_cpu_inference
+from vjepa2_core.models.cpu_kernels import onednn_bf16_available
 from vjepa2_core.planning.budget import available_bytes
 from vjepa2_core.planning.poses import compose_pose
 
@@ -96,6 +95,7 @@ class WorldModel:
             for module in (*self.encoder.modules(), *self.predictor.modules()):
                 if isinstance(module, nn.Linear | nn.Conv2d | nn.Conv3d):
                     module.to(torch.bfloat16)
+        self.cpu_inference: CPUInference | None = None  # what the CPU fast path's substitution did (CPU only)
         if self.device.type == "cpu":
             if precision == "bf16" and not onednn_bf16_available():
                 warnings.warn(
@@ -103,12 +103,9 @@ class WorldModel:
                     "they are emulated and slower than fp32; use precision fp32 here",
                     stacklevel=2,
                 )
-            keep_freed_cpu_memory()  # rollouts allocate the same activations every step: reuse them, no page faults
-            if onednn_linear_available():  # GEMMs on prepacked weights, GELU fused
-                budget = int(available_bytes("cpu") * PACKED_WEIGHTS_FRACTION)  # packed copies double the weights
-                _, used = pack_linears(self.predictor, budget)  # the rollout's hot path first
-                pack_linears(self.encoder, budget - used)
-            native.library()  # build (or load) the rollout's attention kernel now, not in the first plan
+            budget = int(available_bytes("cpu") * PACKED_WEIGHTS_FRACTION)  # packed copies double the weights
+            # the fast path swapped in: fused blocks, packed GEMMs (the rollout's hot path first), the C kernel
+            self.cpu_inference = prepare_cpu_inference(self.predictor, self.encoder, packed_weight_bytes=budget)
         self.crop_size = int(crop_size)
         self.normalize_reps = normalize_reps
         self.conditioning = conditioning or Conditioning()  # maps only the predictor's inputs; CEM stays physical

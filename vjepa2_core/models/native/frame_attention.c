@@ -2,8 +2,8 @@
  * keys/values written into the K/V cache, softmax(q k^T / sqrt(d)) v over every cached token, and the output
  * written token-major for the output projection. Two element types share one body: fp32 (inputs, cache and output
  * fp32) and bf16 (qkv, K/V cache and output bf16, as under PyTorch's bf16 autocast); the arithmetic is fp32 in both,
- * the bf16 keys/values being widened per head into scratch before the tile loops. Where the CPU has AMX, bf16 calls
- * run the two matrix products on the tile unit instead (attend_amx; the softmax stays fp32).
+ * the bf16 keys/values being widened per head into scratch before the tile loops. (An AMX tile-unit variant of the
+ * bf16 path was measured at 1.11x the vector path on bf16 rollouts and removed: docs/DESIGN.md.)
  *
  * Why: in eager PyTorch these are seven passes over memory plus hundreds of small GEMM calls per layer (head dim
  * 32-64, 66 queries, 66-330 keys), which ran at a quarter of this CPU's matmul peak. Here each sample (or each
@@ -336,211 +336,20 @@ static inline __attribute__((always_inline)) void attend(const void *qkv, rope_t
 }
 
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BW__) && defined(__AVX512BF16__) && VL == 16
-#define HAVE_AMX 1
-#include <sys/syscall.h>
-#include <unistd.h>
-
-/* AMX tiles (bf16 path): the two matrix products of each head on the tile unit (16 x 16 fp32 += 16 x 32 bf16 times
- * 32 x 16 bf16 per instruction), the softmax in fp32 vectors. Linux hands out the tile registers only to processes
- * that ask (arch_prctl), once; where it refuses, the vector path runs. */
-static int amx_permitted(void) {
-    static int state; /* 0 unknown, 1 granted, -1 refused */
-    if (!state) state = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0 ? 1 : -1;
-    return state == 1;
-}
-
-typedef struct {
-    unsigned char palette, start_row, reserved[14];
-    unsigned short colsb[16];
-    unsigned char rows[16];
-} tile_config;
-
-static void amx_begin(void) { /* every tile 16 rows x 64 bytes */
-    tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
-    _tile_loadconfig(&cfg);
-}
-
-/* Lanes of the 16 keys from l0 that are below L (none past it). */
-static inline __mmask16 live_lanes(size_t l0, int L) {
-    return l0 >= (size_t)L ? 0 : l0 + 16 <= (size_t)L ? 0xffff : (__mmask16)((1u << (L - l0)) - 1);
-}
-
-/* Bytes of scratch one task of `heads` heads needs: q [heads, nq, D] bf16, K^T pairs [D/2, Lk] words, scores
- * [nq, Lk] fp32, probabilities [nq, Lp] bf16, V pairs [Lp/2, D] words, 1/sums [nq], one output tile; 64-byte aligned. */
-static size_t amx_scratch_bytes(int heads, int N, int L, int D) {
-    size_t nq = round_up(N, 16), lk = round_up(L, 16), lp = round_up(L, 32);
-    size_t parts[] = {(size_t)heads * nq * D * 2, (size_t)D / 2 * lk * 4, nq * lk * 4, nq * lp * 2,
-                      lp / 2 * D * 4, nq * 4, 16 * 16 * 4};
-    size_t total = 64;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) total += round_up(parts[i], 64);
-    return total;
-}
-
-/* Interleave bf16 rows a and b (32 elements each) into pairs (a[d], b[d]): two vectors of 16 words. */
-static inline void interleave_rows(const bf16 *a, const bf16 *b, unsigned *dst) {
-    static const unsigned short lo_idx[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
-                                              8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
-    static const unsigned short hi_idx[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
-                                              24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
-    __m512i x = _mm512_loadu_si512(a), y = b ? _mm512_loadu_si512(b) : _mm512_setzero_si512();
-    _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(x, _mm512_loadu_si512(lo_idx), y));
-    _mm512_storeu_si512(dst + 16, _mm512_permutex2var_epi16(x, _mm512_loadu_si512(hi_idx), y));
-}
-
-static inline __attribute__((always_inline)) void attend_amx(const bf16 *qkv, rope_tables rope, bf16 *keys,
-                                                             bf16 *values, bf16 *out, int b, int h0, int h1, int N,
-                                                             int H, const int D, int cap, int past,
-                                                             unsigned char *scratch) {
-    const int L = past + N;
-    const size_t nq = round_up(N, 16), lk = round_up(L, 16), lp = round_up(L, 32), pairs = D / 2;
-    const size_t token = (size_t)3 * H * D;
-    unsigned char *at = (unsigned char *)round_up((size_t)scratch, 64);
-#define TAKE(type, name, bytes)                                                                                       \
-    type *name = (type *)at;                                                                                         \
-    at += round_up(bytes, 64)
-    TAKE(bf16, Q, (size_t)(h1 - h0) * nq * D * 2);
-    TAKE(unsigned, KT, pairs * lk * 4);
-    TAKE(float, S, nq * lk * 4);
-    TAKE(bf16, P, nq * lp * 2);
-    TAKE(unsigned, VV, lp / 2 * D * 4);
-    TAKE(float, inv, nq * 4);
-    TAKE(float, tile, 16 * 16 * 4);
-#undef TAKE
-    const bf16 *x = qkv + (size_t)b * N * token;
-    const __m512i key_rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                _mm512_set1_epi32((int)pairs)); /* word offsets of 16 keys */
-
-    /* 1. RoPE: q (scaled) row-major per head; k and v appended to the cache */
-    for (int n = 0; n < N; n++) {
-        const size_t t = (size_t)n * D;
-        for (int h = h0; h < h1; h++) {
-            const bf16 *q = x + n * token + (size_t)h * D, *k = q + (size_t)H * D, *v = k + (size_t)H * D;
-            const size_t row = (((size_t)b * H + h) * cap + past + n) * D;
-            bf16 *q_out = Q + ((size_t)(h - h0) * nq + n) * D;
-            for (int d = 0; d < D; d += VL) {
-                vec qd = load_bf16(q + d), kd = load_bf16(k + d);
-                store_bf16(q_out + d, qd * load(rope.cos_q + t + d) + swap_pairs(qd) * load(rope.sin_q + t + d));
-                store_bf16(keys + row + d, kd * load(rope.cos_k + t + d) + swap_pairs(kd) * load(rope.sin_k + t + d));
-                memcpy(values + row + d, v + d, VL * sizeof(bf16));
-            }
-        }
-    }
-    for (int h = h0; h < h1; h++) memset(Q + ((size_t)(h - h0) * nq + N) * D, 0, (nq - N) * D * sizeof(bf16));
-    memset(P + (size_t)N * lp, 0, (nq - N) * lp * sizeof(bf16));
-
-    for (int h = h0; h < h1; h++) {
-        const bf16 *Qh = Q + (size_t)(h - h0) * nq * D;
-        const unsigned *K = (const unsigned *)(keys + ((size_t)b * H + h) * cap * D); /* [L, D/2] pairs */
-        const bf16 *V = values + ((size_t)b * H + h) * cap * D;
-
-        /* 2. K^T as pairs [D/2, Lk] (keys past L zero) and V as key pairs [Lp/2, D] (the tiles' B layouts) */
-        for (size_t l0 = 0; l0 < lk; l0 += 16) {
-            const __mmask16 live = live_lanes(l0, L);
-            for (size_t p = 0; p < pairs; p++) {
-                __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, key_rows, K + l0 * pairs + p, 4);
-                _mm512_storeu_si512(KT + p * lk + l0, w);
-            }
-        }
-        for (size_t l = 0; l < lp; l += 2)
-            for (int d = 0; d < D; d += 32) {
-                unsigned *dst = VV + l / 2 * D + d;
-                if (l < (size_t)L)
-                    interleave_rows(V + l * D + d, l + 1 < (size_t)L ? V + (l + 1) * D + d : NULL, dst);
-                else
-                    memset(dst, 0, 32 * 4);
-            }
-
-        /* 3. scores [nq, Lk] = Q K^T on tiles: two 16 x 16 accumulators per pass over a query block */
-        for (size_t m0 = 0; m0 < nq; m0 += 16) {
-            for (size_t j = 0; j < lk; j += 32) {
-                const int two = j + 16 < lk;
-                _tile_zero(0);
-                _tile_zero(1);
-                for (int c = 0; c < D; c += 32) {
-                    _tile_loadd(4, Qh + m0 * D + c, D * 2);
-                    _tile_loadd(5, KT + (size_t)c / 2 * lk + j, lk * 4);
-                    _tile_dpbf16ps(0, 4, 5);
-                    if (two) {
-                        _tile_loadd(6, KT + (size_t)c / 2 * lk + j + 16, lk * 4);
-                        _tile_dpbf16ps(1, 4, 6);
-                    }
-                }
-                _tile_stored(0, S + m0 * lk + j, lk * 4);
-                if (two) _tile_stored(1, S + m0 * lk + j + 16, lk * 4);
-            }
-        }
-
-        /* 4. softmax numerators as bf16 probabilities, lanes over keys; 1 / sums in inv */
-        for (int n = 0; n < N; n++) {
-            const float *row = S + (size_t)n * lk;
-            __m512 m = _mm512_set1_ps(-__builtin_inff());
-            for (size_t l0 = 0; l0 < (size_t)L; l0 += 16)
-                m = _mm512_mask_max_ps(m, live_lanes(l0, L), m, _mm512_loadu_ps(row + l0));
-            vec top = splat(_mm512_reduce_max_ps(m)), sum = splat(0.0f);
-            bf16 *prow = P + (size_t)n * lp;
-            for (size_t l0 = 0; l0 < lp; l0 += 16) { /* keys past L: probability 0 (the tiles' zero padding) */
-                const __mmask16 live = live_lanes(l0, L);
-                vec s = (vec)_mm512_maskz_loadu_ps(live, row + l0) - top;
-                vec e = (vec)_mm512_maskz_mov_ps(live, (__m512)exp_nonpositive(s));
-                sum += e;
-                store_bf16(prow + l0, e);
-            }
-            inv[n] = 1.0f / _mm512_reduce_add_ps((__m512)sum);
-        }
-
-        /* 5. out[b, n, h, :] = (P V)[n] / sum on tiles: 16 queries x 16 head dims per accumulator */
-        const size_t out_token = (size_t)H * D;
-        for (size_t m0 = 0; m0 < nq; m0 += 16) {
-            for (int d0 = 0; d0 < D; d0 += 16) {
-                _tile_zero(0);
-                for (size_t c = 0; c < lp; c += 32) {
-                    _tile_loadd(4, P + m0 * lp + c, lp * 2);
-                    _tile_loadd(5, VV + c / 2 * D + d0, D * 4);
-                    _tile_dpbf16ps(0, 4, 5);
-                }
-                _tile_stored(0, tile, 64);
-                for (size_t r = 0; r < 16 && m0 + r < (size_t)N; r++)
-                    store_bf16(out + ((size_t)b * N + m0 + r) * out_token + (size_t)h * D + d0,
-                               load(tile + r * 16) * splat(inv[m0 + r]));
-            }
-        }
-    }
-}
-#endif
-
-/* Whether bf16 calls run on the AMX tile unit here (compiled for it, and the OS grants the tiles). */
-int frame_attention_amx(void) {
-#ifdef HAVE_AMX
-    return amx_permitted();
-#else
-    return 0;
-#endif
-}
-
 /* Width of this build's vectors: head dims must be a multiple of it. */
 int frame_attention_vector_width(void) { return VL; }
 
 /* Bytes of scratch one thread needs at most for a call (tasks of all `H` heads). */
 size_t frame_attention_scratch_bytes(int H, int N, int L, int D) {
-    size_t bytes = sizeof(float) * scratch_floats(H, N, L, D);
-#ifdef HAVE_AMX
-    size_t tiles = amx_scratch_bytes(H, N, L, D);
-    if (tiles > bytes) bytes = tiles;
-#endif
-    return bytes;
+    return sizeof(float) * scratch_floats(H, N, L, D);
 }
 
 /* qkv [B, N, 3, H, D] contiguous; cos/sin [N, D] fp32; keys/values [B, H, cap, D] contiguous holding `past` tokens
  * (the new N are written after them); out [B, N, H, D]. qkv, keys, values and out are fp32 (`wide`) or bf16.
  * Returns 0, or -1 on bad sizes / no memory. */
 static int run(const void *qkv, const float *cos_t, const float *sin_t, void *keys, void *values, void *out, int B,
-               int N, int H, int D, int cap, int past, float scale, int threads, const int wide, int amx) {
+               int N, int H, int D, int cap, int past, float scale, int threads, const int wide) {
     if (B < 1 || N < 1 || H < 1 || D < VL || D % VL || past < 0 || past + N > cap || threads < 1) return -1;
-    amx = amx && !wide && D % 32 == 0 && frame_attention_amx();
     const size_t table = (size_t)N * D;
     float *tables = malloc(sizeof(float) * 4 * table);
     if (!tables) return -1;
@@ -560,23 +369,11 @@ static int run(const void *qkv, const float *cos_t, const float *sin_t, void *ke
     {
         float *scratch = malloc(need);
         failed = scratch == NULL;
-#ifdef HAVE_AMX
-        if (amx) amx_begin(); /* the tile configuration is per thread */
-#endif
 #pragma omp for schedule(static)
         for (long t = 0; t < tasks; t++) {
             if (!scratch) continue;
             const int b = per_sample ? (int)t : (int)(t / H), h0 = per_sample ? 0 : (int)(t % H);
             const int h1 = per_sample ? H : h0 + 1;
-#ifdef HAVE_AMX
-            if (amx) {
-                if (D == 32)
-                    attend_amx(qkv, rope, keys, values, out, b, h0, h1, N, H, 32, cap, past, (unsigned char *)scratch);
-                else
-                    attend_amx(qkv, rope, keys, values, out, b, h0, h1, N, H, D, cap, past, (unsigned char *)scratch);
-                continue;
-            }
-#endif
             if (wide && D == 32)
                 attend(qkv, rope, keys, values, out, b, h0, h1, N, H, 32, cap, past, scratch, 1);
             else if (wide && D == 64)
@@ -590,9 +387,6 @@ static int run(const void *qkv, const float *cos_t, const float *sin_t, void *ke
             else
                 attend(qkv, rope, keys, values, out, b, h0, h1, N, H, D, cap, past, scratch, 0);
         }
-#ifdef HAVE_AMX
-        if (amx) _tile_release();
-#endif
         free(scratch);
     }
     free(tables);
@@ -601,11 +395,11 @@ static int run(const void *qkv, const float *cos_t, const float *sin_t, void *ke
 
 int frame_attention(const float *qkv, const float *cos_t, const float *sin_t, float *keys, float *values, float *out,
                     int B, int N, int H, int D, int cap, int past, float scale, int threads) {
-    return run(qkv, cos_t, sin_t, keys, values, out, B, N, H, D, cap, past, scale, threads, 1, 0);
+    return run(qkv, cos_t, sin_t, keys, values, out, B, N, H, D, cap, past, scale, threads, 1);
 }
 
-/* bf16 tensors; `amx` 1: on the tile unit where frame_attention_amx() says so (head dims a multiple of 32). */
+/* bf16 tensors (the arithmetic fp32). */
 int frame_attention_bf16(const bf16 *qkv, const float *cos_t, const float *sin_t, bf16 *keys, bf16 *values,
-                         bf16 *out, int B, int N, int H, int D, int cap, int past, float scale, int threads, int amx) {
-    return run(qkv, cos_t, sin_t, keys, values, out, B, N, H, D, cap, past, scale, threads, 0, amx);
+                         bf16 *out, int B, int N, int H, int D, int cap, int past, float scale, int threads) {
+    return run(qkv, cos_t, sin_t, keys, values, out, B, N, H, D, cap, past, scale, threads, 0);
 }
