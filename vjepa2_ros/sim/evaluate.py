@@ -131,6 +131,7 @@ SHORTHANDS = {  # flag -> planner setting (any other setting: --set NAME=VALUE)
     "momentum_std": "cem.momentum_std",
     "hold_margin": "hold_margin",
     "energy_threshold": "energy_threshold",
+    "subgoal_steps": "subgoal_steps",
 }
 
 
