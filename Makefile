@@ -53,7 +53,8 @@ selfcheck: install
 	$(VENV)/bin/vjepa2-selfcheck
 
 # The main command: the simulated arm reaches a goal image through the ROS 2 planner node (shipped sim model).
-# `make demo TASK=push`: the arm pushes the block to where the goal image shows it (shipped push model).
+# `make demo TASK=push`: the arm pushes the block to where the goal image shows it (shipped push model, goal image
+# + 2 demonstration frames).
 TASK ?= reach
 demo: install
 	$(PY) -m vjepa2_ros.sim.demo --task $(TASK) --out runs/sim_demo $(SIM_DEMO_ARGS)

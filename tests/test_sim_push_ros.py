@@ -63,14 +63,18 @@ def test_sim_node_serves_the_oracle_subgoals_of_the_episode(tmp_path):
 
 @pytest.mark.slow
 def test_push_demo_sends_subgoals_and_the_planner_switches_after_two_steps(tmp_path):
+    """The dense-oracle diagnostic (`--oracle-every 1`) through the nodes: the demo gives the planner its own
+    switching rule (2 steps on each frame, over the push params' plateau rule) in a second params file."""
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "vjepa2_ros.sim.demo", "--task", "push", "--seed", "1002", "--max-steps", "3"]
+    cmd += ["--oracle-every", "1"]
     res = subprocess.run(cmd + ["--out", str(out)], capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     n = int(re.search(r"\[demo\] (\d+) sub-goal images from the simulator oracle", res.stdout).group(1))
     stages = [int(g) for g in re.findall(r"\[demo\] step +\d+  goal (\d+)/", res.stdout)]
     assert n >= 2 and len(stages) == 3, res.stdout
-    # config/sim_push_planner.yaml: the next sub-goal after 2 steps on one, or earlier when holding still wins
+    # the diagnostic's rule (episodes.ORACLE_SUBGOAL_STEPS): the next sub-goal after 2 steps on one, or earlier when
+    # holding still wins
     assert stages[0] == 1 and stages[-1] >= 2, stages
     # one step may take both: the step rule's switch, then (holding still wins on the new one) the hold rule's
     assert all(b - a in (0, 1, 2) for a, b in zip(stages, stages[1:])) and stages.count(1) <= 2, stages

@@ -21,11 +21,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from vjepa2_core.planning.plausibility import POSE_JUMP
-from vjepa2_ros.sim.episodes import MAX_SUBGOALS, add_protocol_arguments, default_subgoals
+from vjepa2_ros.sim.episodes import MAX_SUBGOALS, add_protocol_arguments, default_subgoals, protocol_overrides
 from vjepa2_ros.sim.filmstrip import save_film_strip
 from vjepa2_ros.sim.paths import ConfigFileError, config_file
 from vjepa2_ros.sim.tasks import get_task, task_names
@@ -61,6 +63,20 @@ def start_nodes(
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()))
         print(f"[demo] started {name} (pid {procs[-1].pid}), log {logs / f'{name}.log'}", file=sys.stderr)
     return procs
+
+
+def write_planner_overrides(path: Path, flat: dict[str, Any]) -> Path:
+    """A planner params file with `flat` settings ({'cem.samples': 50} -> cem: {samples: 50}), given after the
+    task's params file so that its values win."""
+    tree: dict[str, Any] = {}
+    for name, value in flat.items():
+        *sections, leaf = name.split(".")
+        node = tree
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": tree}}))
+    return path
 
 
 def stop_nodes(procs: list[subprocess.Popen]) -> None:
@@ -222,7 +238,9 @@ def run(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     task = get_task(args.task)
     model = args.model or str(task.model)
-    procs = [] if args.no_spawn else start_nodes(model, args.seed, task.name, out, [task.params])
+    extra = protocol_overrides(args.oracle_every)  # the oracle diagnostic's own switching rule, after the task's
+    params = [task.params] + ([write_planner_overrides(out / "planner_overrides.yaml", extra)] if extra else [])
+    procs = [] if args.no_spawn else start_nodes(model, args.seed, task.name, out, params)
     success_m = task.success_m
     rclpy.init()
     client = None

@@ -24,6 +24,9 @@ from vjepa2_ros.sim.filmstrip import save_film_strip
 from vjepa2_ros.sim.tasks import SUCCESS_3CM, SUCCESS_5CM, get_task
 
 MAX_SUBGOALS = 2  # the protocol: at most two demonstration frames besides the goal image (K = 0, 1, 2)
+# the diagnostic's switching rule: dense oracle frames (one a step) are left after 2 steps on each, the value its
+# measured rates were taken with; the task's params file carries the protocol's own rule (push: the plateau alone)
+ORACLE_SUBGOAL_STEPS = 2
 
 
 def goal_images(sim: FetchSim, subgoals: int = 0, oracle_every: int = 0) -> list[np.ndarray]:
@@ -36,6 +39,12 @@ def goal_images(sim: FetchSim, subgoals: int = 0, oracle_every: int = 0) -> list
             raise SimError("--oracle-every (diagnostic) replaces the demonstration frames: pass --subgoals 0")
         return sim.subgoal_images(every=oracle_every)
     return sim.demonstration_images(subgoals)
+
+
+def protocol_overrides(oracle_every: int) -> dict[str, int]:
+    """Planner settings that the goal images' mode sets on top of the task's params file: the diagnostic dense
+    oracle frames (`oracle_every` > 0) switch after `ORACLE_SUBGOAL_STEPS` steps; the protocol adds nothing."""
+    return {"subgoal_steps": ORACLE_SUBGOAL_STEPS} if oracle_every > 0 else {}
 
 
 def add_protocol_arguments(parser) -> None:

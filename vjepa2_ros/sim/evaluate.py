@@ -38,6 +38,7 @@ from vjepa2_ros.sim.episodes import (
     add_protocol_arguments,
     default_subgoals,
     goal_images,
+    protocol_overrides,
     run_episodes,
 )
 from vjepa2_ros.sim.paths import SIM_PLANNER_PARAMS, ConfigFileError, config_file
@@ -131,6 +132,7 @@ SHORTHANDS = {  # flag -> planner setting (any other setting: --set NAME=VALUE)
     "momentum_std": "cem.momentum_std",
     "hold_margin": "hold_margin",
     "energy_threshold": "energy_threshold",
+    "subgoal_steps": "subgoal_steps",
 }
 
 
@@ -190,7 +192,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         planner_params=str(args.params or get_task(args.task).params),
         subgoals=default_subgoals(args.task, args.subgoals, args.oracle_every),
         oracle_every=args.oracle_every,
-        planner_overrides=parse_overrides(args),
+        planner_overrides={**protocol_overrides(args.oracle_every), **parse_overrides(args)},
         precision=args.precision,
     )
     if cfg.episodes < 1 or cfg.steps() < 1:

@@ -31,6 +31,7 @@ from vjepa2_ros.sim.episodes import (
     add_protocol_arguments,
     default_subgoals,
     goal_images,
+    protocol_overrides,
     run_episodes,
 )
 from vjepa2_ros.sim.tasks import TaskError, get_task, task_names
@@ -57,8 +58,11 @@ class ProbeConfig:
     strips: str = ""  # folder for one film strip per episode (empty = none)
 
     def rules(self) -> ControllerConfig:
-        """The controller's switching rules; steps on each goal from the task's planner params by default."""
+        """The controller's switching rules; steps on each goal from the task's planner params by default (the
+        oracle diagnostic's own value under `oracle_every`)."""
         steps = self.subgoal_steps
+        if steps is None:
+            steps = protocol_overrides(self.oracle_every).get("subgoal_steps")
         if steps is None:
             from vjepa2_core.planning.settings import planning_values, read_params_file, settings_from_values
             from vjepa2_ros.sim.paths import config_file

@@ -17,9 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from vjepa2_ros.sim.demo import DemoClient, DemoError, start_nodes, stop_nodes
+from vjepa2_ros.sim.demo import DemoClient, DemoError, start_nodes, stop_nodes, write_planner_overrides
 from vjepa2_ros.sim.paths import config_file
 
 
@@ -33,10 +31,8 @@ def evaluate_via_ros(cfg, model: str | Path, out: Path, log=print, timeout_per_s
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
     logs = out / "ros_logs"
     logs.mkdir(parents=True, exist_ok=True)
-    overrides = logs / "planner_overrides.yaml"
     node_values = {**cfg.planner_overrides, "model.precision": cfg.precision}
-    overrides.write_text(yaml.safe_dump({"/**": {"ros__parameters": _nested(node_values)}}))
-    params = [config_file(cfg.planner_params), overrides]
+    params = [config_file(cfg.planner_params), write_planner_overrides(logs / "planner_overrides.yaml", node_values)]
     procs = start_nodes(str(model), cfg.seed, cfg.task, logs, planner_params=params)
     rclpy.init()
     client = None
@@ -85,15 +81,3 @@ def _episode(client: DemoClient, cfg, seed: int, procs, timeout_per_step: float)
     result = client.reach_with_retries(goal, on_feedback, timeout_per_step * steps, procs)
     client.spin_until(lambda: False, 0.5, "", procs, quiet=True)  # the last command is executed at the next tick
     return {**trace.result(int(result.steps), client.fresh_distance(procs)), "planner_message": result.message}
-
-
-def _nested(flat: dict[str, Any]) -> dict[str, Any]:
-    """{'cem.samples': 50} -> {'cem': {'samples': 50}} (a ROS params file)."""
-    tree: dict[str, Any] = {}
-    for name, value in flat.items():
-        *sections, leaf = name.split(".")
-        node = tree
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[leaf] = value
-    return tree
