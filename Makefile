@@ -54,6 +54,7 @@ selfcheck: install
 
 # The main command: the simulated arm reaches a goal image through the ROS 2 planner node (shipped sim model).
 # `make demo TASK=push`: the arm pushes the block to where the goal image shows it (shipped push model).
+# `make demo TASK=pick_and_place`: the arm grasps the block and carries it to the goal image (shipped pick model).
 TASK ?= reach
 demo: install
 	$(PY) -m vjepa2_ros.sim.demo --task $(TASK) --out runs/sim_demo $(SIM_DEMO_ARGS)
