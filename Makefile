@@ -53,8 +53,8 @@ selfcheck: install
 	$(VENV)/bin/vjepa2-selfcheck
 
 # The main command: the simulated arm reaches a goal image through the ROS 2 planner node (shipped sim model).
-# `make demo TASK=push`: the arm pushes the block to where the goal image shows it (shipped push model, goal image
-# + 2 demonstration frames).
+# `make demo TASK=push` / `TASK=pick_and_place`: the arm pushes the block, or grasps and carries it, to where the
+# goal image shows it (the shipped push / pick-and-place model, goal image + 2 demonstration frames).
 TASK ?= reach
 demo: install
 	$(PY) -m vjepa2_ros.sim.demo --task $(TASK) --out runs/sim_demo $(SIM_DEMO_ARGS)
@@ -100,6 +100,19 @@ sim-train-push: install
 	$(VENV)/bin/vjepa2-sim-collect --task push --episodes 400 --steps 40 --seed 0 --out $(SIM_PUSH_RUN)/episodes
 	$(PY) training/train_ac.py --config config/train/sim_push_ac.yaml
 	$(PY) -m vjepa2_ros.sim.export $(SIM_PUSH_RUN)/ac_random_encoder/latest.pt vjepa2_ros/models/sim_push.safetensors
+
+# The shipped pick-and-place model (issue 26): the push recipe on 300 pick-and-place episodes, collected as three
+# runs side by side (pick-and-place card in vjepa2_ros/models/README.md).
+.PHONY: sim-train-pick
+SIM_PICK_RUN := runs/sim_pick
+sim-train-pick: install
+	mkdir -p $(SIM_PICK_RUN)
+	for s in 0 1 2; do nice -n 5 $(VENV)/bin/vjepa2-sim-collect --task pick_and_place --episodes 100 --steps 40 \
+		--seed $$s --out $(SIM_PICK_RUN)/episodes_$$s > $(SIM_PICK_RUN)/collect_$$s.log 2>&1 & done; wait
+	for s in 0 1 2; do test -f $(SIM_PICK_RUN)/episodes_$$s/collection.json || exit 1; done
+	nice -n 5 $(PY) training/train_ac.py --config config/train/sim_pick_ac.yaml
+	$(PY) -m vjepa2_ros.sim.export $(SIM_PICK_RUN)/ac_random_encoder/latest.pt \
+		vjepa2_ros/models/sim_pick_and_place.safetensors
 
 # What pretraining is worth on push (issue 17; results in the push card): after sim-train-push, the same AC recipe
 # on (b) an encoder pretrained by our V-JEPA loop on the push video, frozen, and (c) that encoder fine-tuned in the
