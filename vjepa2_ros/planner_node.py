@@ -56,21 +56,11 @@ from vjepa2_core.planning.budget import PlanSpeed, plan_budget_refusal
 from vjepa2_core.planning.controller import ClosedLoopController
 from vjepa2_core.planning.gate import SHUTTING_DOWN, CommandGate
 from vjepa2_core.planning.inputs import InputStore, Observation
-from vjepa2_core.planning.stats import COUNTERS, NodeStats, summary
+from vjepa2_core.planning.stats import NodeStats, summary
 from vjepa2_ros import conversions as conv
 from vjepa2_ros import planner_services as services
 from vjepa2_ros.planner_commands import CommandSender, PlanViews
-from vjepa2_ros.planner_params import (
-    BUDGET,
-    LIVE,
-    MAX_BUDGET,
-    NODE_PARAMETERS,
-    PARAMETERS,
-    PlannerSettings,
-    changed_settings,
-    load_controller,
-    loosened_limits,
-)
+from vjepa2_ros.planner_params import BUDGET, LIVE, PARAMETERS, PlannerSettings, changed_settings, load_controller
 from vjepa2_ros.planner_reach import MAX_SUBGOALS, SUCCEED, ReachEpisode
 from vjepa2_ros.ros_utils import (
     ParameterError,
@@ -94,9 +84,9 @@ except ImportError as _exc:  # pragma: no cover - environment problem
 else:
     _INTERFACES_ERROR = ""
 
-# the parts' names, importable from here as before the node was split
-__all__ = ["BUDGET", "COUNTERS", "LIVE", "MAX_BUDGET", "MAX_SUBGOALS", "NODE_PARAMETERS", "PARAMETERS"]
-__all__ += ["Observation", "PlannerNode", "PlannerSettings", "guarded", "load_controller", "loosened_limits", "main"]
+# the parts' names that callers (tests) import from here, as before the node was split
+__all__ = ["LIVE", "MAX_SUBGOALS", "PARAMETERS", "PlannerNode", "PlannerSettings"]
+__all__ += ["guarded", "load_controller", "main"]
 
 NODE_NAME = "vjepa2_planner"
 # Executor threads: camera, pose/gripper + timer, stop/resume/cancel, the action loop and PLAN_SERVICE_SLOTS
