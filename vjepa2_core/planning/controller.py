@@ -149,10 +149,11 @@ class ClosedLoopController:
         if rules is not None:
             rules.validate()
         changed = cem is not None and cem != self.cem
-        planner = self._make_planner(self.world_model, cem) if changed else self.planner
+        planner = self._make_planner(self.world_model, cem) if changed else self.planner  # may raise: nothing set yet
         self.rules = rules if rules is not None else self.rules
         self.limits = limits if limits is not None else self.limits
-        self.cem, self.planner = (cem, planner) if changed else (self.cem, self.planner)
+        if changed:
+            self.cem, self.planner = cem, planner
 
     # -- one-shot planning (the node's ~/plan_to_goal, benches)
 
