@@ -189,7 +189,8 @@ def measure_reach(node, robot: BenchRobot, goal_msg, n: int) -> dict:
         raise RuntimeError("reach_goal action server not available")
     robot.reactive.set()
     handle_future = action.send_goal_async(ReachGoal.Goal(goal_image=goal_msg, max_steps=n + 3))
-    wait_until(handle_future.done, 30.0)
+    if not wait_until(handle_future.done, 30.0) or not handle_future.result().accepted:
+        raise RuntimeError("reach_goal was not accepted within 30 s")
     result_future = handle_future.result().get_result_async()
     if not wait_until(result_future.done, 600.0):
         raise RuntimeError("reach_goal did not finish")
