@@ -95,9 +95,8 @@ class ACPredictor(nn.Module):
         )
         self.predictor_norm = norm_layer(predictor_embed_dim)
         self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim, bias=True)
-        # not buffers: strict loading must see exactly the reference keys
-        self._rope_cache = TableCache()
-        self._mask_cache = TableCache()
+        # RoPE tables and masks, keyed by kind; not buffers: strict loading must see exactly the reference keys
+        self._tables = TableCache()
         self.reset_parameters()
 
     @torch.no_grad()
@@ -110,8 +109,8 @@ class ACPredictor(nn.Module):
         """RoPE tables [frames*(c+g*g), hd] for frames start..start+frames-1 in the per-frame token layout."""
         if not self.use_rope:
             return None
-        return self._rope_cache.get(
-            (frames, start, dtype, device), lambda: self._build_rope(frames, start, dtype, device)
+        return self._tables.get(
+            ("rope", frames, start, dtype, device), lambda: self._build_rope(frames, start, dtype, device)
         )
 
     def _build_rope(self, frames: int, start: int, dtype: torch.dtype, device: torch.device) -> Rope:
@@ -138,7 +137,7 @@ class ACPredictor(nn.Module):
             f_k = torch.arange(past_frames + frames, device=device).repeat_interleave(per_frame)
             return f_q[:, None] >= f_k[None, :]
 
-        return self._mask_cache.get((frames, past_frames, device), build)
+        return self._tables.get(("mask", frames, past_frames, device), build)
 
     # -- forward -----------------------------------------------------------------------------------------------
     def _check(self, x: Tensor, actions: Tensor, states: Tensor, extrinsics: Tensor | None, frames: int | None):
