@@ -144,9 +144,8 @@ class CEMConfig:
     population_decay: float = 1.0  # CEM: fresh samples shrink by this factor per iteration (ELITE_KNOBS)
     workspace: Box | None = None
     # -- anytime search and the other planners' options (off or unused for "cem")
-    time_budget_s: float = (
-        0.0  # > 0: an iteration starts only if it should end within this budget; the first always runs
-    )
+    # > 0: an iteration starts only if it should end within this budget; the first always runs
+    time_budget_s: float = 0.0
     icem_noise_beta: float = 2.0  # iCEM: coloured sampling noise over the horizon, power spectrum 1/f^beta
     icem_elite_fraction: float = 0.3  # iCEM: fraction of the top-k kept into the next iteration
     icem_population_decay: float = 0.8  # iCEM: fresh samples shrink by this factor per iteration
