@@ -218,19 +218,18 @@ class Planner:
         if warm_start is not None:
             prev = warm_start.actions if isinstance(warm_start, PlanResult) else warm_start
             prev = shift_plan(prev, opts.horizon).to(device)
-        out = self.run(self.problem(rep, state, goal, should_stop, deadline), gen, prev)
+        out = self.run(self.problem(rep, state, goal, should_stop, deadline, opts), gen, prev)
         synchronize(device)
         loop_end = time.perf_counter()
-        result = self._result(rep, state, goal, out, seed)
+        result = self._result(rep, state, goal, out, seed, opts)
         end = time.perf_counter()
         result.wall_time = end - start
         result.timings = {"optimize_s": loop_end - start, "final_eval_s": end - loop_end, "total_s": end - start}
         self.last_result = result
         return result
 
-    def _result(self, rep, state, goal, out: SearchOutcome, seed: int) -> PlanResult:
+    def _result(self, rep, state, goal, out: SearchOutcome, seed: int, opts: SearchOptions) -> PlanResult:
         """The plan scored once more, with its predicted states, on the CPU."""
-        opts = self.config.search_options()
         pred, states = self.world_model.rollout(rep, state, out.actions[None], cached=opts.cached, last_only=False)
         final_energy = trajectory_energy(pred, goal, opts.energy, opts.energy_frames)[0]
         return PlanResult(
@@ -256,9 +255,11 @@ class Planner:
         result.timings["total_s"] = result.wall_time
         return result
 
-    def problem(self, rep, state, goal, should_stop=None, deadline: float | None = None) -> Problem:
+    def problem(
+        self, rep, state, goal, should_stop=None, deadline: float | None = None, options: SearchOptions | None = None
+    ) -> Problem:
         space = self.space
-        options = self.config.search_options()
+        options = options if options is not None else self.config.search_options()
         return Problem(rep, state, goal, space, space.bounds(rep.device), options, should_stop, deadline)
 
     def search(
@@ -283,9 +284,17 @@ class Planner:
         limit = self.memory_limit if self.memory_limit is not None else available_bytes(self.world_model.device)
         return max(1, chunk_samples(self.world_model, self.config.horizon, samples, limit))
 
-    def _energy(self, rep: torch.Tensor, state: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor):
-        """Energy [B] of each action sequence [B,H,7], rolled out `self.chunk` samples at a time."""
-        opts = self.config.search_options()
+    def _energy(
+        self,
+        rep: torch.Tensor,
+        state: torch.Tensor,
+        goal: torch.Tensor,
+        actions: torch.Tensor,
+        opts: SearchOptions | None = None,
+    ) -> torch.Tensor:
+        """Energy [B] of each action sequence [B,H,7], rolled out `self.chunk` samples at a time. A search passes
+        its `problem.options` so that the loop does not rebuild them per iteration (None: from the config)."""
+        opts = opts if opts is not None else self.config.search_options()
         last_only = opts.energy_frames == "last"
         chunk = self.chunk or actions.shape[0]
         energies = []

@@ -72,7 +72,7 @@ def cem_search(
         if options.score_mean_last and it == iterations.total - 1:
             cand[-1] = mean
         cand = space.constrain(cand, state, bounds)
-        energy = planner._energy(problem.rep, state, problem.goal, cand)
+        energy = planner._energy(problem.rep, state, problem.goal, cand, problem.options)
         if elites is not None:
             cand, energy = torch.cat([elites, cand]), torch.cat([elite_energy, energy])
         top = energy.topk(options.topk, largest=False)

@@ -28,26 +28,28 @@ from vjepa2_core.planning.energies import ENERGIES, FRAME_MODES
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """What every planner's `plan` uses: the horizon, the iteration budget, the energy, seeding, warm start, time."""
+    """What every planner's `plan` uses: the horizon, the iteration budget, the energy, seeding, warm start, time.
 
-    horizon: int = 2
-    iterations: int = 10
-    energy: str = "l1"
-    energy_frames: str = "last"  # score the last predicted frame or all of them
-    cached: bool = True  # incremental K/V-cached rollouts
-    seed: int | None = None  # None: a fresh random seed per plan
-    warm_start: bool = False  # start from the previous plan when the caller gives none
-    time_budget_s: float = 0.0  # > 0: an iteration starts only if it should end within this budget
+    These options are built only by `CEMConfig`, which holds every default once; they have none of their own."""
+
+    horizon: int
+    iterations: int
+    energy: str
+    energy_frames: str  # score the last predicted frame or all of them
+    cached: bool  # incremental K/V-cached rollouts
+    seed: int | None  # None: a fresh random seed per plan
+    warm_start: bool  # start from the previous plan when the caller gives none
+    time_budget_s: float  # > 0: an iteration starts only if it should end within this budget
 
 
 @dataclass(frozen=True)
 class Momenta:
     """Weights of the previous mean / std in a refit, for xyz-and-rotation and for the gripper."""
 
-    mean: float = 0.15
-    std: float = 0.15
-    mean_gripper: float = 0.15
-    std_gripper: float = 0.15
+    mean: float
+    std: float
+    mean_gripper: float
+    std_gripper: float
 
     def tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(alpha, beta) [7]: per-dimension momenta of the mean and of the std."""
@@ -62,13 +64,13 @@ class Momenta:
 class CEMOptions:
     """The cross-entropy method: population, elites, momenta; iCEM's selection rules are the two flags."""
 
-    samples: int = 400
-    topk: int = 10
-    momenta: Momenta = field(default_factory=Momenta)
-    elite_fraction: float = 0.0  # fraction of the top-k kept into the next iteration
-    population_decay: float = 1.0  # fresh samples shrink by this factor per iteration
-    score_mean_last: bool = False  # iCEM: the current mean is a candidate of the last iteration
-    return_best: bool = False  # iCEM: return the best sample seen instead of the final mean
+    samples: int
+    topk: int
+    momenta: Momenta
+    elite_fraction: float  # fraction of the top-k kept into the next iteration
+    population_decay: float  # fresh samples shrink by this factor per iteration
+    score_mean_last: bool  # iCEM: the current mean is a candidate of the last iteration
+    return_best: bool  # iCEM: return the best sample seen instead of the final mean
 
     def population(self, iteration: int) -> int:
         """Number of fresh samples at `iteration` (decayed, never below min(samples, 2*topk))."""
@@ -84,25 +86,25 @@ class ICEMOptions:
     """iCEM (Pinneri et al. 2020): the CEM options under its rules, and coloured sampling noise."""
 
     cem: CEMOptions
-    noise_beta: float = 2.0  # power spectrum 1/f^beta over the horizon; 0: white
+    noise_beta: float  # power spectrum 1/f^beta over the horizon; 0: white
 
 
 @dataclass(frozen=True)
 class MPPIOptions:
     """MPPI: softmax-weighted refit of all samples."""
 
-    samples: int = 400
-    temperature: float = 0.1  # in units of the iteration's energy std
-    momenta: Momenta = field(default_factory=Momenta)
+    samples: int
+    temperature: float  # in units of the iteration's energy std
+    momenta: Momenta
 
 
 @dataclass(frozen=True)
 class GradientOptions:
     """Projected Adam on the actions through the differentiable predictor."""
 
-    lr: float = 0.1  # step size as a fraction of each action bound
-    restarts: int = 4  # parallel starts (the gradient planner)
-    steps: int = 5  # Adam steps after the CEM search (cem_grad)
+    lr: float  # step size as a fraction of each action bound
+    restarts: int  # parallel starts (the gradient planner)
+    steps: int  # Adam steps after the CEM search (cem_grad)
 
 
 # flat (elite fraction, population decay) names per planner; every other planner reads the default pair
@@ -142,9 +144,8 @@ class CEMConfig:
     population_decay: float = 1.0  # CEM: fresh samples shrink by this factor per iteration (ELITE_KNOBS)
     workspace: Box | None = None
     # -- anytime search and the other planners' options (off or unused for "cem")
-    time_budget_s: float = (
-        0.0  # > 0: an iteration starts only if it should end within this budget; the first always runs
-    )
+    # > 0: an iteration starts only if it should end within this budget; the first always runs
+    time_budget_s: float = 0.0
     icem_noise_beta: float = 2.0  # iCEM: coloured sampling noise over the horizon, power spectrum 1/f^beta
     icem_elite_fraction: float = 0.3  # iCEM: fraction of the top-k kept into the next iteration
     icem_population_decay: float = 0.8  # iCEM: fresh samples shrink by this factor per iteration

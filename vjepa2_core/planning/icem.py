@@ -29,11 +29,21 @@ def coloured_noise_basis(horizon: int, beta: float, device: torch.device) -> tor
     return basis / basis.square().sum(0).sqrt()
 
 
-def coloured_noise(n: int, horizon: int, beta: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Unit-variance noise [n, horizon, 7] with a 1/f^beta spectrum over the horizon (white for beta 0 or H 1)."""
+def coloured_noise(
+    n: int,
+    horizon: int,
+    beta: float,
+    gen: torch.Generator,
+    device: torch.device,
+    basis: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Unit-variance noise [n, horizon, 7] with a 1/f^beta spectrum over the horizon (white for beta 0 or H 1).
+
+    `basis` is `coloured_noise_basis(horizon, beta, device)` when the caller has it already (a search, once)."""
     if beta == 0 or horizon == 1:
         return white_noise(n, horizon, gen, device)
-    basis = coloured_noise_basis(horizon, beta, device)
+    if basis is None:
+        basis = coloured_noise_basis(horizon, beta, device)
     white = torch.randn((n, ACTION_DIM, basis.shape[0]), generator=gen, device=device)
     return (white @ basis).transpose(1, 2)
 
@@ -42,12 +52,13 @@ class ICEMPlanner(Planner):
     """CEM under the iCEM sampling and selection rules; same config, seeds and `PlanResult` as every planner."""
 
     def run(self, problem: Problem, gen: torch.Generator, warm: torch.Tensor | None) -> SearchOutcome:
-        opts, horizon = self.config.icem_options(), problem.space.horizon
+        opts, horizon, device = self.config.icem_options(), problem.space.horizon, problem.device
+        basis = coloured_noise_basis(horizon, opts.noise_beta, device)  # once per search, not per iteration
         return cem_search(
             self,
             problem,
             gen,
             warm,
             opts.cem,
-            lambda n: coloured_noise(n, horizon, opts.noise_beta, gen, problem.device),
+            lambda n: coloured_noise(n, horizon, opts.noise_beta, gen, device, basis),
         )

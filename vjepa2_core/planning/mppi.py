@@ -26,7 +26,7 @@ class MPPIPlanner(Planner):
             cand = mean + std * white_noise(opts.samples, space.horizon, gen, device)
             cand[0] = mean  # the current mean is always scored
             cand = space.constrain(cand, state, bounds)
-            energy = self._energy(problem.rep, state, problem.goal, cand)
+            energy = self._energy(problem.rep, state, problem.goal, cand, problem.options)
             iterations.record(energy.min(), None, opts.samples)
             weights = mppi_weights(energy, opts.temperature)[:, None, None]
             new_mean = (weights * cand).sum(0)

@@ -3,30 +3,28 @@
 A planner is a `base.Planner` subclass in a file of its own that implements `run` (its search); the base gives it
 `plan(current_rep, current_state, goal_rep, seed=None, warm_start=None, should_stop=None) -> PlanResult` and
 `plan_images(...)`, so the closed-loop controller, the node, `vjepa2-sim-eval`, replay and the benches select a
-search by name and never by class. A new planner is its file plus one line in `PLANNERS` (which imports it).
+search by name and never by class. A new planner is its file plus its import and one line in `PLANNERS`.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import Any
 
 from vjepa2_core.planning.base import Planner
+from vjepa2_core.planning.cem import CEMPlanner
 from vjepa2_core.planning.config import CEMConfig
-
-
-def _load(module: str, name: str) -> type[Planner]:
-    """The planner class `name` of `vjepa2_core.planning.<module>` (so that one registry line also imports it)."""
-    return getattr(import_module(f"vjepa2_core.planning.{module}"), name)
-
+from vjepa2_core.planning.gradient import CEMGradPlanner, GradientPlanner
+from vjepa2_core.planning.icem import ICEMPlanner
+from vjepa2_core.planning.mppi import MPPIPlanner
+from vjepa2_core.planning.predictive import PredictiveSamplingPlanner
 
 PLANNERS: dict[str, type[Planner]] = {
-    "cem": _load("cem", "CEMPlanner"),  # reference CEM (Gaussian, top-k refit with momenta; the default)
-    "icem": _load("icem", "ICEMPlanner"),  # coloured noise over the horizon, elites kept, shrinking population
-    "mppi": _load("mppi", "MPPIPlanner"),  # softmax-weighted mean of the samples (temperature `mppi_temperature`)
-    "gradient": _load("gradient", "GradientPlanner"),  # Adam through the predictor, `grad_restarts` starts
-    "cem_grad": _load("gradient", "CEMGradPlanner"),  # CEM, then `grad_steps` Adam steps on its plan and best sample
-    "predictive": _load("predictive", "PredictiveSamplingPlanner"),  # perturb the best plan so far, keep the best
+    "cem": CEMPlanner,  # reference CEM (Gaussian, top-k refit with momenta; the default)
+    "icem": ICEMPlanner,  # coloured noise over the horizon, elites kept, shrinking population
+    "mppi": MPPIPlanner,  # softmax-weighted mean of the samples (temperature `mppi_temperature`)
+    "gradient": GradientPlanner,  # Adam through the predictor, `grad_restarts` starts
+    "cem_grad": CEMGradPlanner,  # CEM, then `grad_steps` Adam steps on its plan and best sample
+    "predictive": PredictiveSamplingPlanner,  # perturb the best plan so far, keep the best
 }
 
 

@@ -30,7 +30,7 @@ class PredictiveSamplingPlanner(Planner):
             cand = nominal + std * white_noise(samples, space.horizon, gen, device)
             cand[0] = nominal
             cand = space.constrain(cand, state, bounds)
-            energy = self._energy(problem.rep, state, problem.goal, cand)
+            energy = self._energy(problem.rep, state, problem.goal, cand, problem.options)
             low = energy.argmin()
             nominal = cand[low]
             iterations.record(energy[low], nominal, samples)
